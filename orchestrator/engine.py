@@ -1,0 +1,680 @@
+"""The orchestrator: takes jobs in, submits them, receives and polls, fetches results.
+
+Every piece of work is a job whose ``next_check_at`` is due: ``queued`` jobs are
+submitted, ``submitted`` jobs polled, ``fetching`` jobs downloaded, and a
+``submitting`` job whose lease ran out was cut off mid-call and becomes
+``uncertain``. One loop leases due jobs and the callback inbox feeds the same
+``apply_update``; it sleeps until the next job is due or a signal wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from orchestrator.applying import apply_update, transition
+from orchestrator.backoff import PollPolicy
+from orchestrator.budgets import Budgets
+from orchestrator.clock import Clock
+from orchestrator.ids import new_id
+from orchestrator.inputs import InputStore
+from orchestrator.providers.base import Provider, SubmitRequest
+from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
+from orchestrator.states import Event
+from orchestrator.store.protocol import (
+    Changes,
+    Delivery,
+    DeliveryStatus,
+    NewDelivery,
+    NewJob,
+    Store,
+)
+from schemas.api import CreateJob
+from schemas.errors import (
+    FetchError,
+    ProviderError,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUncertain,
+    RejectedPayload,
+)
+from schemas.jobs import Failure, FailureReason, Job, JobState, ProviderUpdate, ResultInfo
+
+log = logging.getLogger(__name__)
+
+# How long after a job's deadline its callback URL still works: a late success
+# is still worth having while the provider's result URL lives.
+CALLBACK_GRACE_S = 6 * 3600.0
+# Extra time a submit call holds its job beyond the call's own timeout.
+SUBMIT_LEASE_MARGIN_S = 30.0
+WORK_LEASE_S = 300.0
+
+
+class Fetcher(Protocol):
+    async def fetch(self, url: str, key_stem: str) -> ResultInfo: ...
+
+    async def store_bytes(self, data: bytes, key_stem: str) -> ResultInfo: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    public_base: str
+    job_deadline_s: float
+    submit_timeout_s: float
+    input_url_ttl_s: float
+    poll: PollPolicy
+    concurrency: int = 8
+    verify_callbacks: frozenset[str] = frozenset()
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        store: Store,
+        providers: Mapping[str, Provider],
+        fetcher: Fetcher,
+        inputs: InputStore,
+        callback_signer: CallbackSigner,
+        input_signer: InputSigner,
+        budgets: Budgets,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.providers = providers
+        self.fetcher = fetcher
+        self.inputs = inputs
+        self.callback_signer = callback_signer
+        self.input_signer = input_signer
+        self.budgets = budgets
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.concurrency)
+
+    # intake ------------------------------------------------------------------
+
+    async def create_job(
+        self, request: CreateJob, *, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        provider = self.providers[request.provider]
+        options = provider.validate_options(request.scale, request.options)
+        now = self.clock.now()
+        job_id = new_id("job", now)
+        image_digest = (
+            hashlib.sha256(request.image_bytes).hexdigest() if request.image_bytes else None
+        )
+        digest = hashlib.sha256(
+            json.dumps(
+                [
+                    request.provider,
+                    request.scale,
+                    options,
+                    request.metadata,
+                    request.image_url,
+                    image_digest,
+                ],
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
+        input_key = None
+        if request.image_bytes is not None:
+            self.inputs.check(request.image_bytes)
+        if request.image_bytes is not None:
+            input_key = await self.inputs.save(job_id, request.image_bytes)
+        new = NewJob(
+            id=job_id,
+            provider=request.provider,
+            scale=request.scale,
+            options=options,
+            metadata=request.metadata,
+            input_url=request.image_url,
+            input_key=input_key,
+            created_at=now,
+            deadline_at=now + timedelta(seconds=self.config.job_deadline_s),
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        )
+        job, created = await self.store.create_job(new)
+        if not created and input_key is not None:
+            await self.inputs.discard(input_key)
+        if created:
+            log.info(
+                "job.created",
+                extra={"job_id": job.id, "provider": job.provider, "action": "created"},
+            )
+            self.wake()
+        return job, created
+
+    async def cancel(self, job: Job) -> Job:
+        applied = await transition(self.store, job, Event.CANCEL, cause="api", now=self.clock.now())
+        return applied.job
+
+    # callbacks -----------------------------------------------------------------
+
+    def callback_url(self, provider: str, job: Job) -> str:
+        expires = job.deadline_at.timestamp() + CALLBACK_GRACE_S
+        token = self.callback_signer.for_job(provider, job.id, expires)
+        return f"{self.config.public_base}/callbacks/{provider}/{token}"
+
+    def account_callback_url(self, provider: str) -> str:
+        token = self.callback_signer.for_account(provider)
+        return f"{self.config.public_base}/callbacks/{provider}/{token}"
+
+    def input_url(self, job: Job) -> str | None:
+        if job.input_url is not None:
+            return job.input_url
+        if job.input_key is None:
+            return None
+        expires = self.clock.now().timestamp() + self.config.input_url_ttl_s
+        return f"{self.config.public_base}/inputs/{self.input_signer.sign(job.input_key, expires)}"
+
+    async def receive(
+        self,
+        claims: CallbackClaims,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        source: str = "live",
+    ) -> Delivery:
+        """Store a raw delivery (the caller answers 2xx only after this returns)."""
+        now = self.clock.now()
+        dedupe = hashlib.sha256(
+            f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
+        ).hexdigest()
+        delivery = await self.store.record_delivery(
+            NewDelivery(
+                id=new_id("dlv", now),
+                provider=claims.provider,
+                claimed_job_id=claims.job_id,
+                received_at=now,
+                headers=dict(headers),
+                body=body,
+                dedupe_key=dedupe,
+                source=source,
+            )
+        )
+        if delivery.status is DeliveryStatus.DUPLICATE:
+            log.info(
+                "callback.duplicate",
+                extra={
+                    "provider": claims.provider,
+                    "job_id": claims.job_id,
+                    "action": "duplicate",
+                    "delivery_id": delivery.id,
+                },
+            )
+        self.wake()
+        return delivery
+
+    async def process_inbox(self, *, limit: int = 100) -> int:
+        pending = await self.store.pending_deliveries(limit=limit)
+        for delivery in pending:
+            await self.process_delivery(delivery)
+        return len(pending)
+
+    async def process_delivery(self, delivery: Delivery) -> DeliveryStatus:
+        now = self.clock.now()
+        provider = self.providers.get(delivery.provider)
+        if provider is None:
+            await self._mark(delivery, DeliveryStatus.DEAD, error="unknown provider")
+            return DeliveryStatus.DEAD
+        try:
+            update = provider.parse_callback(delivery.body)
+        except RejectedPayload as exc:
+            await self._mark(delivery, DeliveryStatus.DEAD, error=f"unparseable: {exc.message}")
+            return DeliveryStatus.DEAD
+        job: Job | None
+        if delivery.claimed_job_id is not None:
+            job = await self.store.get_job(delivery.claimed_job_id)
+        elif update.provider_job_id is not None:
+            job = await self.store.find_job(delivery.provider, update.provider_job_id)
+        else:
+            job = None
+        if job is None:
+            await self._mark(
+                delivery,
+                DeliveryStatus.UNMATCHED,
+                provider_job_id=update.provider_job_id,
+                error="no job of ours matches this callback",
+            )
+            return DeliveryStatus.UNMATCHED
+        if (
+            job.provider_job_id is not None
+            and update.provider_job_id is not None
+            and job.provider_job_id != update.provider_job_id
+        ):
+            await self._mark(
+                delivery,
+                DeliveryStatus.DEAD,
+                job_id=job.id,
+                provider_job_id=update.provider_job_id,
+                error="callback carries another provider job id than the job's",
+            )
+            return DeliveryStatus.DEAD
+        if job.state in (JobState.QUEUED, JobState.SUBMITTING):
+            # It raced our submit answer: keep it until that answer is stored.
+            await self._mark(
+                delivery,
+                DeliveryStatus.PENDING,
+                job_id=job.id,
+                provider_job_id=update.provider_job_id,
+            )
+            return DeliveryStatus.PENDING
+        if update.status.value == "succeeded" and job.provider in self.config.verify_callbacks:
+            # The callback is unsigned: treat it as a hint and ask the provider.
+            await self.store.update_job(job, Changes(next_check_at=now), now=now)
+            self.wake()
+        else:
+            await apply_update(self.store, job, update, cause=f"callback:{delivery.id}", now=now)
+        await self._mark(
+            delivery,
+            DeliveryStatus.APPLIED,
+            job_id=job.id,
+            provider_job_id=update.provider_job_id,
+        )
+        return DeliveryStatus.APPLIED
+
+    async def _mark(
+        self,
+        delivery: Delivery,
+        status: DeliveryStatus,
+        *,
+        job_id: str | None = None,
+        provider_job_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self.store.mark_delivery(
+            delivery.id,
+            status,
+            now=self.clock.now(),
+            job_id=job_id,
+            provider_job_id=provider_job_id,
+            error=error,
+        )
+        log.info(
+            "callback.processed",
+            extra={
+                "provider": delivery.provider,
+                "job_id": job_id,
+                "action": status.value,
+                "delivery_id": delivery.id,
+                "error": error,
+            },
+        )
+
+    # due work --------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def recover(self, *, sole_process: bool) -> None:
+        """After a restart: submit calls that were cut off leave their jobs uncertain."""
+        now = self.clock.now()
+        if not sole_process:
+            return
+        await self.store.clear_leases()
+        far = now + timedelta(days=36500)
+        for job in await self.store.interrupted_submissions(now=far):
+            await self._interrupted(job)
+
+    async def run_due(self, *, limit: int = 64) -> int:
+        """Lease what is due and start handling it; returns how many jobs were started."""
+        free = self.config.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        jobs = await self.store.lease_due(
+            now=self.clock.now(), lease_s=WORK_LEASE_S, limit=min(limit, free)
+        )
+        for job in jobs:
+            task = asyncio.create_task(self._handle(job))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        return len(jobs)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.wake()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job.handler_crashed", exc_info=task.exception())
+
+    async def _handle(self, job: Job) -> None:
+        async with self._slots:
+            if job.state is JobState.QUEUED:
+                await self._submit(job)
+            elif job.state is JobState.SUBMITTING:
+                await self._interrupted(job)
+            elif job.state is JobState.SUBMITTED:
+                await self._poll(job)
+            elif job.state is JobState.FETCHING:
+                await self._fetch(job)
+
+    async def run_until_idle(self, *, max_rounds: int = 10_000) -> None:
+        """Process everything that is due now, then return (for tests and batch use)."""
+        for _ in range(max_rounds):
+            started = await self.process_inbox() + await self.run_due()
+            if self._inflight:
+                await asyncio.wait(set(self._inflight))
+                continue
+            if started == 0:
+                return
+
+    async def run_forever(self, stop: asyncio.Event, *, sole_process: bool) -> None:
+        await self.recover(sole_process=sole_process)
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                started = await self.process_inbox() + await self.run_due()
+            except Exception:
+                log.exception("loop.error")
+                started = 0
+                await asyncio.sleep(1.0)
+            if started:
+                continue
+            timeout = await self._sleep_s()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+        for task in list(self._inflight):
+            task.cancel()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+    async def _sleep_s(self) -> float:
+        if len(self._inflight) >= self.config.concurrency:
+            return 60.0
+        nxt = await self.store.next_due_at()
+        if nxt is None:
+            return 60.0
+        return max(0.0, min(60.0, (nxt - self.clock.now()).total_seconds()))
+
+    # handlers ---------------------------------------------------------------------
+
+    async def _reschedule(self, job: Job, seconds: float, *, attempts: int | None = None) -> None:
+        now = self.clock.now()
+        changes = Changes(
+            next_check_at=now + timedelta(seconds=max(0.0, seconds)),
+            attempts=job.attempts if attempts is None else attempts,
+        )
+        await self.store.update_job(job, changes, now=now)
+
+    async def _past_deadline(self, job: Job) -> bool:
+        now = self.clock.now()
+        if now < job.deadline_at:
+            return False
+        await transition(
+            self.store,
+            job,
+            Event.DEADLINE,
+            cause="deadline",
+            now=now,
+            changes=Changes(
+                failure=Failure(FailureReason.DEADLINE, "no result before the job's deadline")
+            ),
+        )
+        return True
+
+    async def _interrupted(self, job: Job) -> None:
+        await transition(
+            self.store,
+            job,
+            Event.SUBMIT_UNCERTAIN,
+            cause="recovery",
+            now=self.clock.now(),
+            changes=Changes(
+                failure=Failure(
+                    "submission_uncertain",
+                    "the submit call was cut off; the provider may have the job and bill it",
+                )
+            ),
+        )
+
+    async def _submit(self, job: Job) -> None:
+        if await self._past_deadline(job):
+            return
+        provider = self.providers[job.provider]
+        now = self.clock.now()
+        wait = self.budgets.try_acquire(job.provider, "submit", now.timestamp())
+        if wait > 0:
+            await self._reschedule(job, wait)
+            return
+        hold = self.config.submit_timeout_s + SUBMIT_LEASE_MARGIN_S
+        until = now + timedelta(seconds=hold)
+        started = await transition(
+            self.store,
+            job,
+            Event.SUBMIT_STARTED,
+            cause="submit",
+            now=now,
+            changes=Changes(next_check_at=until, lease_until=until),
+        )
+        if not started.changed:
+            return
+        job = started.job
+        request = SubmitRequest(
+            job_id=job.id,
+            scale=job.scale,
+            options=job.options,
+            image_url=self.input_url(job),
+            image_bytes=None,
+            callback_url=(
+                self.callback_url(job.provider, job) if provider.callback_mode == "job" else None
+            ),
+        )
+        if not provider.needs_image_url and job.input_key is not None:
+            path = self.inputs.path(job.input_key)
+            request = SubmitRequest(
+                job_id=job.id,
+                scale=job.scale,
+                options=job.options,
+                image_url=None,
+                image_bytes=await asyncio.to_thread(path.read_bytes),
+                callback_url=request.callback_url,
+            )
+        try:
+            accepted = await provider.submit(request)
+        except ProviderThrottled as exc:
+            self.budgets.cool_down(
+                job.provider, "submit", self.clock.now().timestamp(), exc.retry_after_s
+            )
+            await self._deferred(job, exc.retry_after_s, exc)
+            return
+        except ProviderUncertain as exc:
+            await transition(
+                self.store,
+                job,
+                Event.SUBMIT_UNCERTAIN,
+                cause="submit",
+                now=self.clock.now(),
+                changes=Changes(failure=Failure("submission_uncertain", exc.message)),
+            )
+            return
+        except ProviderRejected as exc:
+            await transition(
+                self.store,
+                job,
+                Event.SUBMIT_REJECTED,
+                cause="submit",
+                now=self.clock.now(),
+                changes=Changes(failure=Failure(exc.reason, exc.message)),
+            )
+            return
+        except ProviderError as exc:
+            delay = self.config.poll.delay_s(job.attempts + 1, self.rng)
+            await self._deferred(job, max(1.0, delay), exc)
+            return
+        now = self.clock.now()
+        applied = await transition(
+            self.store,
+            job,
+            Event.SUBMIT_ACCEPTED,
+            cause="submit",
+            now=now,
+            changes=Changes(
+                provider_job_id=accepted.provider_job_id,
+                cost=accepted.cost,
+                attempts=0,
+                next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
+            ),
+        )
+        job = applied.job
+        if accepted.update is not None:
+            await self._apply_inline(job, accepted.update)
+        for delivery in await self.store.deliveries_waiting_for(
+            job.id, job.provider, job.provider_job_id
+        ):
+            await self.process_delivery(delivery)
+
+    async def _apply_inline(self, job: Job, update: ProviderUpdate) -> None:
+        await apply_update(self.store, job, update, cause="submit", now=self.clock.now())
+
+    async def _deferred(self, job: Job, seconds: float, exc: ProviderError) -> None:
+        now = self.clock.now()
+        log.info(
+            "provider.deferred",
+            extra={
+                "job_id": job.id,
+                "provider": job.provider,
+                "action": "submit_deferred",
+                "error": exc.code,
+                "retry_in_s": round(seconds, 3),
+            },
+        )
+        await transition(
+            self.store,
+            job,
+            Event.SUBMIT_DEFERRED,
+            cause="submit",
+            now=now,
+            changes=Changes(
+                next_check_at=now + timedelta(seconds=seconds), attempts=job.attempts + 1
+            ),
+        )
+
+    async def _poll(self, job: Job) -> None:
+        if await self._past_deadline(job):
+            return
+        provider = self.providers[job.provider]
+        if job.provider_job_id is None:
+            return
+        now = self.clock.now()
+        wait = self.budgets.try_acquire(job.provider, "status", now.timestamp())
+        if wait > 0:
+            await self._reschedule(job, wait)
+            return
+        try:
+            update = await provider.poll(job.provider_job_id)
+        except ProviderThrottled as exc:
+            self.budgets.cool_down(
+                job.provider, "status", self.clock.now().timestamp(), exc.retry_after_s
+            )
+            await self._reschedule(job, exc.retry_after_s)
+            return
+        except ProviderRejected as exc:
+            await transition(
+                self.store,
+                job,
+                Event.PROVIDER_FAILED,
+                cause="poll",
+                now=self.clock.now(),
+                changes=Changes(failure=Failure(exc.reason, exc.message)),
+            )
+            return
+        except ProviderError:
+            attempts = job.attempts + 1
+            await self._reschedule(
+                job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+            )
+            return
+        applied = await apply_update(self.store, job, update, cause="poll", now=self.clock.now())
+        if not applied.changed and applied.job.state is JobState.SUBMITTED:
+            attempts = applied.job.attempts + 1
+            await self._reschedule(
+                applied.job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+            )
+
+    async def _fetch(self, job: Job) -> None:
+        if await self._past_deadline(job):
+            return
+        if not job.result_url:
+            await self._result_failed(
+                job, Failure(FailureReason.RESULT_INVALID, "the provider gave no result URL")
+            )
+            return
+        try:
+            result = await self.fetcher.fetch(job.result_url, job.id)
+        except FetchError as exc:
+            await self._fetch_failed(job, exc)
+            return
+        await transition(
+            self.store,
+            job,
+            Event.RESULT_STORED,
+            cause="fetch",
+            now=self.clock.now(),
+            changes=Changes(
+                result=result,
+                detail={
+                    "bytes": result.bytes,
+                    "sha256": result.sha256,
+                    "width": result.width,
+                    "height": result.height,
+                },
+            ),
+        )
+
+    async def _fetch_failed(self, job: Job, exc: FetchError) -> None:
+        now = self.clock.now()
+        log.info(
+            "result.fetch_failed",
+            extra={
+                "job_id": job.id,
+                "provider": job.provider,
+                "action": exc.code,
+                "error": exc.message,
+            },
+        )
+        if exc.retryable:
+            attempts = job.attempts + 1
+            await self._reschedule(
+                job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+            )
+            return
+        if exc.reason == FailureReason.RESULT_EXPIRED and job.refetches < 1:
+            # One re-poll for a fresh URL before giving up.
+            await transition(
+                self.store,
+                job,
+                Event.RESULT_REFRESH,
+                cause="fetch",
+                now=now,
+                changes=Changes(refetches=job.refetches + 1, next_check_at=now, result_url=None),
+            )
+            return
+        await self._result_failed(job, Failure(exc.reason, exc.message))
+
+    async def _result_failed(self, job: Job, failure: Failure) -> None:
+        await transition(
+            self.store,
+            job,
+            Event.RESULT_FAILED,
+            cause="fetch",
+            now=self.clock.now(),
+            changes=Changes(failure=failure),
+        )

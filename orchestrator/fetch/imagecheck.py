@@ -1,0 +1,245 @@
+"""Is a downloaded file really an image we accept, and how big is it?
+
+Results can be hundreds of megabytes, so nothing here decodes pixels:
+
+* :func:`sniff_format` looks at the magic bytes only;
+* :func:`inspect_image` reads the dimensions from the header (our own parse
+  for PNG, GIF, WEBP and BMP, so an oversized canvas is refused before
+  Pillow allocates anything), opens the file with Pillow restricted to the
+  sniffed format (header only), checks ``width * height`` against
+  ``max_pixels``, and verifies integrity without decoding: for PNG we walk
+  the chunks and check every CRC in fixed-size blocks (Pillow's own
+  ``verify()`` reads each chunk into memory at once), for the others
+  Pillow's ``verify()``.
+
+Pillow's global ``Image.MAX_IMAGE_PIXELS`` still applies on top: its
+``DecompressionBombError`` (and the warning, when warnings are errors) is
+reported as :class:`ResultInvalid` like our own limit. Caveat: Pillow's
+WEBP plugin reads the whole file into memory to open it (bounded by the
+download cap), after our header check has bounded the canvas.
+
+Everything is synchronous; callers run :func:`inspect_image` in a thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+from PIL import Image, UnidentifiedImageError
+
+from schemas.errors import ResultInvalid
+
+__all__ = [
+    "CONTENT_TYPES",
+    "EXTENSIONS",
+    "SNIFF_BYTES",
+    "ImageFacts",
+    "extension_for",
+    "inspect_image",
+    "sniff_format",
+]
+
+SNIFF_BYTES = 16
+"""How many leading bytes :func:`sniff_format` needs to decide."""
+
+_HEADER_BYTES = 64
+_VERIFY_BLOCK = 1 << 20
+
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "tiff": "image/tiff",
+    "bmp": "image/bmp",
+}
+EXTENSIONS = {
+    "png": "png",
+    "jpeg": "jpg",
+    "webp": "webp",
+    "gif": "gif",
+    "tiff": "tiff",
+    "bmp": "bmp",
+}
+# Our format name -> the Pillow plugins allowed to open it.
+_PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
+    "png": ("PNG",),
+    "jpeg": ("JPEG",),
+    "webp": ("WEBP",),
+    "gif": ("GIF",),
+    "tiff": ("TIFF",),
+    "bmp": ("BMP",),
+}
+# Pillow's format name -> ours (a JPEG with several pictures opens as MPO).
+_FROM_PILLOW = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "GIF": "gif"}
+_FROM_PILLOW |= {"TIFF": "tiff", "BMP": "bmp"}
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageFacts(NamedTuple):
+    """What :func:`inspect_image` found: ``(format, width, height, content_type)``."""
+
+    format: str
+    width: int
+    height: int
+    content_type: str
+
+    @property
+    def ext(self) -> str:
+        return EXTENSIONS[self.format]
+
+
+def extension_for(fmt: str) -> str:
+    """The file extension we store a format under (``jpeg`` -> ``jpg``)."""
+    return EXTENSIONS[fmt]
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format the leading bytes announce, or None (give at least SNIFF_BYTES)."""
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "bmp"
+    return None
+
+
+def inspect_image(path: Path, max_pixels: int) -> ImageFacts:
+    """Check that ``path`` is a sound image of at most ``max_pixels``; never decodes pixels.
+
+    Raises :class:`ResultInvalid` for anything else.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_HEADER_BYTES)
+    except OSError as exc:
+        raise ResultInvalid(f"cannot read the result file: {exc.strerror}") from exc
+    if not head:
+        raise ResultInvalid("result is empty")
+    fmt = sniff_format(head)
+    if fmt is None:
+        raise ResultInvalid("result is not an image (unrecognised magic bytes)")
+    declared = _header_size(fmt, head)
+    if declared is not None:
+        _check_size(fmt, *declared, max_pixels)
+
+    width, height = _open_and_verify(path, fmt)
+    _check_size(fmt, width, height, max_pixels)
+    return ImageFacts(fmt, width, height, CONTENT_TYPES[fmt])
+
+
+def _open_and_verify(path: Path, fmt: str) -> tuple[int, int]:
+    try:
+        with Image.open(path, formats=_PILLOW_FORMATS[fmt]) as img:
+            opened = _FROM_PILLOW.get(img.format or "")
+            size = img.size
+            if opened != fmt:
+                raise ResultInvalid(f"result claims to be {fmt} but reads as {img.format}")
+            if fmt != "png":
+                img.verify()
+    except ResultInvalid:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ResultInvalid(f"{fmt} result refused as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ResultInvalid(f"{fmt} result is not a readable image") from exc
+    except Exception as exc:  # any other parse failure on untrusted bytes
+        detail = str(exc).replace(str(path), "<file>")  # no local paths in messages
+        raise ResultInvalid(f"{fmt} result is not a readable image: {detail}") from exc
+    if fmt == "png":
+        _verify_png(path)
+    return size
+
+
+def _check_size(fmt: str, width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ResultInvalid(f"{fmt} result has invalid dimensions {width}x{height}")
+    if width * height > max_pixels:
+        raise ResultInvalid(
+            f"{fmt} result of {width}x{height} pixels exceeds the limit of {max_pixels} pixels"
+        )
+
+
+def _header_size(fmt: str, head: bytes) -> tuple[int, int] | None:
+    """Dimensions announced by the header, for the formats where that is cheap."""
+    try:
+        if fmt == "png" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return int(width), int(height)
+        if fmt == "gif":
+            width, height = struct.unpack("<HH", head[6:10])
+            return int(width), int(height)
+        if fmt == "bmp":
+            header_size = struct.unpack("<I", head[14:18])[0]
+            if header_size == 12:  # OS/2 BITMAPCOREHEADER
+                width, height = struct.unpack("<HH", head[18:22])
+                return int(width), int(height)
+            width, height = struct.unpack("<ii", head[18:26])
+            return int(width), abs(int(height))
+        if fmt == "webp":
+            return _webp_size(head)
+    except struct.error:
+        return None
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return int(width) & 0x3FFF, int(height) & 0x3FFF
+    if chunk == b"VP8L" and head[20:21] == b"\x2f":
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _verify_png(path: Path) -> None:
+    """Walk every chunk and check its CRC, reading in fixed-size blocks."""
+    seen_idat = False
+    try:
+        with path.open("rb") as fh:
+            fh.seek(len(_PNG_MAGIC))
+            while True:
+                header = fh.read(8)
+                if len(header) < 8:
+                    raise ResultInvalid("png result is truncated (no IEND chunk)")
+                length, kind = struct.unpack(">I4s", header)
+                if length > 0x7FFFFFFF or not kind.isalpha():
+                    raise ResultInvalid("png result has a malformed chunk")
+                crc = zlib.crc32(kind)
+                remaining = length
+                while remaining:
+                    block = fh.read(min(remaining, _VERIFY_BLOCK))
+                    if not block:
+                        raise ResultInvalid("png result is truncated")
+                    crc = zlib.crc32(block, crc)
+                    remaining -= len(block)
+                stored = fh.read(4)
+                if len(stored) < 4:
+                    raise ResultInvalid("png result is truncated")
+                if int.from_bytes(stored, "big") != crc:
+                    raise ResultInvalid(f"png result is corrupt (bad CRC in {kind.decode()} chunk)")
+                if kind == b"IDAT":
+                    seen_idat = True
+                elif kind == b"IEND":
+                    break
+    except OSError as exc:
+        raise ResultInvalid(f"cannot read the result file: {exc.strerror}") from exc
+    if not seen_idat:
+        raise ResultInvalid("png result has no image data")

@@ -1,0 +1,54 @@
+"""The one protocol every provider adapter implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from schemas.jobs import ProviderUpdate
+
+CallbackMode = Literal["job", "account", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    job_id: str
+    scale: float
+    options: dict[str, Any]
+    image_url: str | None
+    image_bytes: bytes | None = field(default=None, repr=False)
+    callback_url: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The provider took the job.
+
+    ``update`` is set when the submit answer already carries the outcome
+    (synchronous providers), so it is applied like any other signal.
+    """
+
+    provider_job_id: str
+    cost: float | None = None
+    update: ProviderUpdate | None = None
+
+
+class Provider(Protocol):
+    """A provider adapter. Methods raise only the project's own errors.
+
+    - ``validate_options`` raises ``RejectedInput``;
+    - ``submit`` and ``poll`` raise ``ProviderError`` subclasses;
+    - ``parse_callback`` raises ``RejectedPayload``.
+    """
+
+    name: str
+    callback_mode: CallbackMode
+    needs_image_url: bool
+
+    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def submit(self, request: SubmitRequest) -> Accepted: ...
+
+    async def poll(self, provider_job_id: str) -> ProviderUpdate: ...
+
+    def parse_callback(self, body: bytes) -> ProviderUpdate: ...

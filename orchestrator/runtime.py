@@ -1,0 +1,173 @@
+"""The composition root: builds the store, clients, providers and orchestrator from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from orchestrator.backoff import PollPolicy
+from orchestrator.bootstrap_secrets import api_tokens, signing_keys
+from orchestrator.budgets import Budgets
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.fetch.allowlist import AllowList
+from orchestrator.fetch.fetcher import ResultFetcher
+from orchestrator.fetch.transport import make_guarded_client
+from orchestrator.inputs import InputStore
+from orchestrator.providers.base import Provider
+from orchestrator.providers.upsampler import UpsamplerProvider
+from orchestrator.results import LocalResultStorage
+from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
+from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.store.sqlite import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+SANDBOX_KEY = "sandbox"
+SANDBOX_PATHS = {"upsampler": "/sandbox/upsampler/api/v1"}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: SQLiteStore
+    orchestrator: Orchestrator
+    api_tokens: tuple[Secret, ...]
+    api_token_file: Path | None
+    results: LocalResultStorage
+    inputs: InputStore
+    callback_signer: CallbackSigner
+    input_signer: InputSigner
+    sandboxed: tuple[str, ...]
+    listen_url: str
+    run_loops: bool = True
+    sole_process: bool = True
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self.orchestrator.providers
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.run_loops:
+            self._stop.clear()
+            self._loop_task = asyncio.create_task(
+                self.orchestrator.run_forever(self._stop, sole_process=self.sole_process)
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        for client in self.clients:
+            await client.aclose()
+        await self.store.close()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    listen_url: str,
+    clock: Clock | None = None,
+    run_loops: bool = True,
+) -> Runtime:
+    clock = clock or SystemClock()
+    data_dir = settings.data_dir
+    listen_url = listen_url.rstrip("/")
+    public_base = settings.public_base(listen_url)
+    keys = signing_keys(settings.secret_keys, data_dir)
+    tokens, token_file = api_tokens(settings.api_tokens, data_dir)
+    callback_signer = CallbackSigner(keys, clock)
+    input_signer = InputSigner(keys, clock)
+
+    api_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.submit_timeout_s, connect=10.0),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    allow = AllowList.parse(settings.fetch_allow_hosts)
+    providers: dict[str, Provider] = {}
+    budgets = Budgets()
+    sandboxed: list[str] = []
+    verify: set[str] = set()
+    for name, conf in settings.providers.items():
+        if conf.sandboxed:
+            sandboxed.append(name)
+            base_url = conf.base_url or f"{listen_url}{SANDBOX_PATHS[name]}"
+            allow = allow.with_origin(base_url)
+            key = SANDBOX_KEY
+        else:
+            base_url = conf.base_url or REAL_BASE_URLS[name]
+            key = conf.api_key.reveal() if conf.api_key else SANDBOX_KEY
+        if conf.verify_callbacks:
+            verify.add(name)
+        budgets.configure(
+            name, "submit", [(conf.submits_per_min, 60.0), (conf.submits_per_hour, 3600.0)]
+        )
+        budgets.configure(name, "status", [(conf.status_per_min, 60.0)])
+        if name == "upsampler":
+            providers[name] = UpsamplerProvider(
+                api_client,
+                base_url=base_url,
+                api_key=key,
+                submit_timeout_s=settings.submit_timeout_s,
+            )
+    fetch_client = make_guarded_client(allow, timeout=httpx.Timeout(60.0, connect=10.0))
+    results = LocalResultStorage(data_dir / "results")
+    fetcher = ResultFetcher(
+        fetch_client,
+        results,
+        data_dir / "results" / ".tmp",
+        max_bytes=settings.max_result_bytes,
+        max_pixels=settings.max_result_pixels,
+    )
+    inputs = InputStore(data_dir / "inputs", max_bytes=settings.max_upload_bytes)
+    store = SQLiteStore(settings.database_path)
+    config = EngineConfig(
+        public_base=public_base,
+        job_deadline_s=settings.job_deadline_s,
+        submit_timeout_s=settings.submit_timeout_s,
+        input_url_ttl_s=settings.input_url_ttl_s,
+        poll=PollPolicy(
+            grace_s=settings.poll_grace_s, base_s=settings.poll_base_s, cap_s=settings.poll_cap_s
+        ),
+        concurrency=settings.worker_concurrency,
+        verify_callbacks=frozenset(verify),
+    )
+    orchestrator = Orchestrator(
+        config=config,
+        store=store,
+        providers=providers,
+        fetcher=fetcher,
+        inputs=inputs,
+        callback_signer=callback_signer,
+        input_signer=input_signer,
+        budgets=budgets,
+        clock=clock,
+        rng=random.Random(),
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        orchestrator=orchestrator,
+        api_tokens=tokens,
+        api_token_file=token_file,
+        results=results,
+        inputs=inputs,
+        callback_signer=callback_signer,
+        input_signer=input_signer,
+        sandboxed=tuple(sandboxed),
+        listen_url=listen_url,
+        run_loops=run_loops,
+        clients=[api_client, fetch_client],
+    )

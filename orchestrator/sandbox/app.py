@@ -1,0 +1,142 @@
+"""The sandbox app: provider doubles plus fault and stats control endpoints.
+
+Routes (relative to where the app is mounted, ``/sandbox`` in the service and
+standalone):
+
+- ``/upsampler/api/v1/...``     the Upsampler API (see ``upsampler.py``)
+- ``/upsampler/results/{token}.png|.jpg``  hosted results
+- ``GET /faults``, ``PUT /faults`` (JSON object merged in), ``DELETE /faults`` (defaults)
+- ``GET /stats``, ``DELETE /stats`` (zero every counter)
+
+Starlette does not run the lifespan of a mounted app: a host app must enter
+``sandbox.router.lifespan_context(sandbox)`` in its own lifespan (or call
+``await sandbox.state.sandbox.aclose()`` at shutdown).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TypedDict, Unpack
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from orchestrator.sandbox import upsampler
+from orchestrator.sandbox.context import RootPathRecorder, SandboxContext
+from orchestrator.sandbox.faults import Faults
+from orchestrator.sandbox.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_MOUNT = "/sandbox"
+
+
+class SandboxOptions(TypedDict, total=False):
+    faults: Faults | None
+    api_key: str | None
+    seed: int | None
+    callback_backoff_s: float
+    clock: Callable[[], float] | None
+    result_ttl_s: float
+    max_output_pixels: int
+
+
+def create_sandbox_app(
+    *,
+    faults: Faults | None = None,
+    api_key: str | None = None,
+    seed: int | None = None,
+    callback_backoff_s: float = 0.5,
+    clock: Callable[[], float] | None = None,
+    result_ttl_s: float = 3 * 3600.0,
+    max_output_pixels: int = 50_000_000,
+) -> Starlette:
+    """Build the sandbox app. Its state is reachable as ``app.state.sandbox``.
+
+    ``faults`` is used as is (not copied), so a caller holding it sees and can
+    make changes; ``clock`` (seconds, default ``time.monotonic``) drives result
+    URL expiry after ``result_ttl_s``.
+    """
+    ctx = SandboxContext(
+        faults=faults if faults is not None else Faults(),
+        stats=Stats(),
+        rng=random.Random(seed),
+        clock=clock or time.monotonic,
+        api_key=api_key,
+        callback_backoff_s=callback_backoff_s,
+        result_ttl_s=result_ttl_s,
+        max_output_pixels=max_output_pixels,
+    )
+    ups = upsampler.UpsamplerSandbox(ctx)
+
+    async def get_faults(request: Request) -> Response:
+        return JSONResponse(ctx.faults.as_dict())
+
+    async def put_faults(request: Request) -> Response:
+        try:
+            values = json.loads(await request.body())
+            ctx.faults.update(values)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        logger.info("sandbox faults updated: %s", values)
+        return JSONResponse(ctx.faults.as_dict())
+
+    async def reset_faults(request: Request) -> Response:
+        ctx.faults.update(Faults().as_dict())
+        return JSONResponse(ctx.faults.as_dict())
+
+    async def get_stats(request: Request) -> Response:
+        return JSONResponse(ctx.stats.as_dict())
+
+    async def reset_stats(request: Request) -> Response:
+        ctx.stats.reset()
+        return JSONResponse(ctx.stats.as_dict())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await ctx.aclose()
+
+    app = Starlette(
+        routes=[
+            Mount(upsampler.API_PREFIX, routes=ups.api_routes()),
+            Mount(upsampler.RESULTS_PREFIX, routes=ups.result_routes()),
+            Route("/faults", get_faults, methods=["GET"]),
+            Route("/faults", put_faults, methods=["PUT"]),
+            Route("/faults", reset_faults, methods=["DELETE"]),
+            Route("/stats", get_stats, methods=["GET"]),
+            Route("/stats", reset_stats, methods=["DELETE"]),
+        ],
+        middleware=[Middleware(RootPathRecorder)],
+        lifespan=lifespan,
+    )
+    app.state.sandbox = ctx
+    app.state.upsampler = ups
+    return app
+
+
+def standalone_app(**options: Unpack[SandboxOptions]) -> Starlette:
+    """The sandbox mounted at ``/sandbox``, with its lifespan forwarded."""
+    sandbox = create_sandbox_app(**options)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with sandbox.router.lifespan_context(sandbox):
+            yield
+
+    app = Starlette(routes=[Mount(SANDBOX_MOUNT, app=sandbox)], lifespan=lifespan)
+    app.state.sandbox = sandbox.state.sandbox
+    app.state.upsampler = sandbox.state.upsampler
+    return app

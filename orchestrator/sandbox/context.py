@@ -1,0 +1,121 @@
+"""State shared by every sandbox provider: faults, stats, clock, HTTP client, tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.sandbox.callbacks import CallbackSender
+from orchestrator.sandbox.faults import Faults
+from orchestrator.sandbox.results import ResultStore
+from orchestrator.sandbox.stats import Stats
+
+logger = logging.getLogger(__name__)
+
+# Scope key holding the root path of the sandbox app (where it is mounted).
+ROOT_PATH_KEY = "sandbox.root_path"
+
+
+class RootPathRecorder:
+    """ASGI middleware remembering where the sandbox app is mounted.
+
+    Routes deeper down see a longer ``root_path``; result URLs are built from
+    this one so they stay right whatever prefix the sandbox is mounted under.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[ROOT_PATH_KEY] = scope.get("root_path", "")
+        await self.app(scope, receive, send)
+
+
+def sandbox_root_url(request: Request) -> str:
+    """Absolute URL of the sandbox app's root, without a trailing slash."""
+    root = request.scope.get(ROOT_PATH_KEY)
+    if root is None:
+        root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return str(request.url.replace(path=root, query="", fragment="")).rstrip("/")
+
+
+def retry_after_value(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+class SandboxContext:
+    """Everything the provider modules share. One per sandbox app."""
+
+    def __init__(
+        self,
+        *,
+        faults: Faults,
+        stats: Stats,
+        rng: random.Random,
+        clock: Callable[[], float],
+        api_key: str | None = None,
+        callback_backoff_s: float = 0.5,
+        result_ttl_s: float = 3 * 3600.0,
+        max_output_pixels: int = 50_000_000,
+        max_input_bytes: int = 50 * 1024 * 1024,
+        download_timeout_s: float = 30.0,
+    ) -> None:
+        self.faults = faults
+        self.stats = stats
+        self.rng = rng
+        self.clock = clock
+        self.api_key = api_key
+        self.max_output_pixels = max_output_pixels
+        self.max_input_bytes = max_input_bytes
+        self.download_timeout_s = download_timeout_s
+        self.results = ResultStore(clock=clock, rng=rng, stats=stats, ttl_s=result_ttl_s)
+        self.callbacks = CallbackSender(
+            client=self.client, faults=faults, stats=stats, rng=rng, backoff_s=callback_backoff_s
+        )
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client for downloads and callbacks (created on first use)."""
+        if self._client is None or self._client.is_closed:
+            # trust_env=False: a test double must not be routed through a proxy.
+            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        return self._client
+
+    def new_id(self, nbytes: int = 8) -> str:
+        return f"{self.rng.getrandbits(nbytes * 8):0{nbytes * 2}x}"
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task[None]:
+        """Run ``coro`` in the background; kept referenced until it ends."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    @property
+    def pending_tasks(self) -> int:
+        return len(self._tasks)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("sandbox background task failed", exc_info=task.exception())
+
+    async def aclose(self) -> None:
+        """Cancel background work and close the HTTP client."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,159 @@
+"""One frozen Settings object, read from the environment at the edge and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROVIDERS = ("upsampler",)
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    api_key: Secret | None
+    base_url: str | None
+    verify_callbacks: bool
+    submits_per_min: int
+    submits_per_hour: int
+    status_per_min: int
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.api_key is None
+
+
+REAL_BASE_URLS = {"upsampler": "https://upsampler.com/api/v1"}
+DEFAULT_BUDGETS = {"upsampler": (90, 6000, 240)}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    public_url: str | None = None
+    database_url: str | None = None
+    secret_keys: tuple[Secret, ...] = ()
+    api_tokens: tuple[Secret, ...] = ()
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+    fetch_allow_hosts: str = ""
+    sandbox_faults: str = ""
+    poll_grace_s: float = 20.0
+    poll_base_s: float = 5.0
+    poll_cap_s: float = 300.0
+    job_deadline_s: float = 3600.0
+    submit_timeout_s: float = 60.0
+    input_url_ttl_s: float = 86400.0
+    max_callback_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_result_bytes: int = 512 * 1024 * 1024
+    max_result_pixels: int = 178_000_000
+    worker_concurrency: int = 8
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @property
+    def database_path(self) -> Path:
+        url = self.database_url or f"sqlite:///{self.data_dir / 'upscale.db'}"
+        if not url.startswith("sqlite:///"):
+            raise ValueError("UPSCALE_DATABASE_URL must be sqlite:///PATH")
+        return Path(url.removeprefix("sqlite:///"))
+
+    def public_base(self, fallback: str) -> str:
+        return (self.public_url or fallback).rstrip("/")
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_float(env, name, default))
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _secrets(raw: str | None) -> tuple[Secret, ...]:
+    return tuple(Secret(part.strip()) for part in (raw or "").split(",") if part.strip())
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables (``os.environ`` by default)."""
+    env = os.environ if env is None else env
+    providers: dict[str, ProviderSettings] = {}
+    for name in PROVIDERS:
+        upper = name.upper()
+        key = env.get(f"UPSCALE_{upper}_API_KEY", "").strip()
+        submits_min, submits_hour, status_min = DEFAULT_BUDGETS[name]
+        providers[name] = ProviderSettings(
+            api_key=Secret(key) if key else None,
+            base_url=env.get(f"UPSCALE_{upper}_BASE_URL") or None,
+            verify_callbacks=_bool(env, f"UPSCALE_{upper}_VERIFY_CALLBACKS", False),
+            submits_per_min=_int(env, f"UPSCALE_{upper}_SUBMITS_PER_MIN", submits_min),
+            submits_per_hour=_int(env, f"UPSCALE_{upper}_SUBMITS_PER_HOUR", submits_hour),
+            status_per_min=_int(env, f"UPSCALE_{upper}_STATUS_PER_MIN", status_min),
+        )
+    return Settings(
+        data_dir=Path(env.get("UPSCALE_DATA_DIR") or "data"),
+        public_url=env.get("UPSCALE_PUBLIC_URL") or None,
+        database_url=env.get("UPSCALE_DATABASE_URL") or None,
+        secret_keys=_secrets(env.get("UPSCALE_SECRET_KEYS")),
+        api_tokens=_secrets(env.get("UPSCALE_API_TOKENS")),
+        providers=providers,
+        fetch_allow_hosts=env.get("UPSCALE_FETCH_ALLOW_HOSTS", ""),
+        sandbox_faults=env.get("UPSCALE_SANDBOX_FAULTS", ""),
+        poll_grace_s=_float(env, "UPSCALE_POLL_GRACE_S", 20.0),
+        poll_base_s=_float(env, "UPSCALE_POLL_BASE_S", 5.0),
+        poll_cap_s=_float(env, "UPSCALE_POLL_CAP_S", 300.0),
+        job_deadline_s=_float(env, "UPSCALE_JOB_DEADLINE_S", 3600.0),
+        submit_timeout_s=_float(env, "UPSCALE_SUBMIT_TIMEOUT_S", 60.0),
+        input_url_ttl_s=_float(env, "UPSCALE_INPUT_URL_TTL_S", 86400.0),
+        max_callback_bytes=_int(env, "UPSCALE_MAX_CALLBACK_BYTES", 1024 * 1024),
+        max_upload_bytes=_int(env, "UPSCALE_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
+        max_result_bytes=_int(env, "UPSCALE_MAX_RESULT_BYTES", 512 * 1024 * 1024),
+        max_result_pixels=_int(env, "UPSCALE_MAX_RESULT_PIXELS", 178_000_000),
+        worker_concurrency=max(1, _int(env, "UPSCALE_WORKER_CONCURRENCY", 8)),
+        log_level=env.get("UPSCALE_LOG_LEVEL", "INFO").upper(),
+        log_format=env.get("UPSCALE_LOG_FORMAT", "text").lower(),
+    )

@@ -1,0 +1,89 @@
+"""Signed, expiring tokens for callback URLs and input-image URLs.
+
+Keys are a list, oldest to newest: tokens are signed with the newest and
+verified against all, so a key can be rotated while callbacks are in flight.
+Expiry is checked against an injected clock, never the wall clock directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from orchestrator.clock import Clock
+from orchestrator.settings import Secret
+from schemas.errors import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackClaims:
+    provider: str
+    job_id: str | None  # None for an account-wide token (one URL for all jobs)
+
+
+class _Signer:
+    def __init__(self, keys: Sequence[Secret], clock: Clock, salt: str) -> None:
+        if not keys:
+            raise ValueError("at least one secret key is needed")
+        self._serializer = URLSafeSerializer([k.reveal() for k in keys], salt=salt)
+        self._clock = clock
+
+    def _dump(self, payload: dict[str, Any]) -> str:
+        return str(self._serializer.dumps(payload))
+
+    def _load(self, token: str) -> dict[str, Any]:
+        """Return the payload of a genuine, unexpired token; NotFound for anything else."""
+        try:
+            payload = self._serializer.loads(token)
+        except (BadData, ValueError, TypeError, UnicodeError) as exc:
+            raise NotFound("unknown token") from exc
+        if not isinstance(payload, dict):
+            raise NotFound("unknown token")
+        expires = payload.get("e")
+        if expires is not None:
+            if not isinstance(expires, int | float) or isinstance(expires, bool):
+                raise NotFound("unknown token")
+            if self._clock.now().timestamp() > expires:
+                raise NotFound("expired token")
+        return payload
+
+
+class CallbackSigner(_Signer):
+    """Tokens for ``/callbacks/{provider}/{token}``."""
+
+    def __init__(self, keys: Sequence[Secret], clock: Clock) -> None:
+        super().__init__(keys, clock, salt="upscale.callback.v1")
+
+    def for_job(self, provider: str, job_id: str, expires_at: float) -> str:
+        return self._dump({"p": provider, "j": job_id, "e": int(expires_at)})
+
+    def for_account(self, provider: str) -> str:
+        return self._dump({"p": provider})
+
+    def verify(self, provider: str, token: str) -> CallbackClaims:
+        payload = self._load(token)
+        if payload.get("p") != provider:
+            raise NotFound("token for another provider")
+        job_id = payload.get("j")
+        if job_id is not None and not isinstance(job_id, str):
+            raise NotFound("unknown token")
+        return CallbackClaims(provider=provider, job_id=job_id)
+
+
+class InputSigner(_Signer):
+    """Tokens for ``/inputs/{token}``: lets a provider download an uploaded image."""
+
+    def __init__(self, keys: Sequence[Secret], clock: Clock) -> None:
+        super().__init__(keys, clock, salt="upscale.input.v1")
+
+    def sign(self, key: str, expires_at: float) -> str:
+        return self._dump({"k": key, "e": int(expires_at)})
+
+    def verify(self, token: str) -> str:
+        key = self._load(token).get("k")
+        if not isinstance(key, str):
+            raise NotFound("unknown token")
+        return key

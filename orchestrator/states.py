@@ -1,0 +1,71 @@
+"""The job state machine: a pure transition table.
+
+No clock, no I/O, no logging. The store applies a transition with
+compare-and-set, so of two racing signals exactly one takes effect.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from schemas.jobs import JobState
+
+Q = JobState.QUEUED
+SG = JobState.SUBMITTING
+SD = JobState.SUBMITTED
+F = JobState.FETCHING
+OK = JobState.SUCCEEDED
+X = JobState.FAILED
+U = JobState.UNCERTAIN
+C = JobState.CANCELLED
+
+
+class Event(StrEnum):
+    """What can happen to a job."""
+
+    SUBMIT_STARTED = "submit_started"  # we are about to call the provider
+    SUBMIT_DEFERRED = "submit_deferred"  # the provider did not take it (429, 5xx): try later
+    SUBMIT_ACCEPTED = "submit_accepted"  # the provider gave us its job id
+    SUBMIT_REJECTED = "submit_rejected"  # the provider refused the job
+    SUBMIT_UNCERTAIN = "submit_uncertain"  # no answer: the job may exist and be billed
+    PROVIDER_RUNNING = "provider_running"  # progress signal
+    PROVIDER_SUCCEEDED = "provider_succeeded"  # the provider has a result for us
+    PROVIDER_FAILED = "provider_failed"  # the provider gave up on the job
+    RESULT_STORED = "result_stored"  # downloaded, checked and stored
+    RESULT_FAILED = "result_failed"  # the result could not be fetched or is not an image
+    RESULT_REFRESH = "result_refresh"  # the result URL expired: ask the provider again
+    DEADLINE = "deadline"  # our own deadline passed
+    CANCEL = "cancel"  # an operator or client cancelled the job
+
+
+_NON_TERMINAL = (Q, SG, SD, F, U)
+
+TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
+    (Q, Event.SUBMIT_STARTED): SG,
+    (SG, Event.SUBMIT_DEFERRED): Q,
+    (SG, Event.SUBMIT_ACCEPTED): SD,
+    (SG, Event.SUBMIT_REJECTED): X,
+    (SG, Event.SUBMIT_UNCERTAIN): U,
+    (SD, Event.PROVIDER_RUNNING): SD,
+    # A per-job callback can also settle an uncertain job: it proves the
+    # provider did create it, and says how it ended.
+    (SD, Event.PROVIDER_SUCCEEDED): F,
+    (U, Event.PROVIDER_SUCCEEDED): F,
+    # A synchronous provider's answer is the result itself.
+    (SG, Event.PROVIDER_SUCCEEDED): F,
+    (SD, Event.PROVIDER_FAILED): X,
+    (U, Event.PROVIDER_FAILED): X,
+    (SG, Event.PROVIDER_FAILED): X,
+    (F, Event.RESULT_STORED): OK,
+    (F, Event.RESULT_FAILED): X,
+    (F, Event.RESULT_REFRESH): SD,
+    (Q, Event.DEADLINE): X,
+    (SD, Event.DEADLINE): X,
+    (F, Event.DEADLINE): X,
+    **{(s, Event.CANCEL): C for s in _NON_TERMINAL},
+}
+
+
+def next_state(current: JobState, event: Event) -> JobState | None:
+    """The state ``event`` moves a job in ``current`` to, or None if it may not happen."""
+    return TRANSITIONS.get((current, event))

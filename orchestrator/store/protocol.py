@@ -1,0 +1,196 @@
+"""The Store: domain verbs over jobs, the callback inbox and job history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from orchestrator.states import Event
+from schemas.jobs import Failure, Job, JobState, ResultInfo
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # stored, not processed yet (or its job is not known yet)
+    APPLIED = "applied"  # parsed, matched and applied (or a harmless no-op)
+    DUPLICATE = "duplicate"  # same provider, job and body as an earlier delivery
+    UNMATCHED = "unmatched"  # parsed, but no job of ours has that provider job id
+    DEAD = "dead"  # could not be parsed or applied: kept for replay
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    provider: str
+    scale: float
+    options: dict[str, Any]
+    metadata: Any
+    input_url: str | None
+    input_key: str | None
+    created_at: datetime
+    deadline_at: datetime
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    id: str
+    provider: str
+    claimed_job_id: str | None
+    received_at: datetime
+    headers: dict[str, str]
+    body: bytes
+    dedupe_key: str
+    source: str = "live"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    provider: str
+    claimed_job_id: str | None
+    received_at: datetime
+    headers: dict[str, str]
+    body: bytes
+    source: str
+    status: DeliveryStatus
+    job_id: str | None
+    provider_job_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: datetime
+    from_state: JobState | None
+    to_state: JobState
+    event: str
+    cause: str
+    detail: dict[str, Any] | None
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Columns a transition may set besides the state. Unset fields stay as they are."""
+
+    provider_job_id: str | None = _UNSET
+    result_url: str | None = _UNSET
+    failure: Failure | None = _UNSET
+    result: ResultInfo | None = _UNSET
+    cost: float | None = _UNSET
+    next_check_at: datetime | None = _UNSET
+    attempts: int = _UNSET
+    refetches: int = _UNSET
+    lease_until: datetime | None = _UNSET
+    detail: dict[str, Any] | None = field(default=None)
+
+    def items(self) -> dict[str, Any]:
+        names = (
+            "provider_job_id",
+            "result_url",
+            "failure",
+            "result",
+            "cost",
+            "next_check_at",
+            "attempts",
+            "refetches",
+            "lease_until",
+        )
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not _UNSET}
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    # jobs
+    async def create_job(self, new: NewJob) -> tuple[Job, bool]:
+        """Insert a job in ``queued``; with an idempotency key already used,
+        return the existing job and False (IdempotencyConflict if the body differs)."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def find_job(self, provider: str, provider_job_id: str) -> Job | None: ...
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        provider: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]: ...
+
+    async def apply_transition(
+        self,
+        job: Job,
+        event: Event,
+        to_state: JobState,
+        *,
+        cause: str,
+        changes: Changes | None = None,
+        now: datetime,
+    ) -> Job | None:
+        """Compare-and-set: apply only if the job is still at ``job.version``.
+        Writes a history row in the same transaction. None if another writer won."""
+        ...
+
+    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+        """Compare-and-set change of non-state columns (schedule, attempts)."""
+        ...
+
+    async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
+        """Jobs whose next check is due and that nobody holds, leased to the caller."""
+        ...
+
+    async def next_due_at(self) -> datetime | None: ...
+
+    async def interrupted_submissions(self, *, now: datetime) -> list[Job]:
+        """Jobs left in ``submitting`` whose lease ran out: their submit call was cut off."""
+        ...
+
+    async def lease_job(self, job: Job, *, now: datetime, lease_s: float) -> Job | None: ...
+
+    async def clear_leases(self) -> None:
+        """Drop every lease but those of jobs in ``submitting`` (single-process start-up)."""
+        ...
+
+    async def history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    # the callback inbox
+    async def record_delivery(self, new: NewDelivery) -> Delivery:
+        """Store a raw delivery and commit. A duplicate is stored as such."""
+        ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def pending_deliveries(self, *, limit: int) -> list[Delivery]: ...
+
+    async def deliveries_waiting_for(
+        self, job_id: str, provider: str, provider_job_id: str | None
+    ) -> list[Delivery]:
+        """Pending deliveries that belong to this job: by the job id in their
+        token, or by the provider job id they carry."""
+        ...
+
+    async def mark_delivery(
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        job_id: str | None = None,
+        provider_job_id: str | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int: ...

@@ -1,0 +1,581 @@
+"""The Store on SQLite (aiosqlite, WAL): the embedded default for one process."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from orchestrator.states import Event
+from orchestrator.store.migrate import SchemaTooNew, load_migrations
+from orchestrator.store.protocol import (
+    Changes,
+    Delivery,
+    DeliveryStatus,
+    HistoryEntry,
+    NewDelivery,
+    NewJob,
+)
+from schemas.errors import IdempotencyConflict, StoreUnavailable
+from schemas.jobs import Failure, Job, JobState, ResultInfo
+
+# Jobs with work the orchestrator does when their next check is due. A job in
+# ``submitting`` is due when its lease ran out: its submit call was cut off.
+_DUE_STATES = (
+    JobState.QUEUED.value,
+    JobState.SUBMITTING.value,
+    JobState.SUBMITTED.value,
+    JobState.FETCHING.value,
+)
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _req_dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def request_hash(new: NewJob) -> str:
+    blob = json.dumps(
+        [new.provider, new.scale, new.options, new.metadata, new.input_url, new.input_key],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    failure = None
+    if row["failure_reason"] is not None:
+        failure = Failure(row["failure_reason"], row["failure_message"] or "")
+    result = None
+    if row["result"] is not None:
+        result = ResultInfo(**json.loads(row["result"]))
+    return Job(
+        id=row["id"],
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        version=row["version"],
+        scale=row["scale"],
+        options=json.loads(row["options"]),
+        metadata=json.loads(row["metadata"]) if row["metadata"] is not None else None,
+        input_url=row["input_url"],
+        input_key=row["input_key"],
+        provider_job_id=row["provider_job_id"],
+        result_url=row["result_url"],
+        failure=failure,
+        result=result,
+        cost=row["cost"],
+        attempts=row["attempts"],
+        refetches=row["refetches"],
+        created_at=_req_dt(row["created_at"]),
+        updated_at=_req_dt(row["updated_at"]),
+        deadline_at=_req_dt(row["deadline_at"]),
+        next_check_at=_dt(row["next_check_at"]),
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+def _row_to_delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        provider=row["provider"],
+        claimed_job_id=row["claimed_job_id"],
+        received_at=_req_dt(row["received_at"]),
+        headers=json.loads(row["headers"]),
+        body=bytes(row["body"]),
+        source=row["source"],
+        status=DeliveryStatus(row["status"]),
+        job_id=row["job_id"],
+        provider_job_id=row["provider_job_id"],
+        error=row["error"],
+    )
+
+
+def _column_values(changes: Changes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in changes.items().items():
+        if name == "failure":
+            out["failure_reason"] = value.reason if value else None
+            out["failure_message"] = value.message if value else None
+        elif name == "result":
+            out["result"] = json.dumps(_result_json(value)) if value else None
+        elif name in ("next_check_at", "lease_until"):
+            out[name] = _ts(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _result_json(result: ResultInfo) -> dict[str, Any]:
+    return {
+        "key": result.key,
+        "content_type": result.content_type,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "width": result.width,
+        "height": result.height,
+        "format": result.format,
+    }
+
+
+class SQLiteStore:
+    """One connection, WAL journal, one writer at a time (aiosqlite serialises calls)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        # One connection: transactions of concurrent callers must not interleave.
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreUnavailable("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self._path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA synchronous={self._synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        self._db = db
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        migrations = load_migrations("sqlite")
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
+        )
+        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = (row[0] if row else None) or 0
+        if current > len(migrations):
+            raise SchemaTooNew(
+                f"database schema {current} is newer than this release knows "
+                f"({len(migrations)}); upgrade the service"
+            )
+        for migration in migrations[current:]:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(migration.sql):
+                    await self.db.execute(statement)
+                await self.db.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, strftime('%s'))",
+                    (migration.version,),
+                )
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        try:
+            async with self.db.execute("SELECT 1") as cur:
+                await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one transaction; return each one's rowcount."""
+        counts: list[int] = []
+        async with self._write_lock:
+            return await self._write_locked(statements, counts)
+
+    async def _write_locked(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], counts: list[int]
+    ) -> list[int]:
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    cur = await self.db.execute(sql, params)
+                    counts.append(cur.rowcount)
+                    await cur.close()
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database write failed: {exc}") from exc
+        return counts
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        try:
+            async with self.db.execute(sql, params) as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database read failed: {exc}") from exc
+        return row
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            async with self.db.execute(sql, params) as cur:
+                rows = await cur.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database read failed: {exc}") from exc
+        return list(rows)
+
+    # jobs -----------------------------------------------------------------
+
+    async def create_job(self, new: NewJob) -> tuple[Job, bool]:
+        digest = new.request_hash or request_hash(new)
+        if new.idempotency_key is not None:
+            existing = await self._one(
+                "SELECT * FROM jobs WHERE idempotency_key = ?", (new.idempotency_key,)
+            )
+            if existing is not None:
+                if existing["request_hash"] != digest:
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was used with a different request"
+                    )
+                return _row_to_job(existing), False
+        now = new.created_at.timestamp()
+        try:
+            await self._write(
+                [
+                    (
+                        """INSERT INTO jobs (id, provider, state, scale, options, metadata,
+                           input_url, input_key, idempotency_key, request_hash, created_at,
+                           updated_at, deadline_at, next_check_at)
+                           VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        (
+                            new.id,
+                            new.provider,
+                            new.scale,
+                            json.dumps(new.options),
+                            json.dumps(new.metadata),
+                            new.input_url,
+                            new.input_key,
+                            new.idempotency_key,
+                            digest,
+                            now,
+                            now,
+                            new.deadline_at.timestamp(),
+                            now,
+                        ),
+                    ),
+                    (
+                        """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause)
+                           VALUES (?, ?, NULL, 'queued', 'created', 'api')""",
+                        (new.id, now),
+                    ),
+                ]
+            )
+        except sqlite3.IntegrityError:
+            # Two requests with the same key raced; the other one won.
+            if new.idempotency_key is None:
+                raise
+            return await self.create_job(new)
+        job = await self.get_job(new.id)
+        assert job is not None
+        return job, True
+
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else _row_to_job(row)
+
+    async def find_job(self, provider: str, provider_job_id: str) -> Job | None:
+        row = await self._one(
+            "SELECT * FROM jobs WHERE provider = ? AND provider_job_id = ?",
+            (provider, provider_job_id),
+        )
+        return None if row is None else _row_to_job(row)
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        provider: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state.value)
+        if provider is not None:
+            clauses.append("provider = ?")
+            params.append(provider)
+        if after is not None:
+            clauses.append("id < ?")
+            params.append(after)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._all(
+            f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def apply_transition(
+        self,
+        job: Job,
+        event: Event,
+        to_state: JobState,
+        *,
+        cause: str,
+        changes: Changes | None = None,
+        now: datetime,
+    ) -> Job | None:
+        changes = changes or Changes()
+        values = _column_values(changes)
+        if to_state.terminal or to_state is JobState.UNCERTAIN:
+            values.setdefault("next_check_at", None)
+        values["state"] = to_state.value
+        values["updated_at"] = now.timestamp()
+        values.setdefault("lease_until", None)
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        detail = json.dumps(changes.detail) if changes.detail else None
+        counts = await self._write(
+            [
+                (
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    "WHERE id = ? AND version = ?",
+                    (*values.values(), job.id, job.version),
+                ),
+                (
+                    """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause,
+                       detail) SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1""",
+                    (
+                        job.id,
+                        now.timestamp(),
+                        job.state.value,
+                        to_state.value,
+                        event.value,
+                        cause,
+                        detail,
+                    ),
+                ),
+            ]
+        )
+        if counts[0] != 1:
+            return None
+        return await self.get_job(job.id)
+
+    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+        values = _column_values(changes)
+        values["updated_at"] = now.timestamp()
+        values["lease_until"] = None
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        counts = await self._write(
+            [
+                (
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    "WHERE id = ? AND version = ?",
+                    (*values.values(), job.id, job.version),
+                )
+            ]
+        )
+        if counts[0] != 1:
+            return None
+        return await self.get_job(job.id)
+
+    async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
+        ts = now.timestamp()
+        marks = ", ".join("?" for _ in _DUE_STATES)
+        rows = await self._all(
+            f"""SELECT id FROM jobs WHERE next_check_at IS NOT NULL AND next_check_at <= ?
+                AND state IN ({marks}) AND (lease_until IS NULL OR lease_until <= ?)
+                ORDER BY next_check_at LIMIT ?""",
+            (ts, *_DUE_STATES, ts, limit),
+        )
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        id_marks = ", ".join("?" for _ in ids)
+        await self._write(
+            [
+                (
+                    f"""UPDATE jobs SET lease_until = ?
+                        WHERE id IN ({id_marks}) AND (lease_until IS NULL OR lease_until <= ?)""",
+                    (ts + lease_s, *ids, ts),
+                )
+            ]
+        )
+        leased = await self._all(
+            f"SELECT * FROM jobs WHERE id IN ({id_marks}) AND lease_until = ?",
+            (*ids, ts + lease_s),
+        )
+        return sorted((_row_to_job(r) for r in leased), key=lambda j: j.next_check_at or now)
+
+    async def next_due_at(self) -> datetime | None:
+        marks = ", ".join("?" for _ in _DUE_STATES)
+        row = await self._one(
+            f"""SELECT MIN(MAX(next_check_at, COALESCE(lease_until, 0))) FROM jobs
+                WHERE next_check_at IS NOT NULL AND state IN ({marks})""",
+            _DUE_STATES,
+        )
+        return _dt(row[0]) if row is not None else None
+
+    async def interrupted_submissions(self, *, now: datetime) -> list[Job]:
+        rows = await self._all(
+            "SELECT * FROM jobs WHERE state = 'submitting' "
+            "AND (lease_until IS NULL OR lease_until <= ?)",
+            (now.timestamp(),),
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def lease_job(self, job: Job, *, now: datetime, lease_s: float) -> Job | None:
+        """Hold one job (compare-and-set) for ``lease_s`` seconds."""
+        counts = await self._write(
+            [
+                (
+                    "UPDATE jobs SET lease_until = ? WHERE id = ? AND version = ?",
+                    (now.timestamp() + lease_s, job.id, job.version),
+                )
+            ]
+        )
+        return await self.get_job(job.id) if counts[0] == 1 else None
+
+    async def clear_leases(self) -> None:
+        await self._write([("UPDATE jobs SET lease_until = NULL WHERE state != 'submitting'", ())])
+
+    async def history(self, job_id: str) -> list[HistoryEntry]:
+        rows = await self._all("SELECT * FROM job_history WHERE job_id = ? ORDER BY id", (job_id,))
+        return [
+            HistoryEntry(
+                at=_req_dt(r["at"]),
+                from_state=JobState(r["from_state"]) if r["from_state"] else None,
+                to_state=JobState(r["to_state"]),
+                event=r["event"],
+                cause=r["cause"],
+                detail=json.loads(r["detail"]) if r["detail"] else None,
+            )
+            for r in rows
+        ]
+
+    # the inbox --------------------------------------------------------------
+
+    async def record_delivery(self, new: NewDelivery) -> Delivery:
+        existing = await self._one(
+            "SELECT id FROM deliveries WHERE dedupe_key = ? LIMIT 1", (new.dedupe_key,)
+        )
+        status = DeliveryStatus.DUPLICATE if existing is not None else DeliveryStatus.PENDING
+        await self._write(
+            [
+                (
+                    """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
+                       body, dedupe_key, source, status, job_id)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        new.id,
+                        new.provider,
+                        new.claimed_job_id,
+                        new.received_at.timestamp(),
+                        json.dumps(new.headers),
+                        new.body,
+                        new.dedupe_key,
+                        new.source,
+                        status.value,
+                        new.claimed_job_id,
+                    ),
+                )
+            ]
+        )
+        return Delivery(
+            id=new.id,
+            provider=new.provider,
+            claimed_job_id=new.claimed_job_id,
+            received_at=new.received_at,
+            headers=new.headers,
+            body=new.body,
+            source=new.source,
+            status=status,
+            job_id=new.claimed_job_id,
+            provider_job_id=None,
+            error=None,
+        )
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return None if row is None else _row_to_delivery(row)
+
+    async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
+        rows = await self._all(
+            "SELECT * FROM deliveries WHERE status = 'pending' AND processed_at IS NULL "
+            "ORDER BY received_at LIMIT ?",
+            (limit,),
+        )
+        return [_row_to_delivery(r) for r in rows]
+
+    async def deliveries_waiting_for(
+        self, job_id: str, provider: str, provider_job_id: str | None
+    ) -> list[Delivery]:
+        rows = await self._all(
+            """SELECT * FROM deliveries WHERE status = 'pending'
+               AND (claimed_job_id = ? OR (provider = ? AND provider_job_id = ?))
+               ORDER BY received_at""",
+            (job_id, provider, provider_job_id),
+        )
+        return [_row_to_delivery(r) for r in rows]
+
+    async def mark_delivery(
+        self,
+        delivery_id: str,
+        status: DeliveryStatus,
+        *,
+        now: datetime,
+        job_id: str | None = None,
+        provider_job_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        # A delivery left pending here waits for its job's submit answer: it has
+        # been looked at, so the inbox loop does not pick it up again by itself.
+        processed = now.timestamp()
+        await self._write(
+            [
+                (
+                    """UPDATE deliveries SET status = ?, processed_at = ?,
+                       job_id = COALESCE(?, job_id),
+                       provider_job_id = COALESCE(?, provider_job_id), error = ?
+                       WHERE id = ?""",
+                    (status.value, processed, job_id, provider_job_id, error, delivery_id),
+                )
+            ]
+        )
+
+    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int:
+        if status is None:
+            row = await self._one("SELECT COUNT(*) FROM deliveries", ())
+        else:
+            row = await self._one(
+                "SELECT COUNT(*) FROM deliveries WHERE status = ?", (status.value,)
+            )
+        return int(row[0]) if row else 0
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,80 @@
+"""The Starlette app factory: routes, error handling and a lifespan that owns the runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route
+
+from orchestrator.runtime import Runtime
+from orchestrator.sandbox.app import create_sandbox_app
+from orchestrator.sandbox.faults import Faults
+from receiver import callbacks, health, jobs, openapi
+from receiver.errors import handle_upscale_error
+from schemas.errors import UpscaleError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlette:
+    """Build the app around a runtime. The sandbox is mounted when a provider uses it."""
+    routes: list[BaseRoute] = [
+        Route("/callbacks/{provider}/{token}", callbacks.receive_callback, methods=["POST"]),
+        Route("/v1/jobs", jobs.create_job, methods=["POST"]),
+        Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", jobs.cancel_job, methods=["DELETE"]),
+        Route("/v1/jobs/{job_id}/history", jobs.job_history, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/result", jobs.job_result, methods=["GET"]),
+        Route("/inputs/{token}", jobs.serve_input, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
+    ]
+    mount_sandbox = bool(runtime.sandboxed) if with_sandbox is None else with_sandbox
+    sandbox = None
+    if mount_sandbox:
+        sandbox = create_sandbox_app(faults=Faults.parse(runtime.settings.sandbox_faults))
+        routes.append(Mount("/sandbox", app=sandbox))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if sandbox is not None:
+                await stack.enter_async_context(sandbox.router.lifespan_context(sandbox))
+            await runtime.start()
+            stack.push_async_callback(runtime.stop)
+            _announce(runtime)
+            yield
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={UpscaleError: handle_upscale_error},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def _announce(runtime: Runtime) -> None:
+    live = sorted(set(runtime.providers) - set(runtime.sandboxed))
+    log.info(
+        "service.started",
+        extra={
+            "action": "started",
+            "public_url": runtime.orchestrator.config.public_base,
+            "live_providers": ",".join(live) or "-",
+            "sandboxed_providers": ",".join(runtime.sandboxed) or "-",
+        },
+    )
+    if runtime.api_token_file is not None:
+        log.info(
+            "api.token",
+            extra={
+                "action": "token_generated",
+                "token_file": str(runtime.api_token_file.resolve()),
+            },
+        )

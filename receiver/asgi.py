@@ -1,0 +1,23 @@
+"""``app`` for ASGI servers: ``uvicorn receiver.asgi:app``. Reads the environment."""
+
+from __future__ import annotations
+
+import os
+
+from orchestrator.logs import configure
+from orchestrator.runtime import build_runtime
+from orchestrator.settings import load_settings
+from receiver.app import create_app
+
+_settings = load_settings()
+configure(_settings.log_level, _settings.log_format)
+_listen = os.environ.get("UPSCALE_LISTEN_URL") or (
+    f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
+)
+app = create_app(
+    build_runtime(
+        _settings,
+        listen_url=_listen,
+        run_loops=os.environ.get("UPSCALE_RUN_LOOPS", "true").lower() != "false",
+    )
+)

@@ -1,0 +1,182 @@
+"""The public jobs API."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from orchestrator.runtime import Runtime
+from receiver.auth import require_token
+from receiver.bodies import read_capped, replay
+from schemas.api import job_to_public, parse_create_job
+from schemas.errors import NotFound, RejectedInput
+from schemas.jobs import Job, JobState
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Room for the multipart envelope and the other fields around the image.
+_FORM_OVERHEAD = 64 * 1024
+
+
+def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
+    base = runtime.orchestrator.config.public_base
+    return job_to_public(job, result_url=f"{base}/v1/jobs/{job.id}/result")
+
+
+async def _parse_multipart(request: Request, runtime: Runtime) -> Any:
+    body = await read_capped(request, runtime.settings.max_upload_bytes + _FORM_OVERHEAD)
+    form = await replay(request, body).form(max_files=1, max_fields=16)
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise RejectedInput("multipart body needs a file part named 'image'")
+        data = await image.read()
+        fields: dict[str, Any] = {}
+        for name in ("provider", "scale", "options", "metadata"):
+            value = form.get(name)
+            if isinstance(value, str):
+                fields[name] = value
+        return fields, data
+    finally:
+        await form.close()
+
+
+def _json_field(fields: dict[str, Any], name: str) -> Any:
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise RejectedInput(f"form field {name!r} must be JSON") from None
+
+
+async def create_job(request: Request) -> Response:
+    runtime = require_token(request)
+    content_type = request.headers.get("content-type", "")
+    known = frozenset(runtime.providers)
+    if content_type.startswith("multipart/form-data"):
+        fields, data = await _parse_multipart(request, runtime)
+        scale_raw = fields.get("scale") or "2"
+        try:
+            scale = float(scale_raw)
+        except ValueError:
+            raise RejectedInput("scale must be a number") from None
+        body = {
+            "provider": fields.get("provider"),
+            "scale": scale,
+            "options": _json_field(fields, "options") or {},
+            "metadata": _json_field(fields, "metadata"),
+        }
+        request_data = parse_create_job(body, known_providers=known, upload=data)
+    else:
+        # base64 grows an image by a third; leave room for it and the JSON around it.
+        cap = runtime.settings.max_upload_bytes * 4 // 3 + _FORM_OVERHEAD
+        raw = await read_capped(request, cap)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise RejectedInput("body must be JSON (or multipart/form-data)") from None
+        request_data = parse_create_job(payload, known_providers=known)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
+    job, created = await runtime.orchestrator.create_job(request_data, idempotency_key=key)
+    return JSONResponse(public_job(runtime, job), status_code=202 if created else 200)
+
+
+async def get_job(request: Request) -> Response:
+    runtime = require_token(request)
+    job = await runtime.store.get_job(request.path_params["job_id"])
+    if job is None:
+        raise NotFound("no such job")
+    return JSONResponse(public_job(runtime, job))
+
+
+async def job_history(request: Request) -> Response:
+    runtime = require_token(request)
+    job_id = request.path_params["job_id"]
+    if await runtime.store.get_job(job_id) is None:
+        raise NotFound("no such job")
+    entries = await runtime.store.history(job_id)
+    return JSONResponse(
+        {
+            "job_id": job_id,
+            "history": [
+                {
+                    "at": e.at.isoformat().replace("+00:00", "Z"),
+                    "from": e.from_state.value if e.from_state else None,
+                    "to": e.to_state.value,
+                    "event": e.event,
+                    "cause": e.cause,
+                    "detail": e.detail,
+                }
+                for e in entries
+            ],
+        }
+    )
+
+
+async def list_jobs(request: Request) -> Response:
+    runtime = require_token(request)
+    params = request.query_params
+    state = params.get("state")
+    if state is not None and state not in {s.value for s in JobState}:
+        raise RejectedInput(f"unknown state {state!r}")
+    provider = params.get("provider")
+    if provider is not None and provider not in runtime.providers:
+        raise RejectedInput(f"unknown provider {provider!r}")
+    try:
+        limit = int(params.get("limit", "50"))
+    except ValueError:
+        raise RejectedInput("limit must be an integer") from None
+    limit = max(1, min(limit, 500))
+    jobs = await runtime.store.list_jobs(
+        state=JobState(state) if state else None,
+        provider=provider,
+        after=params.get("after"),
+        limit=limit + 1,
+    )
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return JSONResponse(
+        {
+            "jobs": [public_job(runtime, j) for j in jobs],
+            "next": jobs[-1].id if more and jobs else None,
+        }
+    )
+
+
+async def job_result(request: Request) -> Response:
+    runtime = require_token(request)
+    job = await runtime.store.get_job(request.path_params["job_id"])
+    if job is None or job.result is None:
+        raise NotFound("no stored result for this job")
+    path = runtime.results.path_for(job.result.key)
+    return FileResponse(
+        path,
+        media_type=job.result.content_type,
+        headers={"ETag": f'"{job.result.sha256}"'},
+    )
+
+
+async def cancel_job(request: Request) -> Response:
+    runtime = require_token(request)
+    job = await runtime.store.get_job(request.path_params["job_id"])
+    if job is None:
+        raise NotFound("no such job")
+    if job.state.terminal:
+        raise RejectedInput(f"job is already {job.state.value}")
+    job = await runtime.orchestrator.cancel(job)
+    return JSONResponse(public_job(runtime, job))
+
+
+async def serve_input(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    key = runtime.input_signer.verify(request.path_params["token"])
+    path = runtime.inputs.path(key)
+    return FileResponse(path, media_type=runtime.inputs.content_type(key))

@@ -1,0 +1,279 @@
+"""The OpenAPI document for what the routes accept (kept in step by a test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_JOB = {"$ref": "#/components/schemas/Job"}
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    return out
+
+
+_ERRORS = {
+    "400": _answer("Invalid request", _ERROR),
+    "401": _answer("Missing or unknown API token", _ERROR),
+}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Upscale orchestrator", "version": "0.1.0"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                        "required": ["code", "message"],
+                    }
+                },
+                "required": ["error"],
+            },
+            "CreateJob": {
+                "type": "object",
+                "required": ["provider", "image"],
+                "properties": {
+                    "provider": {"type": "string", "enum": ["upsampler"]},
+                    "image": {
+                        "type": "string",
+                        "description": "An http(s) URL, a data URI or bare base64 image data",
+                    },
+                    "scale": {"type": "number", "minimum": 1, "maximum": 16, "default": 2},
+                    "options": {
+                        "type": "object",
+                        "description": "Provider options, e.g. Upsampler's endpoint "
+                        "(smart, dynamic, precise) and its documented input fields",
+                    },
+                    "metadata": {"description": "Any JSON, returned untouched"},
+                },
+            },
+            "CreateJobUpload": {
+                "type": "object",
+                "required": ["provider", "image"],
+                "properties": {
+                    "provider": {"type": "string"},
+                    "image": {"type": "string", "format": "binary"},
+                    "scale": {"type": "string"},
+                    "options": {"type": "string", "description": "JSON object"},
+                    "metadata": {"type": "string", "description": "JSON"},
+                },
+            },
+            "Job": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "provider",
+                    "state",
+                    "provider_job_id",
+                    "created_at",
+                    "updated_at",
+                    "metadata",
+                    "failure",
+                    "result",
+                ],
+                "properties": {
+                    "id": {"type": "string"},
+                    "provider": {"type": "string"},
+                    "state": {
+                        "type": "string",
+                        "enum": [
+                            "queued",
+                            "submitting",
+                            "submitted",
+                            "fetching",
+                            "succeeded",
+                            "failed",
+                            "uncertain",
+                            "cancelled",
+                        ],
+                    },
+                    "scale": {"type": "number"},
+                    "options": {"type": "object"},
+                    "provider_job_id": {"type": ["string", "null"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                    "deadline_at": {"type": "string", "format": "date-time"},
+                    "metadata": {},
+                    "cost": {"type": ["number", "null"]},
+                    "failure": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "reason": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                    "result": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "url": {"type": "string"},
+                            "content_type": {"type": "string"},
+                            "bytes": {"type": "integer"},
+                            "sha256": {"type": "string"},
+                            "width": {"type": "integer"},
+                            "height": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "paths": {
+        "/v1/jobs": {
+            "post": {
+                "summary": "Create a job",
+                "security": _SECURED,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 255},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/CreateJob"}},
+                        "multipart/form-data": {
+                            "schema": {"$ref": "#/components/schemas/CreateJobUpload"}
+                        },
+                    },
+                },
+                "responses": {
+                    "202": _answer("Job accepted", _JOB),
+                    "200": _answer("Same Idempotency-Key and body: the existing job", _JOB),
+                    "409": _answer("Idempotency-Key reused with another body", _ERROR),
+                    "413": _answer("Image too large", _ERROR),
+                    **_ERRORS,
+                },
+            },
+            "get": {
+                "summary": "List jobs, newest first",
+                "security": _SECURED,
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string"}},
+                    {"name": "provider", "in": "query", "schema": {"type": "string"}},
+                    {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {"200": _answer("A page of jobs"), **_ERRORS},
+            },
+        },
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "One job",
+                "security": _SECURED,
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _answer("The job", _JOB),
+                    "404": _answer("No such job", _ERROR),
+                    **_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Cancel a job that has not finished",
+                "security": _SECURED,
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _answer("The cancelled job", _JOB),
+                    "404": _answer("No such job", _ERROR),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/v1/jobs/{job_id}/history": {
+            "get": {
+                "summary": "The job's state transitions",
+                "security": _SECURED,
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _answer("Transitions, oldest first"),
+                    "404": _answer("No such job", _ERROR),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/result": {
+            "get": {
+                "summary": "The stored result image",
+                "security": _SECURED,
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": {
+                        "description": "The image",
+                        "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "404": _answer("No stored result", _ERROR),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/callbacks/{provider}/{token}": {
+            "post": {
+                "summary": "Provider webhook (URL handed to the provider, token signed by us)",
+                "parameters": [
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "requestBody": {"content": {"application/json": {"schema": {}}}},
+                "responses": {
+                    "200": _answer("Stored"),
+                    "404": _answer("Unknown, expired or foreign token"),
+                    "413": _answer("Body over the cap"),
+                    "503": _answer("Not stored; retry"),
+                },
+            }
+        },
+        "/inputs/{token}": {
+            "get": {
+                "summary": "An uploaded input image, for the provider to download",
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The image"},
+                    "404": _answer("Unknown or expired token"),
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Process is up", "responses": {"200": _answer("Up")}}},
+        "/readyz": {
+            "get": {
+                "summary": "Store reachable",
+                "responses": {"200": _answer("Ready"), "503": _answer("Store unavailable")},
+            }
+        },
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _answer("OpenAPI 3.1")}}
+        },
+    },
+}
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(DOCUMENT)

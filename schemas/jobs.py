@@ -1,0 +1,106 @@
+"""Jobs, their states, and what a provider can tell us about one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    FETCHING = "fetching"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class FailureReason(StrEnum):
+    PROVIDER_FAILED = "provider_failed"
+    PROVIDER_AUTH = "provider_auth"
+    NSFW = "nsfw"
+    REJECTED_INPUT = "rejected_input"
+    INSUFFICIENT_CREDIT = "insufficient_credit"
+    RESULT_EXPIRED = "result_expired"
+    RESULT_INVALID = "result_invalid"
+    RESULT_FORBIDDEN = "result_forbidden"
+    RESULT_UNAVAILABLE = "result_unavailable"
+    DEADLINE = "deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"reason": self.reason, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    """A result image stored by us: where it is and what we checked."""
+
+    key: str
+    content_type: str
+    bytes: int
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+class UpdateStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderUpdate:
+    """Every provider signal (callback, poll answer, sync submit answer), normalised."""
+
+    provider: str
+    provider_job_id: str | None
+    status: UpdateStatus
+    result_url: str | None = None
+    result_bytes: bytes | None = field(default=None, repr=False)
+    failure: Failure | None = None
+    cost: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    provider: str
+    state: JobState
+    version: int
+    scale: float
+    options: dict[str, Any]
+    metadata: Any
+    input_url: str | None
+    input_key: str | None
+    provider_job_id: str | None
+    result_url: str | None
+    failure: Failure | None
+    result: ResultInfo | None
+    cost: float | None
+    attempts: int
+    refetches: int
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime
+    next_check_at: datetime | None
+    idempotency_key: str | None = None

@@ -1,0 +1,36 @@
+"""Factory helpers shared by the tests."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from typing import Any
+
+from PIL import Image
+
+from orchestrator.ids import new_id
+from orchestrator.store.protocol import NewJob
+
+
+def make_png(
+    width: int = 16, height: int = 12, color: tuple[int, int, int] = (200, 40, 90)
+) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_new_job(now: datetime, **overrides: Any) -> NewJob:
+    fields: dict[str, Any] = {
+        "id": new_id("job", now),
+        "provider": "upsampler",
+        "scale": 2.0,
+        "options": {"endpoint": "precise"},
+        "metadata": {"sku": "A-1"},
+        "input_url": "https://example.test/in.png",
+        "input_key": None,
+        "created_at": now,
+        "deadline_at": now + timedelta(hours=1),
+    }
+    fields.update(overrides)
+    return NewJob(**fields)
