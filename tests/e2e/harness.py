@@ -40,9 +40,7 @@ class Proc:
 
     def start(self, timeout_s: float = 20.0) -> None:
         log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        self.popen = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -117,7 +115,9 @@ class Service:
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(
-            base_url=self.base, timeout=30.0, trust_env=False,
+            base_url=self.base,
+            timeout=30.0,
+            trust_env=False,
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
 
@@ -148,7 +148,10 @@ class Service:
         return data
 
     def wait(
-        self, job_ids: list[str], *, timeout_s: float = 30.0,
+        self,
+        job_ids: list[str],
+        *,
+        timeout_s: float = 30.0,
         done: Callable[[dict[str, Any]], bool] = lambda j: j["state"] in SETTLED,
     ) -> dict[str, dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
@@ -174,7 +177,9 @@ def start_sandbox(tmp: Path, faults: str = "") -> Sandbox:
     port = free_port()
     env = {**os.environ, "UPSCALE_SANDBOX_FAULTS": faults, "UPSCALE_DATA_DIR": str(tmp / "sb")}
     proc = Proc(
-        [*_upscale_cmd(), "sandbox", "--port", str(port)], env, tmp / f"sandbox-{port}.log",
+        [*_upscale_cmd(), "sandbox", "--port", str(port)],
+        env,
+        tmp / f"sandbox-{port}.log",
         f"http://127.0.0.1:{port}/sandbox/stats",
     )
     proc.start()
@@ -182,9 +187,7 @@ def start_sandbox(tmp: Path, faults: str = "") -> Sandbox:
 
 
 def service_env(data_dir: Path, sandbox: Sandbox, **overrides: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("UPSCALE_")
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPSCALE_")}
     env.update(
         {
             "UPSCALE_DATA_DIR": str(data_dir),
@@ -203,14 +206,20 @@ def service_env(data_dir: Path, sandbox: Sandbox, **overrides: str) -> dict[str,
 
 
 def start_service(
-    tmp: Path, sandbox: Sandbox, *, port: int | None = None, data_dir: Path | None = None,
+    tmp: Path,
+    sandbox: Sandbox,
+    *,
+    port: int | None = None,
+    data_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Service:
     port = port or free_port()
     data_dir = data_dir or tmp / "data"
     full_env = service_env(data_dir, sandbox, **dict(env or {}))
     proc = Proc(
-        [*_upscale_cmd(), "serve", "--port", str(port)], full_env, tmp / f"service-{port}.log",
+        [*_upscale_cmd(), "serve", "--port", str(port)],
+        full_env,
+        tmp / f"service-{port}.log",
         f"http://127.0.0.1:{port}/healthz",
     )
     proc.start()

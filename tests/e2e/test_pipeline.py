@@ -99,9 +99,7 @@ def test_odd_callbacks_give_one_result_and_one_terminal_transition(
     assert sandbox.stats()["jobs_created"] == 4
 
 
-def test_duplicate_deliveries_are_stored_and_recognised(
-    service: Service, sandbox: Sandbox
-) -> None:
+def test_duplicate_deliveries_are_stored_and_recognised(service: Service, sandbox: Sandbox) -> None:
     sandbox.faults(duplicate_callback=1)
     job = service.submit(make_png())
     service.wait([job["id"]])
@@ -206,9 +204,7 @@ def test_result_on_a_forbidden_address_fails_the_job_without_a_request(
     assert service.result_files() == []
 
 
-def test_expired_result_is_polled_once_more_then_fails(
-    service: Service, sandbox: Sandbox
-) -> None:
+def test_expired_result_is_polled_once_more_then_fails(service: Service, sandbox: Sandbox) -> None:
     sandbox.faults(expire_result=1)
     job = service.submit(make_png())
     done = service.wait([job["id"]])[job["id"]]
@@ -305,17 +301,37 @@ def test_cli_submit_wait_out_writes_an_image_twice_the_size(
     src.write_bytes(make_png(33, 21))
     out = tmp_path / "big.png"
     env = {"UPSCALE_URL": service.base, "UPSCALE_API_TOKEN": TOKEN, "PATH": ""}
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "orchestrator.cli", "submit", str(src), "--provider",
-         "upsampler", "--scale", "2", "--wait", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "submit",
+            str(src),
+            "--provider",
+            "upsampler",
+            "--scale",
+            "2",
+            "--wait",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stdout
     assert _size(out.read_bytes()) == (66, 42)
-    listing = subprocess.run(  # noqa: S603
+    listing = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "jobs", "list"],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert listing.returncode == 0 and "succeeded" in listing.stdout
 
@@ -327,11 +343,14 @@ def test_service_answers_503_when_the_store_cannot_commit(
     db = sqlite3.connect(service.data_dir / "upscale.db", timeout=0.1)
     db.execute("BEGIN EXCLUSIVE")
     try:
-        response = httpx.post(url, json={"id": "x", "status": "IN_PROGRESS"}, trust_env=False,
-                              timeout=20)
+        response = httpx.post(
+            url, json={"id": "x", "status": "IN_PROGRESS"}, trust_env=False, timeout=20
+        )
         assert response.status_code == 503
     finally:
         db.rollback()
         db.close()
-    assert httpx.post(url, json={"id": "x", "status": "IN_PROGRESS"},
-                      trust_env=False).status_code == 200
+    assert (
+        httpx.post(url, json={"id": "x", "status": "IN_PROGRESS"}, trust_env=False).status_code
+        == 200
+    )
