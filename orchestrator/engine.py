@@ -352,14 +352,26 @@ class Orchestrator:
 
     async def _handle(self, job: Job) -> None:
         async with self._slots:
-            if job.state is JobState.QUEUED:
-                await self._submit(job)
-            elif job.state is JobState.SUBMITTING:
-                await self._interrupted(job)
-            elif job.state is JobState.SUBMITTED:
-                await self._poll(job)
-            elif job.state is JobState.FETCHING:
-                await self._fetch(job)
+            try:
+                if job.state is JobState.QUEUED:
+                    await self._submit(job)
+                elif job.state is JobState.SUBMITTING:
+                    await self._interrupted(job)
+                elif job.state is JobState.SUBMITTED:
+                    await self._poll(job)
+                elif job.state is JobState.FETCHING:
+                    await self._fetch(job)
+            except Exception:
+                # A bug must not park the job until its lease runs out: log it and
+                # look again later (a stale version makes this a no-op).
+                log.exception(
+                    "job.handler_crashed",
+                    extra={"job_id": job.id, "provider": job.provider, "action": "crashed"},
+                )
+                attempts = job.attempts + 1
+                await self._reschedule(
+                    job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+                )
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> None:
         """Process everything that is due now, then return (for tests and batch use)."""

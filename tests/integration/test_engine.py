@@ -1,0 +1,360 @@
+"""The orchestrator's decisions, driven step by step with a fake clock.
+
+The Upsampler API and the result host are faked with ``httpx.MockTransport``
+(no monkeypatching); the store is a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.backoff import PollPolicy
+from orchestrator.budgets import Budgets
+from orchestrator.clock import FakeClock
+from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.fetch.fetcher import ResultFetcher
+from orchestrator.inputs import InputStore
+from orchestrator.providers.upsampler import UpsamplerProvider
+from orchestrator.results import LocalResultStorage
+from orchestrator.settings import Secret
+from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
+from orchestrator.states import Event
+from orchestrator.store.protocol import DeliveryStatus
+from orchestrator.store.sqlite import SQLiteStore
+from schemas.api import CreateJob
+from schemas.jobs import Job, JobState
+from tests.factories import make_png
+
+RESULT_URL = "https://results.example/r/{id}.png"
+
+
+@dataclass
+class FakeUpsampler:
+    """A scripted Upsampler: answers are functions so a test can change them mid-way."""
+
+    submit: Callable[[httpx.Request], httpx.Response] = field(default=lambda r: FakeUpsampler.ok())
+    status: Callable[[str], httpx.Response] = field(
+        default=lambda i: httpx.Response(200, json={"id": i, "status": "IN_PROGRESS"})
+    )
+    submits: int = 0
+    status_calls: list[str] = field(default_factory=list)
+    result_calls: int = 0
+
+    @staticmethod
+    def ok(job_id: str = "up-1") -> httpx.Response:
+        return httpx.Response(200, json={"id": job_id, "status": "IN_QUEUE", "creditCost": 1})
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.submits += 1
+            return self.submit(request)
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        self.status_calls.append(job_id)
+        return self.status(job_id)
+
+    def results(self, request: httpx.Request) -> httpx.Response:
+        self.result_calls += 1
+        return httpx.Response(
+            200, stream=_Body(make_png(8, 6)), headers={"content-type": "image/png"}
+        )
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body that streams, as a real download does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+
+def success(job_id: str) -> httpx.Response:
+    return httpx.Response(
+        200, json={"id": job_id, "status": "SUCCESS", "imageUrl": RESULT_URL.format(id=job_id)}
+    )
+
+
+@dataclass
+class World:
+    orchestrator: Orchestrator
+    store: SQLiteStore
+    clock: FakeClock
+    fake: FakeUpsampler
+    budgets: Budgets
+
+    async def job(self, job_id: str) -> Job:
+        job = await self.store.get_job(job_id)
+        assert job is not None
+        return job
+
+    async def create(self) -> Job:
+        job, _ = await self.orchestrator.create_job(
+            CreateJob("upsampler", 2.0, {}, None, "https://in.example/a.png", None)
+        )
+        return job
+
+    async def step(self, seconds: float = 0.0) -> None:
+        self.clock.advance(seconds)
+        await self.orchestrator.run_until_idle()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    clock = FakeClock()
+    fake = FakeUpsampler()
+    api = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    files = httpx.AsyncClient(transport=httpx.MockTransport(fake.results))
+    store = SQLiteStore(tmp_path / "engine.db")
+    await store.open()
+    keys = [Secret("k" * 20)]
+    budgets = Budgets()
+    storage = LocalResultStorage(tmp_path / "results")
+    orchestrator = Orchestrator(
+        config=EngineConfig(
+            public_base="https://orchestrator.example",
+            job_deadline_s=600,
+            submit_timeout_s=5,
+            input_url_ttl_s=600,
+            poll=PollPolicy(grace_s=20, base_s=5, cap_s=60),
+        ),
+        store=store,
+        providers={
+            "upsampler": UpsamplerProvider(
+                api, base_url="https://upsampler.example/api/v1", api_key="key"
+            )
+        },
+        fetcher=ResultFetcher(files, storage, storage.tmp_dir, max_bytes=10**6,
+                              max_pixels=10**6, sleep=lambda s: asyncio.sleep(0)),
+        inputs=InputStore(tmp_path / "inputs", max_bytes=10**6),
+        callback_signer=CallbackSigner(keys, clock),
+        input_signer=InputSigner(keys, clock),
+        budgets=budgets,
+        clock=clock,
+        rng=random.Random(3),
+    )
+    try:
+        yield World(orchestrator, store, clock, fake, budgets)
+    finally:
+        await api.aclose()
+        await files.aclose()
+        await store.close()
+
+
+async def test_submit_then_poll_after_grace_then_fetch(world: World) -> None:
+    job = await world.create()
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+    await world.step(19)
+    assert world.fake.status_calls == []  # nothing before the grace period
+    world.fake.status = success
+    await world.step(1.5)
+    done = await world.job(job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert done.result is not None and (done.result.width, done.result.height) == (8, 6)
+    assert world.fake.status_calls == ["up-1"]
+
+
+async def test_submit_body_carries_the_signed_callback_url(world: World) -> None:
+    seen: list[dict[str, object]] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return FakeUpsampler.ok()
+
+    world.fake.submit = submit
+    job = await world.create()
+    await world.step()
+    webhook = str(seen[0]["webhook"])
+    assert webhook.startswith("https://orchestrator.example/callbacks/upsampler/")
+    token = webhook.rsplit("/", 1)[-1]
+    claims = world.orchestrator.callback_signer.verify("upsampler", token)
+    assert claims == CallbackClaims("upsampler", job.id)
+
+
+async def test_deadline_fails_the_job_and_polling_stops(world: World) -> None:
+    job = await world.create()
+    await world.step()
+    for _ in range(200):
+        await world.step(10)
+    done = await world.job(job.id)
+    assert done.state is JobState.FAILED
+    assert done.failure is not None and done.failure.reason == "deadline"
+    polls = len(world.fake.status_calls)
+    assert 5 < polls < 60  # backed off, not once per step
+    await world.step(3600)
+    assert len(world.fake.status_calls) == polls  # a terminal job is never polled
+
+
+async def test_backoff_grows_to_the_cap(world: World) -> None:
+    await world.create()
+    await world.step()
+    times: list[float] = []
+    start = world.clock.now()
+    for _ in range(600):
+        before = len(world.fake.status_calls)
+        await world.step(1)
+        if len(world.fake.status_calls) > before:
+            times.append((world.clock.now() - start).total_seconds())
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == pytest.approx(20, abs=1.01)
+    assert max(gaps) <= 61
+    assert sum(gaps) / len(gaps) > 10  # jittered backoff, not a fixed short interval
+
+
+async def test_racing_callback_and_poll_converge_on_one_result(world: World) -> None:
+    job = await world.create()
+    await world.step()
+    world.fake.status = success
+    body = success("up-1").content
+    claims = CallbackClaims("upsampler", job.id)
+    world.clock.advance(21)
+    await asyncio.gather(
+        world.orchestrator.receive(claims, {}, body),
+        world.orchestrator.run_until_idle(),
+    )
+    await world.step()
+    done = await world.job(job.id)
+    assert done.state is JobState.SUCCEEDED
+    history = await world.store.history(job.id)
+    assert [h.to_state for h in history].count(JobState.FETCHING) == 1
+    assert [h.to_state for h in history].count(JobState.SUCCEEDED) == 1
+    assert world.fake.result_calls == 1
+
+
+async def test_late_callback_after_terminal_changes_nothing(world: World) -> None:
+    job = await world.create()
+    await world.step()
+    world.fake.status = lambda i: httpx.Response(
+        200, json={"id": i, "status": "FAILED", "error": "bad input"}
+    )
+    await world.step(21)
+    failed = await world.job(job.id)
+    assert failed.state is JobState.FAILED and failed.failure is not None
+    assert failed.failure.message == "bad input"
+    delivery = await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    await world.step()
+    assert (await world.job(job.id)) == failed
+    stored = await world.store.get_delivery(delivery.id)
+    assert stored is not None and stored.status is DeliveryStatus.APPLIED
+
+
+async def test_callback_with_another_provider_job_id_is_dead(world: World) -> None:
+    job = await world.create()
+    await world.step()
+    delivery = await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("someone-else").content
+    )
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+    stored = await world.store.get_delivery(delivery.id)
+    assert stored is not None and stored.status is DeliveryStatus.DEAD
+
+
+async def test_early_callback_waits_for_the_submit_answer(world: World) -> None:
+    job = await world.create()
+    delivery = await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    await world.orchestrator.process_inbox()
+    pending = await world.store.get_delivery(delivery.id)
+    assert pending is not None and pending.status is DeliveryStatus.PENDING
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert world.fake.status_calls == []
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(400, "rejected_input"), (401, "provider_auth"), (403, "insufficient_credit")],
+)
+async def test_refused_submits_fail_with_the_reason(
+    world: World, status: int, reason: str
+) -> None:
+    world.fake.submit = lambda r: httpx.Response(status, json={"error": "nope"})
+    job = await world.create()
+    await world.step()
+    done = await world.job(job.id)
+    assert done.state is JobState.FAILED
+    assert done.failure is not None and done.failure.reason == reason
+    await world.step(3600)
+    assert world.fake.submits == 1
+
+
+async def test_500_on_submit_is_retried_later(world: World) -> None:
+    world.fake.submit = lambda r: httpx.Response(500, json={"error": "oops"})
+    job = await world.create()
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.QUEUED
+    world.fake.submit = lambda r: FakeUpsampler.ok()
+    await world.step(0.5)
+    assert world.fake.submits == 1  # waits before trying again
+    await world.step(10)
+    assert world.fake.submits == 2
+    assert (await world.job(job.id)).state is JobState.SUBMITTED
+
+
+async def test_read_timeout_on_submit_leaves_the_job_uncertain(world: World) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = hang
+    job = await world.create()
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    await world.step(3600)
+    assert world.fake.submits == 1
+
+
+async def test_status_budget_is_respected(world: World) -> None:
+    world.budgets.configure("upsampler", "status", [(3, 60.0)])
+    for i in range(6):
+        world.fake.submit = lambda r, i=i: FakeUpsampler.ok(f"up-{i}")  # type: ignore[misc]
+        await world.create()
+        await world.step()
+    await world.step(21)
+    assert len(world.fake.status_calls) == 3
+    await world.step(30)
+    assert len(world.fake.status_calls) == 3
+    await world.step(31)
+    assert len(world.fake.status_calls) == 6
+
+
+async def test_interrupted_submission_becomes_uncertain_after_restart(world: World) -> None:
+    job = await world.create()
+    started = await world.store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="test", now=world.clock.now()
+    )
+    assert started is not None
+    await world.orchestrator.recover(sole_process=True)
+    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    await world.step(3600)
+    assert world.fake.submits == 0
+
+
+async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
+    calls = 0
+    real = world.store.lease_due
+
+    async def counting(**kwargs: object) -> list[Job]:
+        nonlocal calls
+        calls += 1
+        return await real(**kwargs)  # type: ignore[arg-type]
+
+    world.store.lease_due = counting  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(world.orchestrator.run_forever(stop, sole_process=True))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    assert calls <= 2
