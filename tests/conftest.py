@@ -36,20 +36,23 @@ async def running_app(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url=BASE,
+            transport=transport,
+            base_url=BASE,
             headers={"Authorization": f"Bearer {API_TOKEN}"},
         ) as client:
             yield app, runtime, client
 
 
-AppFactory = Callable[..., AbstractAsyncContextManager[tuple[Starlette, Runtime, httpx.AsyncClient]]]
+AppFactory = Callable[
+    ..., AbstractAsyncContextManager[tuple[Starlette, Runtime, httpx.AsyncClient]]
+]
 
 
 @pytest.fixture
 def app_factory(tmp_path: Path) -> AppFactory:
-    def factory(**kwargs: object) -> AbstractAsyncContextManager[
-        tuple[Starlette, Runtime, httpx.AsyncClient]
-    ]:
+    def factory(
+        **kwargs: object,
+    ) -> AbstractAsyncContextManager[tuple[Starlette, Runtime, httpx.AsyncClient]]:
         return running_app(tmp_path, **kwargs)  # type: ignore[arg-type]
 
     return factory

@@ -7,6 +7,7 @@ The Upsampler API and the result host are faked with ``httpx.MockTransport``
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -132,8 +133,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 api, base_url="https://upsampler.example/api/v1", api_key="key"
             )
         },
-        fetcher=ResultFetcher(files, storage, storage.tmp_dir, max_bytes=10**6,
-                              max_pixels=10**6, sleep=lambda s: asyncio.sleep(0)),
+        fetcher=ResultFetcher(
+            files,
+            storage,
+            storage.tmp_dir,
+            max_bytes=10**6,
+            max_pixels=10**6,
+            sleep=lambda s: asyncio.sleep(0),
+        ),
         inputs=InputStore(tmp_path / "inputs", max_bytes=10**6),
         callback_signer=CallbackSigner(keys, clock),
         input_signer=InputSigner(keys, clock),
@@ -204,7 +211,7 @@ async def test_backoff_grows_to_the_cap(world: World) -> None:
         await world.step(1)
         if len(world.fake.status_calls) > before:
             times.append((world.clock.now() - start).total_seconds())
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert times[0] == pytest.approx(20, abs=1.01)
     assert max(gaps) <= 61
     assert sum(gaps) / len(gaps) > 10  # jittered backoff, not a fixed short interval
@@ -278,9 +285,7 @@ async def test_early_callback_waits_for_the_submit_answer(world: World) -> None:
     ("status", "reason"),
     [(400, "rejected_input"), (401, "provider_auth"), (403, "insufficient_credit")],
 )
-async def test_refused_submits_fail_with_the_reason(
-    world: World, status: int, reason: str
-) -> None:
+async def test_refused_submits_fail_with_the_reason(world: World, status: int, reason: str) -> None:
     world.fake.submit = lambda r: httpx.Response(status, json={"error": "nope"})
     job = await world.create()
     await world.step()
