@@ -147,7 +147,12 @@ class Orchestrator:
             idempotency_key=idempotency_key,
             request_hash=digest,
         )
-        job, created = await self.store.create_job(new)
+        try:
+            job, created = await self.store.create_job(new)
+        except BaseException:
+            if input_key is not None:
+                await self.inputs.discard(input_key)
+            raise
         if not created and input_key is not None:
             await self.inputs.discard(input_key)
         if created:

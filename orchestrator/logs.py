@@ -29,12 +29,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": scrub(record.getMessage()),
         }
-        out.update(
-            {k: scrub(str(v)) if isinstance(v, str) else v for k, v in _extras(record).items()}
-        )
+        out.update(_extras(record))
         if record.exc_info:
-            out["exc"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(out, default=str)
+            out["exc"] = self.formatException(record.exc_info)
+        # Scrub the whole line, so nested values (lists, dicts, URLs) are covered too.
+        return scrub(json.dumps(out, default=str))
 
 
 class TextFormatter(logging.Formatter):
