@@ -233,6 +233,53 @@ def _jobs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _callback_url(args: argparse.Namespace) -> int:
+    from orchestrator.bootstrap_secrets import signing_keys
+    from orchestrator.clock import SystemClock
+    from orchestrator.providers.registry import ACCOUNT_WEBHOOK
+    from orchestrator.signing import CallbackSigner
+
+    if args.provider not in ACCOUNT_WEBHOOK:
+        names = ", ".join(sorted(ACCOUNT_WEBHOOK))
+        raise SystemExit(
+            f"error: {args.provider} gets a webhook URL per job; only {names} needs one "
+            "registered for the account"
+        )
+    settings = load_settings()
+    if not settings.public_url:
+        print(
+            "warning: UPSCALE_PUBLIC_URL is not set; the URL below only works on this machine",
+            file=sys.stderr,
+        )
+    signer = CallbackSigner(signing_keys(settings.secret_keys, settings.data_dir), SystemClock())
+    base = settings.public_base("http://127.0.0.1:8000")
+    print(f"{base}/callbacks/{args.provider}/{signer.for_account(args.provider)}")
+    return 0
+
+
+def _providers_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get("/v1/providers"))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{'PROVIDER':<10} {'MODE':<8} CALLBACKS")
+    for p in data["providers"]:
+        print(f"{p['name']:<10} {p['mode']:<8} {p['callbacks']}")
+    return 0
+
+
+def _providers_balance(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get(f"/v1/providers/{args.provider}/balance"))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for key, value in data.items():
+        print(f"{key:<12} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upscale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", default=url)
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser("callback-url", help="print the account webhook URL to register")
+    p.add_argument("provider")
+    p.set_defaults(func=_callback_url)
+
+    providers = sub.add_parser("providers", help="providers and their accounts")
+    providers_sub = providers.add_subparsers(dest="providers_command", required=True)
+    p = providers_sub.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_providers_list)
+    p = providers_sub.add_parser("balance")
+    p.add_argument("provider")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_providers_balance)
 
     jobs = sub.add_parser("jobs", help="list and inspect jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)

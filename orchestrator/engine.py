@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -25,7 +25,7 @@ from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock
 from orchestrator.ids import new_id
 from orchestrator.inputs import InputStore
-from orchestrator.providers.base import Provider, SubmitRequest
+from orchestrator.providers.base import Accepted, Provider, SubmitRequest
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
 from orchestrator.states import Event
 from orchestrator.store.protocol import (
@@ -45,7 +45,7 @@ from schemas.errors import (
     ProviderUncertain,
     RejectedPayload,
 )
-from schemas.jobs import Failure, FailureReason, Job, JobState, ProviderUpdate, ResultInfo
+from schemas.jobs import Failure, FailureReason, Job, JobState, ResultInfo, UpdateStatus
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,9 @@ class Orchestrator:
         return delivery
 
     async def process_inbox(self, *, limit: int = 100) -> int:
+        now = self.clock.now()
+        hold = timedelta(seconds=self.config.submit_timeout_s + SUBMIT_LEASE_MARGIN_S)
+        await self.store.expire_waiting(before=now - hold, now=now)
         pending = await self.store.pending_deliveries(limit=limit)
         for delivery in pending:
             await self.process_delivery(delivery)
@@ -249,6 +252,13 @@ class Orchestrator:
         else:
             job = None
         if job is None:
+            if delivery.claimed_job_id is None and await self.store.submitting(delivery.provider):
+                # An account-wide callback may have raced a submit answer still on
+                # its way: keep it until that answer is stored (or too long passes).
+                await self._mark(
+                    delivery, DeliveryStatus.PENDING, provider_job_id=update.provider_job_id
+                )
+                return DeliveryStatus.PENDING
             await self._mark(
                 delivery,
                 DeliveryStatus.UNMATCHED,
@@ -278,8 +288,13 @@ class Orchestrator:
                 provider_job_id=update.provider_job_id,
             )
             return DeliveryStatus.PENDING
-        if update.status.value == "succeeded" and job.provider in self.config.verify_callbacks:
-            # The callback is unsigned: treat it as a hint and ask the provider.
+        if (
+            update.status is not UpdateStatus.RUNNING
+            and job.provider in self.config.verify_callbacks
+            and job.state is JobState.SUBMITTED
+        ):
+            # The callback is unsigned: treat it as a hint and ask the provider's
+            # authenticated status endpoint now, instead of trusting its body.
             await self.store.update_job(job, Changes(next_check_at=now), now=now)
             self.wake()
         else:
@@ -536,6 +551,9 @@ class Orchestrator:
             delay = self.config.poll.delay_s(job.attempts + 1, self.rng)
             await self._deferred(job, max(1.0, delay), exc)
             return
+        if accepted.update is not None:
+            await self._settle_sync(job, accepted)
+            return
         now = self.clock.now()
         applied = await transition(
             self.store,
@@ -551,15 +569,62 @@ class Orchestrator:
             ),
         )
         job = applied.job
-        if accepted.update is not None:
-            await self._apply_inline(job, accepted.update)
         for delivery in await self.store.deliveries_waiting_for(
             job.id, job.provider, job.provider_job_id
         ):
             await self.process_delivery(delivery)
 
-    async def _apply_inline(self, job: Job, update: ProviderUpdate) -> None:
-        await apply_update(self.store, job, update, cause="submit", now=self.clock.now())
+    async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
+        """A synchronous provider answered with the outcome itself."""
+        update = accepted.update
+        assert update is not None
+        if update.status is not UpdateStatus.SUCCEEDED or update.result_bytes is None:
+            # A URL to fetch, or a failure: the same path as any other signal.
+            await apply_update(
+                self.store,
+                job,
+                replace(update, provider_job_id=accepted.provider_job_id),
+                cause="submit",
+                now=self.clock.now(),
+            )
+            return
+        # Inline image data: store it before leaving ``submitting``, so a crash
+        # cannot lose a result that was paid for.
+        result: ResultInfo | None = None
+        failure: Failure | None = None
+        try:
+            result = await self.fetcher.store_bytes(update.result_bytes, job.id)
+        except FetchError as exc:
+            failure = Failure(exc.reason, exc.message)
+        now = self.clock.now()
+        got = await transition(
+            self.store,
+            job,
+            Event.PROVIDER_SUCCEEDED,
+            cause="submit",
+            now=now,
+            changes=Changes(
+                provider_job_id=accepted.provider_job_id,
+                cost=accepted.cost if accepted.cost is not None else update.cost,
+                next_check_at=None,
+            ),
+        )
+        if not got.changed:
+            return
+        if result is not None:
+            await transition(
+                self.store,
+                got.job,
+                Event.RESULT_STORED,
+                cause="submit",
+                now=now,
+                changes=Changes(
+                    result=result, detail={"bytes": result.bytes, "sha256": result.sha256}
+                ),
+            )
+        else:
+            assert failure is not None
+            await self._result_failed(got.job, failure)
 
     async def _deferred(self, job: Job, seconds: float, exc: ProviderError) -> None:
         now = self.clock.now()

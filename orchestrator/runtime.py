@@ -21,16 +21,16 @@ from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.inputs import InputStore
 from orchestrator.providers.base import Provider
-from orchestrator.providers.upsampler import UpsamplerProvider
+from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
 from orchestrator.results import LocalResultStorage
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.sources import SourcePolicy, parse_networks
 from orchestrator.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
 SANDBOX_KEY = "sandbox"
-SANDBOX_PATHS = {"upsampler": "/sandbox/upsampler/api/v1"}
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Runtime:
     input_signer: InputSigner
     sandboxed: tuple[str, ...]
     listen_url: str
+    sources: SourcePolicy
     run_loops: bool = True
     sole_process: bool = True
     clients: list[httpx.AsyncClient] = field(default_factory=list)
@@ -102,26 +103,32 @@ def build_runtime(
     verify: set[str] = set()
     for name, conf in settings.providers.items():
         if conf.sandboxed:
-            sandboxed.append(name)
             base_url = conf.base_url or f"{listen_url}{SANDBOX_PATHS[name]}"
-            allow = allow.with_origin(base_url)
             key = SANDBOX_KEY
         else:
             base_url = conf.base_url or REAL_BASE_URLS[name]
             key = conf.api_key.reveal() if conf.api_key else SANDBOX_KEY
+        provider = build_provider(
+            name, api_client, base_url=base_url, api_key=key, settings=settings
+        )
+        if provider is None:
+            continue
+        providers[name] = provider
+        if conf.sandboxed:
+            sandboxed.append(name)
+            allow = allow.with_origin(base_url)
         if conf.verify_callbacks:
             verify.add(name)
         budgets.configure(
-            name, "submit", [(conf.submits_per_min, 60.0), (conf.submits_per_hour, 3600.0)]
+            name,
+            "submit",
+            [
+                (conf.submits_per_min, 60.0),
+                (conf.submits_per_hour, 3600.0),
+                (conf.submits_per_day, 86400.0),
+            ],
         )
         budgets.configure(name, "status", [(conf.status_per_min, 60.0)])
-        if name == "upsampler":
-            providers[name] = UpsamplerProvider(
-                api_client,
-                base_url=base_url,
-                api_key=key,
-                submit_timeout_s=settings.submit_timeout_s,
-            )
     fetch_client = make_guarded_client(allow, timeout=httpx.Timeout(60.0, connect=10.0))
     results = LocalResultStorage(data_dir / "results")
     fetcher = ResultFetcher(
@@ -167,6 +174,10 @@ def build_runtime(
         callback_signer=callback_signer,
         input_signer=input_signer,
         sandboxed=tuple(sandboxed),
+        sources=SourcePolicy(
+            {n: parse_networks(c.callback_ips) for n, c in settings.providers.items()},
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+        ),
         listen_url=listen_url,
         run_loops=run_loops,
         clients=[api_client, fetch_client],

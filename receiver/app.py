@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from orchestrator.runtime import Runtime
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
-from receiver import callbacks, health, jobs, openapi
+from receiver import callbacks, health, jobs, openapi, providers
 from receiver.errors import handle_upscale_error
 from schemas.errors import UpscaleError
 
@@ -30,6 +30,8 @@ def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlet
         Route("/v1/jobs/{job_id}/history", jobs.job_history, methods=["GET"]),
         Route("/v1/jobs/{job_id}/result", jobs.job_result, methods=["GET"]),
         Route("/inputs/{token}", jobs.serve_input, methods=["GET"]),
+        Route("/v1/providers", providers.list_providers, methods=["GET"]),
+        Route("/v1/providers/{provider}/balance", providers.provider_balance, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),

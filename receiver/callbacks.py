@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.auth import runtime_of
 from receiver.bodies import read_capped
-from schemas.errors import NotFound, StoreUnavailable
+from schemas.errors import CallbackSourceRefused, NotFound, StoreUnavailable
 
 _KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "x-request-id")
 
@@ -22,10 +22,13 @@ async def receive_callback(request: Request) -> Response:
     if provider not in runtime.providers:
         raise NotFound("unknown provider")
     claims = runtime.callback_signer.verify(provider, request.path_params["token"])
+    peer = request.client.host if request.client is not None else None
+    if not runtime.sources.allows(provider, peer, request.headers.get("x-forwarded-for")):
+        raise CallbackSourceRefused(f"callback for {provider} from a source not on its list")
     body = await read_capped(request, runtime.settings.max_callback_bytes)
     headers = {k: v for k, v in request.headers.items() if k in _KEPT_HEADERS}
-    if request.client is not None:
-        headers["x-peer-address"] = request.client.host
+    if peer is not None:
+        headers["x-peer-address"] = peer
     try:
         delivery = await runtime.orchestrator.receive(claims, headers, body)
     except StoreUnavailable:

@@ -243,6 +243,7 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": {"content": {"application/json": {"schema": {}}}},
                 "responses": {
                     "200": _answer("Stored"),
+                    "403": _answer("Source address not on the provider's list"),
                     "404": _answer("Unknown, expired or foreign token"),
                     "413": _answer("Body over the cap"),
                     "503": _answer("Not stored; retry"),
@@ -258,6 +259,33 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "The image"},
                     "404": _answer("Unknown or expired token"),
+                },
+            }
+        },
+        "/v1/providers": {
+            "get": {
+                "summary": "Providers, and whether each is live or sandboxed",
+                "security": _SECURED,
+                "responses": {"200": _answer("The providers"), **_ERRORS},
+            }
+        },
+        "/v1/providers/{provider}/balance": {
+            "get": {
+                "summary": "The provider account's remaining credit (where the provider tells)",
+                "security": _SECURED,
+                "parameters": [
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _answer("The balance"),
+                    "404": _answer("No such provider", _ERROR),
+                    "502": _answer("The provider did not answer", _ERROR),
+                    **_ERRORS,
                 },
             }
         },

@@ -8,6 +8,7 @@
      │    └── IdempotencyConflict  same Idempotency-Key, different body (409)
      ├── RejectedPayload           a provider payload we cannot parse (dead letter)
      ├── NotAuthorized             missing or wrong API token (401)
+ │    └── CallbackSourceRefused  a callback from an address not on the provider's list (403)
      ├── NotFound                  unknown job, bad callback token, unknown route (404)
      ├── ProviderError             a provider call did not give a usable answer
      │    ├── ProviderRejected     the provider refused the job; final (reason code)
@@ -65,6 +66,11 @@ class RejectedPayload(UpscaleError):
 class NotAuthorized(UpscaleError):
     status_code = 401
     code = "unauthorized"
+
+
+class CallbackSourceRefused(NotAuthorized):
+    status_code = 403
+    code = "forbidden_source"
 
 
 class NotFound(UpscaleError):

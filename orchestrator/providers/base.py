@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from schemas.jobs import ProviderUpdate
 
@@ -52,3 +52,10 @@ class Provider(Protocol):
     async def poll(self, provider_job_id: str) -> ProviderUpdate: ...
 
     def parse_callback(self, body: bytes) -> ProviderUpdate: ...
+
+
+@runtime_checkable
+class HasBalance(Protocol):
+    """A provider that can tell the account's remaining credit."""
+
+    async def balance(self) -> dict[str, Any]: ...

@@ -567,6 +567,26 @@ class SQLiteStore:
             ]
         )
 
+    async def submitting(self, provider: str) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM jobs WHERE state = 'submitting' AND provider = ? LIMIT 1", (provider,)
+        )
+        return row is not None
+
+    async def expire_waiting(self, *, before: datetime, now: datetime) -> int:
+        counts = await self._write(
+            [
+                (
+                    """UPDATE deliveries SET status = 'unmatched', processed_at = ?,
+                       error = 'no job of ours claimed this callback'
+                       WHERE status = 'pending' AND job_id IS NULL AND claimed_job_id IS NULL
+                       AND processed_at IS NOT NULL AND received_at < ?""",
+                    (now.timestamp(), before.timestamp()),
+                )
+            ]
+        )
+        return counts[0]
+
     async def count_deliveries(self, status: DeliveryStatus | None = None) -> int:
         if status is None:
             row = await self._one("SELECT COUNT(*) FROM deliveries", ())
