@@ -6,13 +6,16 @@ import asyncio
 import hashlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
+from orchestrator.signals import Broadcast
 from orchestrator.states import Event
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
@@ -23,6 +26,7 @@ from orchestrator.store.protocol import (
     NewDelivery,
     NewJob,
 )
+from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
@@ -132,11 +136,17 @@ def _result_json(result: ResultInfo) -> dict[str, Any]:
     }
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteOutbox):
     """One connection, WAL journal, one writer at a time (aiosqlite serialises calls)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "NORMAL", snapshot: Snapshot = default_snapshot
+    ) -> None:
         self._path = path
+        self._snapshot = snapshot
+        # Set whenever an event is committed: wakes the event stream and dispatcher.
+        self.events_written = Broadcast()
+        self._emitted = False
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
         # One connection: transactions of concurrent callers must not interleave.
@@ -207,31 +217,64 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time; StoreUnavailable if it cannot commit."""
+        async with self._write_lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._emitted = False
+                    yield db
+                    await db.execute("COMMIT")
+                    if self._emitted:
+                        self.events_written.notify()
+                except BaseException:
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"database write failed: {exc}") from exc
+
     async def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Run statements in one transaction; return each one's rowcount."""
         counts: list[int] = []
-        async with self._write_lock:
-            return await self._write_locked(statements, counts)
-
-    async def _write_locked(
-        self, statements: Sequence[tuple[str, Sequence[Any]]], counts: list[int]
-    ) -> list[int]:
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    cur = await self.db.execute(sql, params)
-                    counts.append(cur.rowcount)
-                    await cur.close()
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"database write failed: {exc}") from exc
+        async with self._transaction() as db:
+            for sql, params in statements:
+                cur = await db.execute(sql, params)
+                counts.append(cur.rowcount)
+                await cur.close()
         return counts
+
+    async def _emit(
+        self, db: aiosqlite.Connection, from_state: JobState | None, job: Job, now: datetime
+    ) -> None:
+        """Write the event of a transition (if it is one) inside its transaction,
+        and one outbound delivery per subscription that wants it."""
+        kind = event_type(from_state, job.state)
+        if kind is None:
+            return
+        body = envelope(kind, now, self._snapshot(job))
+        cur = await db.execute(
+            "INSERT INTO events (type, job_id, created_at, body) VALUES (?, ?, ?, ?)",
+            (kind, job.id, now.timestamp(), body),
+        )
+        seq = cur.lastrowid
+        await cur.close()
+        await db.execute(
+            """INSERT INTO outbound (event_seq, subscription_id, job_id, status,
+                   next_attempt_at, created_at)
+               SELECT ?, s.id, ?, 'pending', ?, ? FROM subscriptions s
+               WHERE s.disabled_at IS NULL
+                 AND (s.job_id IS NULL OR s.job_id = ?)
+                 AND (s.types IS NULL OR EXISTS (
+                      SELECT 1 FROM json_each(s.types) WHERE json_each.value = ?))""",
+            (seq, job.id, now.timestamp(), now.timestamp(), job.id, kind),
+        )
+        self._emitted = True
 
     async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
         try:
@@ -265,44 +308,44 @@ class SQLiteStore:
                 return _row_to_job(existing), False
         now = new.created_at.timestamp()
         try:
-            await self._write(
-                [
+            async with self._transaction() as db:
+                await db.execute(
+                    """INSERT INTO jobs (id, provider, state, scale, options, metadata,
+                       input_url, input_key, idempotency_key, request_hash, created_at,
+                       updated_at, deadline_at, next_check_at)
+                       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
-                        """INSERT INTO jobs (id, provider, state, scale, options, metadata,
-                           input_url, input_key, idempotency_key, request_hash, created_at,
-                           updated_at, deadline_at, next_check_at)
-                           VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        (
-                            new.id,
-                            new.provider,
-                            new.scale,
-                            json.dumps(new.options),
-                            json.dumps(new.metadata),
-                            new.input_url,
-                            new.input_key,
-                            new.idempotency_key,
-                            digest,
-                            now,
-                            now,
-                            new.deadline_at.timestamp(),
-                            now,
-                        ),
+                        new.id,
+                        new.provider,
+                        new.scale,
+                        json.dumps(new.options),
+                        json.dumps(new.metadata),
+                        new.input_url,
+                        new.input_key,
+                        new.idempotency_key,
+                        digest,
+                        now,
+                        now,
+                        new.deadline_at.timestamp(),
+                        now,
                     ),
-                    (
-                        """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause)
-                           VALUES (?, ?, NULL, 'queued', 'created', 'api')""",
-                        (new.id, now),
-                    ),
-                ]
-            )
+                )
+                await db.execute(
+                    """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause)
+                       VALUES (?, ?, NULL, 'queued', 'created', 'api')""",
+                    (new.id, now),
+                )
+                async with db.execute("SELECT * FROM jobs WHERE id = ?", (new.id,)) as read:
+                    row = await read.fetchone()
+                assert row is not None
+                created = _row_to_job(row)
+                await self._emit(db, None, created, new.created_at)
         except sqlite3.IntegrityError:
             # Two requests with the same key raced; the other one won.
             if new.idempotency_key is None:
                 raise
             return await self.create_job(new)
-        job = await self.get_job(new.id)
-        assert job is not None
-        return job, True
+        return created, True
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -359,31 +402,33 @@ class SQLiteStore:
         values.setdefault("lease_until", None)
         assignments = ", ".join(f"{k} = ?" for k in values)
         detail = json.dumps(changes.detail) if changes.detail else None
-        counts = await self._write(
-            [
+        async with self._transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET {assignments}, version = version + 1 "
+                "WHERE id = ? AND version = ?",
+                (*values.values(), job.id, job.version),
+            )
+            if cur.rowcount != 1:
+                return None
+            await db.execute(
+                """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause,
+                   detail) VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    f"UPDATE jobs SET {assignments}, version = version + 1 "
-                    "WHERE id = ? AND version = ?",
-                    (*values.values(), job.id, job.version),
+                    job.id,
+                    now.timestamp(),
+                    job.state.value,
+                    to_state.value,
+                    event.value,
+                    cause,
+                    detail,
                 ),
-                (
-                    """INSERT INTO job_history (job_id, at, from_state, to_state, event, cause,
-                       detail) SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1""",
-                    (
-                        job.id,
-                        now.timestamp(),
-                        job.state.value,
-                        to_state.value,
-                        event.value,
-                        cause,
-                        detail,
-                    ),
-                ),
-            ]
-        )
-        if counts[0] != 1:
-            return None
-        return await self.get_job(job.id)
+            )
+            async with db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)) as read:
+                row = await read.fetchone()
+            assert row is not None
+            done = _row_to_job(row)
+            await self._emit(db, job.state, done, now)
+        return done
 
     async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
         values = _column_values(changes)
