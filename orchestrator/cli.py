@@ -280,6 +280,97 @@ def _providers_balance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.after:
+        params["after"] = args.after
+    if args.type:
+        params["type"] = args.type
+    with _client(args) as client:
+        page = _check(client.get("/v1/events", params=params))
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    print(f"{'EVENT':<22} {'TYPE':<15} {'TIME':<28} JOB")
+    for event in page["events"]:
+        print(
+            f"{event['id']:<22} {event['type']:<15} {event['timestamp']:<28} {event['data']['id']}"
+        )
+    if page["next"]:
+        print(f"next cursor: {page['next']}", file=sys.stderr)
+    return 0
+
+
+def _events_redeliver(args: argparse.Namespace) -> int:
+    body = {"subscription_id": args.subscription} if args.subscription else {}
+    with _client(args) as client:
+        answer = _check(client.post(f"/v1/events/{args.event_id}/redeliver", json=body))
+    print(f"queued {answer['queued']} deliveries of {answer['event_id']}")
+    return 0
+
+
+def _subscriptions_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"url": args.target}
+    if args.types:
+        body["types"] = [t for t in args.types.split(",") if t]
+    with _client(args) as client:
+        sub = _check(client.post("/v1/subscriptions", json=body))
+    if args.json:
+        print(json.dumps(sub, indent=2))
+    else:
+        print(f"subscription {sub['id']} -> {sub['url']}")
+        print(f"signing secret (shown once): {sub['secret']}")
+    return 0
+
+
+def _subscriptions_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get("/v1/subscriptions"))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{'ID':<32} {'STATE':<9} {'TYPES':<30} URL")
+    for sub in data["subscriptions"]:
+        state = "disabled" if sub["disabled"] else "active"
+        types = ",".join(sub["types"] or ["*"])
+        print(f"{sub['id']:<32} {state:<9} {types:<30} {sub['url']}")
+    return 0
+
+
+def _subscriptions_remove(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.delete(f"/v1/subscriptions/{args.subscription_id}")
+        if response.status_code != 204:
+            _check(response)
+    print(f"removed {args.subscription_id}")
+    return 0
+
+
+def _subscriptions_rotate(args: argparse.Namespace) -> int:
+    body = {"grace_s": args.grace_s} if args.grace_s is not None else {}
+    with _client(args) as client:
+        sub = _check(client.post(f"/v1/subscriptions/{args.subscription_id}/secret", json=body))
+    print(f"new signing secret: {sub['secret']}")
+    return 0
+
+
+def _subscriptions_deliveries(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get(f"/v1/subscriptions/{args.subscription_id}/deliveries"))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{'EVENT':<22} {'TYPE':<15} {'STATUS':<10} {'TRIES':<5} LAST ERROR")
+    for d in data["deliveries"]:
+        last = d["attempts"][-1] if d["attempts"] else None
+        error = (last or {}).get("error") or ""
+        print(
+            f"{d['event_id']:<22} {d['event_type']:<15} {d['status']:<10} "
+            f"{len(d['attempts']):<5} {error}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upscale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -326,6 +417,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", default=url)
     p.set_defaults(func=_providers_balance)
+
+    events = sub.add_parser("events", help="the event feed")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    p = events_sub.add_parser("list")
+    p.add_argument("--after", help="an event id (cursor)")
+    p.add_argument("--type", help="event types, comma-separated")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_events_list)
+    p = events_sub.add_parser("redeliver")
+    p.add_argument("event_id")
+    p.add_argument("--subscription", help="only to this subscription")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_events_redeliver)
+
+    subs = sub.add_parser("subscriptions", help="outbound webhook subscriptions")
+    subs_sub = subs.add_subparsers(dest="subscriptions_command", required=True)
+    p = subs_sub.add_parser("add")
+    p.add_argument("target", metavar="URL")
+    p.add_argument("--types", help="event types, comma-separated (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_subscriptions_add)
+    p = subs_sub.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_subscriptions_list)
+    p = subs_sub.add_parser("remove")
+    p.add_argument("subscription_id")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_subscriptions_remove)
+    p = subs_sub.add_parser("rotate")
+    p.add_argument("subscription_id")
+    p.add_argument("--grace-s", type=float, help="seconds the old secret keeps signing")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_subscriptions_rotate)
+    p = subs_sub.add_parser("deliveries")
+    p.add_argument("subscription_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_subscriptions_deliveries)
 
     jobs = sub.add_parser("jobs", help="list and inspect jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)

@@ -25,9 +25,11 @@ from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock
 from orchestrator.ids import new_id
 from orchestrator.inputs import InputStore
+from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.providers.base import Accepted, Provider, SubmitRequest
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
 from orchestrator.states import Event
+from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import (
     Changes,
     Delivery,
@@ -147,14 +149,20 @@ class Orchestrator:
             idempotency_key=idempotency_key,
             request_hash=digest,
         )
+        hook = None
+        if request.webhook_url is not None:
+            # The job's own subscription exists before the job, so it gets job.queued too.
+            hook = new_subscription(
+                new_id("sub", now), request.webhook_url, None, now=now, job_id=job_id
+            )
+            await self.store.create_subscription(hook)
         try:
             job, created = await self.store.create_job(new)
         except BaseException:
-            if input_key is not None:
-                await self.inputs.discard(input_key)
+            await self._undo_intake(input_key, hook)
             raise
-        if not created and input_key is not None:
-            await self.inputs.discard(input_key)
+        if not created:
+            await self._undo_intake(input_key, hook)
         if created:
             log.info(
                 "job.created",
@@ -162,6 +170,12 @@ class Orchestrator:
             )
             self.wake()
         return job, created
+
+    async def _undo_intake(self, input_key: str | None, hook: Subscription | None) -> None:
+        if input_key is not None:
+            await self.inputs.discard(input_key)
+        if hook is not None:
+            await self.store.delete_subscription(hook.id, now=self.clock.now())
 
     async def cancel(self, job: Job) -> Job:
         applied = await transition(self.store, job, Event.CANCEL, cause="api", now=self.clock.now())

@@ -20,6 +20,8 @@ from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.inputs import InputStore
+from orchestrator.outbound.dispatcher import Dispatcher
+from orchestrator.outbound.schedule import RetrySchedule, parse_schedule
 from orchestrator.providers.base import Provider
 from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
 from orchestrator.results import LocalResultStorage
@@ -27,6 +29,7 @@ from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.sources import SourcePolicy, parse_networks
 from orchestrator.store.sqlite import SQLiteStore
+from schemas.api import job_to_public
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +52,10 @@ class Runtime:
     sources: SourcePolicy
     run_loops: bool = True
     sole_process: bool = True
+    dispatcher: Dispatcher | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _loop_task: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def providers(self) -> Mapping[str, Provider]:
@@ -61,15 +65,19 @@ class Runtime:
         await self.store.open()
         if self.run_loops:
             self._stop.clear()
-            self._loop_task = asyncio.create_task(
-                self.orchestrator.run_forever(self._stop, sole_process=self.sole_process)
+            self._tasks.append(
+                asyncio.create_task(
+                    self.orchestrator.run_forever(self._stop, sole_process=self.sole_process)
+                )
             )
+            if self.dispatcher is not None:
+                self._tasks.append(asyncio.create_task(self.dispatcher.run_forever(self._stop)))
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._loop_task is not None:
-            await self._loop_task
-            self._loop_task = None
+        for task in self._tasks:
+            await task
+        self._tasks.clear()
         for client in self.clients:
             await client.aclose()
         await self.store.close()
@@ -139,7 +147,24 @@ def build_runtime(
         max_pixels=settings.max_result_pixels,
     )
     inputs = InputStore(data_dir / "inputs", max_bytes=settings.max_upload_bytes)
-    store = SQLiteStore(settings.database_path)
+    store = SQLiteStore(
+        settings.database_path,
+        snapshot=lambda job: job_to_public(
+            job, result_url=f"{public_base}/v1/jobs/{job.id}/result"
+        ),
+    )
+    webhook_client = make_guarded_client(
+        AllowList.parse(settings.webhook_allow_hosts),
+        timeout=httpx.Timeout(settings.webhook_timeout_s, connect=5.0),
+    )
+    dispatcher = Dispatcher(
+        store=store,
+        client=webhook_client,
+        clock=clock,
+        schedule=RetrySchedule(parse_schedule(settings.webhook_retry_schedule)),
+        timeout_s=settings.webhook_timeout_s,
+        disable_after=settings.webhook_disable_after,
+    )
     config = EngineConfig(
         public_base=public_base,
         job_deadline_s=settings.job_deadline_s,
@@ -180,5 +205,6 @@ def build_runtime(
         ),
         listen_url=listen_url,
         run_loops=run_loops,
-        clients=[api_client, fetch_client],
+        dispatcher=dispatcher,
+        clients=[api_client, fetch_client, webhook_client],
     )

@@ -80,6 +80,12 @@ class Settings:
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     fetch_allow_hosts: str = ""
     trusted_proxies: str = ""
+    webhook_retry_schedule: str = ""
+    webhook_timeout_s: float = 10.0
+    webhook_disable_after: int = 50
+    webhook_allow_hosts: str = ""
+    secret_grace_s: float = 86400.0
+    sse_heartbeat_s: float = 15.0
     fotor_max_image_px: int = 2048
     fotor_s3_base_url: str = "https://pub-static.fotor.com"
     local_workers: int = 2
@@ -173,6 +179,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         providers=providers,
         fetch_allow_hosts=env.get("UPSCALE_FETCH_ALLOW_HOSTS", ""),
         trusted_proxies=env.get("UPSCALE_TRUSTED_PROXIES", ""),
+        webhook_retry_schedule=env.get("UPSCALE_WEBHOOK_RETRY_SCHEDULE_S", ""),
+        webhook_timeout_s=_float(env, "UPSCALE_WEBHOOK_TIMEOUT_S", 10.0),
+        webhook_disable_after=max(1, _int(env, "UPSCALE_WEBHOOK_DISABLE_AFTER", 50)),
+        webhook_allow_hosts=env.get("UPSCALE_WEBHOOK_ALLOW_HOSTS", ""),
+        secret_grace_s=_float(env, "UPSCALE_SECRET_GRACE_S", 86400.0),
+        sse_heartbeat_s=_float(env, "UPSCALE_SSE_HEARTBEAT_S", 15.0),
         fotor_max_image_px=_int(env, "UPSCALE_FOTOR_MAX_IMAGE_PX", 2048),
         fotor_s3_base_url=env.get("UPSCALE_FOTOR_S3_BASE_URL") or "https://pub-static.fotor.com",
         local_workers=max(1, _int(env, "UPSCALE_LOCAL_WORKERS", 2)),

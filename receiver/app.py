@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from orchestrator.runtime import Runtime
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
-from receiver import callbacks, health, jobs, openapi, providers
+from receiver import callbacks, events, health, jobs, openapi, providers, subscriptions
 from receiver.errors import handle_upscale_error
 from schemas.errors import UpscaleError
 
@@ -30,6 +30,25 @@ def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlet
         Route("/v1/jobs/{job_id}/history", jobs.job_history, methods=["GET"]),
         Route("/v1/jobs/{job_id}/result", jobs.job_result, methods=["GET"]),
         Route("/inputs/{token}", jobs.serve_input, methods=["GET"]),
+        Route("/v1/events", events.list_events, methods=["GET"]),
+        Route("/v1/events/stream", events.stream_events, methods=["GET"]),
+        Route("/v1/events/{event_id}", events.get_event, methods=["GET"]),
+        Route("/v1/events/{event_id}/redeliver", events.redeliver, methods=["POST"]),
+        Route("/v1/subscriptions", subscriptions.create, methods=["POST"]),
+        Route("/v1/subscriptions", subscriptions.list_all, methods=["GET"]),
+        Route("/v1/subscriptions/{subscription_id}", subscriptions.show, methods=["GET"]),
+        Route("/v1/subscriptions/{subscription_id}", subscriptions.delete, methods=["DELETE"]),
+        Route(
+            "/v1/subscriptions/{subscription_id}/secret",
+            subscriptions.rotate_secret,
+            methods=["POST"],
+        ),
+        Route("/v1/subscriptions/{subscription_id}/enable", subscriptions.enable, methods=["POST"]),
+        Route(
+            "/v1/subscriptions/{subscription_id}/deliveries",
+            subscriptions.deliveries,
+            methods=["GET"],
+        ),
         Route("/v1/providers", providers.list_providers, methods=["GET"]),
         Route("/v1/providers/{provider}/balance", providers.provider_balance, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),

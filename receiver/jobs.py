@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from orchestrator.outbound.subscriptions import current_secret
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
 from receiver.bodies import read_capped, replay
@@ -36,7 +37,7 @@ async def _parse_multipart(request: Request, runtime: Runtime) -> Any:
             raise RejectedInput("multipart body needs a file part named 'image'")
         data = await image.read()
         fields: dict[str, Any] = {}
-        for name in ("provider", "scale", "options", "metadata"):
+        for name in ("provider", "scale", "options", "metadata", "webhook_url"):
             value = form.get(name)
             if isinstance(value, str):
                 fields[name] = value
@@ -71,6 +72,7 @@ async def create_job(request: Request) -> Response:
             "scale": scale,
             "options": _json_field(fields, "options") or {},
             "metadata": _json_field(fields, "metadata"),
+            "webhook_url": fields.get("webhook_url") or None,
         }
         request_data = parse_create_job(body, known_providers=known, upload=data)
     else:
@@ -86,7 +88,16 @@ async def create_job(request: Request) -> Response:
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
     job, created = await runtime.orchestrator.create_job(request_data, idempotency_key=key)
-    return JSONResponse(public_job(runtime, job), status_code=202 if created else 200)
+    body = public_job(runtime, job)
+    hook = await runtime.store.job_subscription(job.id)
+    if hook is not None:
+        # The job's own webhook: its signing secret, for this client only.
+        body["webhook"] = {
+            "subscription_id": hook.id,
+            "url": hook.url,
+            "secret": current_secret(hook),
+        }
+    return JSONResponse(body, status_code=202 if created else 200)
 
 
 async def get_job(request: Request) -> Response:

@@ -61,6 +61,11 @@ DOCUMENT: dict[str, Any] = {
                         "(smart, dynamic, precise) and its documented input fields",
                     },
                     "metadata": {"description": "Any JSON, returned untouched"},
+                    "webhook_url": {
+                        "type": "string",
+                        "description": "Receives this job's events as signed webhooks "
+                        "(Standard Webhooks); the answer carries the signing secret",
+                    },
                 },
             },
             "CreateJobUpload": {
@@ -72,6 +77,7 @@ DOCUMENT: dict[str, Any] = {
                     "scale": {"type": "string"},
                     "options": {"type": "string", "description": "JSON object"},
                     "metadata": {"type": "string", "description": "JSON"},
+                    "webhook_url": {"type": "string"},
                 },
             },
             "Job": {
@@ -301,6 +307,177 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+_EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SUB_ID = {"name": "subscription_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TYPES = {
+    "name": "type",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Event types, comma-separated",
+}
+
+EVENT_PATHS: dict[str, Any] = {
+    "/v1/events": {
+        "get": {
+            "summary": "Events after a cursor, oldest first",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+                _TYPES,
+            ],
+            "responses": {"200": _answer("A page of events and the next cursor"), **_ERRORS},
+        }
+    },
+    "/v1/events/stream": {
+        "get": {
+            "summary": "Live events as Server-Sent Events; resume with Last-Event-ID",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                _TYPES,
+            ],
+            "responses": {"200": {"description": "text/event-stream"}, **_ERRORS},
+        }
+    },
+    "/v1/events/{event_id}": {
+        "get": {
+            "summary": "One event",
+            "security": _SECURED,
+            "parameters": [_EVENT_ID],
+            "responses": {
+                "200": _answer("The event"),
+                "404": _answer("No such event", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/events/{event_id}/redeliver": {
+        "post": {
+            "summary": "Send an event again, to one subscription or to all it went to",
+            "security": _SECURED,
+            "parameters": [_EVENT_ID],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"subscription_id": {"type": "string"}},
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "202": _answer("Queued"),
+                "404": _answer("No such event", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/subscriptions": {
+        "post": {
+            "summary": "Subscribe a URL to events (signed per Standard Webhooks)",
+            "security": _SECURED,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["url"],
+                            "properties": {
+                                "url": {"type": "string"},
+                                "types": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {"201": _answer("The subscription with its whsec_ secret"), **_ERRORS},
+        },
+        "get": {
+            "summary": "Subscriptions",
+            "security": _SECURED,
+            "responses": {"200": _answer("The subscriptions"), **_ERRORS},
+        },
+    },
+    "/v1/subscriptions/{subscription_id}": {
+        "get": {
+            "summary": "One subscription",
+            "security": _SECURED,
+            "parameters": [_SUB_ID],
+            "responses": {
+                "200": _answer("The subscription"),
+                "404": _answer("No such subscription", _ERROR),
+                **_ERRORS,
+            },
+        },
+        "delete": {
+            "summary": "Remove a subscription and its pending deliveries",
+            "security": _SECURED,
+            "parameters": [_SUB_ID],
+            "responses": {
+                "204": {"description": "Removed"},
+                "404": _answer("No such subscription", _ERROR),
+                **_ERRORS,
+            },
+        },
+    },
+    "/v1/subscriptions/{subscription_id}/secret": {
+        "post": {
+            "summary": "A new signing secret; the old one keeps signing for grace_s seconds",
+            "security": _SECURED,
+            "parameters": [_SUB_ID],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "properties": {"grace_s": {"type": "number"}}}
+                    }
+                }
+            },
+            "responses": {
+                "200": _answer("The subscription with its new secret"),
+                "404": _answer("No such subscription", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/subscriptions/{subscription_id}/enable": {
+        "post": {
+            "summary": "Enable a subscription disabled after too many failures",
+            "security": _SECURED,
+            "parameters": [_SUB_ID],
+            "responses": {
+                "200": _answer("The subscription"),
+                "404": _answer("No such subscription", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/subscriptions/{subscription_id}/deliveries": {
+        "get": {
+            "summary": "Deliveries to a subscription, with every attempt and its error",
+            "security": _SECURED,
+            "parameters": [
+                _SUB_ID,
+                {"name": "status", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _answer("The deliveries"),
+                "404": _answer("No such subscription", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+}
+DOCUMENT["paths"].update(EVENT_PATHS)
 
 
 async def openapi(request: Request) -> Response:

@@ -28,6 +28,7 @@ class CreateJob:
     metadata: Any
     image_url: str | None
     image_bytes: bytes | None
+    webhook_url: str | None = None
 
 
 def decode_base64_image(text: str) -> bytes:
@@ -63,6 +64,13 @@ def parse_create_job(
         options = {}
     if not isinstance(options, dict):
         raise RejectedInput("options must be a JSON object")
+    webhook_url = body.get("webhook_url")
+    if webhook_url is not None and (
+        not isinstance(webhook_url, str)
+        or not re.match(r"^https?://[^/\s]+", webhook_url)
+        or len(webhook_url) > 2048
+    ):
+        raise RejectedInput("webhook_url must be an http(s) URL")
     image = body.get("image")
     if upload is not None:
         if not upload:
@@ -74,6 +82,7 @@ def parse_create_job(
             metadata=body.get("metadata"),
             image_url=None,
             image_bytes=upload,
+            webhook_url=webhook_url,
         )
     if not isinstance(image, str) or not image.strip():
         raise RejectedInput("image is required: an http(s) URL, a data URI or base64")
@@ -95,6 +104,7 @@ def parse_create_job(
         metadata=body.get("metadata"),
         image_url=image_url,
         image_bytes=image_bytes,
+        webhook_url=webhook_url,
     )
 
 

@@ -10,16 +10,14 @@ import asyncio
 import logging
 import random
 import time
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 import httpx
 
 from orchestrator.clock import Clock
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.signatures import signed_headers
-from orchestrator.signals import Broadcast
-from orchestrator.store.outbox import OutboundStatus, OutboundTask
+from orchestrator.store.outbox import OutboundTask, Outbox
 from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
@@ -27,35 +25,11 @@ log = logging.getLogger(__name__)
 LEASE_S = 120.0
 
 
-class OutboxStore(Protocol):
-    events_written: Broadcast
-
-    async def lease_outbound(
-        self, *, now: datetime, lease_s: float, limit: int
-    ) -> list[OutboundTask]: ...
-
-    async def next_outbound_due_at(self) -> datetime | None: ...
-
-    async def record_attempt(
-        self,
-        outbound_id: int,
-        subscription_id: str,
-        *,
-        now: datetime,
-        ok: bool,
-        status_code: int | None,
-        error: str | None,
-        duration_ms: float,
-        retry_at: datetime | None,
-        disable_after: int,
-    ) -> OutboundStatus: ...
-
-
 class Dispatcher:
     def __init__(
         self,
         *,
-        store: OutboxStore,
+        store: Outbox,
         client: httpx.AsyncClient,
         clock: Clock,
         schedule: RetrySchedule,

@@ -54,6 +54,22 @@ async def follow_events(
     Wakes as soon as this process writes an event, and polls every ``poll_s``
     seconds for events written by other processes.
     """
+    async for event in follow_events_or_idle(
+        store, after=after, types=types, poll_s=poll_s, batch=batch
+    ):
+        if event is not None:
+            yield event
+
+
+async def follow_events_or_idle(
+    store: EventStore,
+    *,
+    after: str | None = None,
+    types: Sequence[str] | None = None,
+    poll_s: float = 1.0,
+    batch: int = 200,
+) -> AsyncIterator[EventRecord | None]:
+    """Like :func:`follow_events`, and yields None whenever ``poll_s`` seconds pass idle."""
     seq = cursor(after)
     while True:
         # Take the wake-up before reading, so an event written meanwhile still wakes us.
@@ -63,7 +79,7 @@ async def follow_events(
             for event in events:
                 seq = event.seq
                 yield event
-            if len(events) < batch:
-                await woken
+            if len(events) < batch and not await woken:
+                yield None  # nothing for poll_s seconds (time for a heartbeat)
         finally:
             woken.cancel()

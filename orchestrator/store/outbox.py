@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from orchestrator.events import event_id
 from orchestrator.settings import Secret
+from orchestrator.signals import Broadcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +87,75 @@ class AttemptRecord:
     status_code: int | None
     error: str | None
     duration_ms: float
+
+
+class Outbox(Protocol):
+    """The outbox verbs every store implements."""
+
+    events_written: Broadcast
+
+    async def list_events(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        types: Sequence[str] | None = None,
+        job_id: str | None = None,
+    ) -> list[EventRecord]: ...
+
+    async def get_event(self, seq: int) -> EventRecord | None: ...
+
+    async def last_event_seq(self) -> int: ...
+
+    async def create_subscription(self, subscription: Subscription) -> Subscription: ...
+
+    async def get_subscription(self, subscription_id: str) -> Subscription | None: ...
+
+    async def job_subscription(self, job_id: str) -> Subscription | None: ...
+
+    async def list_subscriptions(
+        self, *, include_job_hooks: bool = False
+    ) -> list[Subscription]: ...
+
+    async def delete_subscription(self, subscription_id: str, *, now: datetime) -> bool: ...
+
+    async def set_subscription_secrets(
+        self, subscription_id: str, secrets: Sequence[SigningSecret]
+    ) -> None: ...
+
+    async def enable_subscription(self, subscription_id: str) -> None: ...
+
+    async def lease_outbound(
+        self, *, now: datetime, lease_s: float, limit: int
+    ) -> list[OutboundTask]: ...
+
+    async def next_outbound_due_at(self) -> datetime | None: ...
+
+    async def record_attempt(
+        self,
+        outbound_id: int,
+        subscription_id: str,
+        *,
+        now: datetime,
+        ok: bool,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: float,
+        retry_at: datetime | None,
+        disable_after: int,
+    ) -> OutboundStatus: ...
+
+    async def redeliver(
+        self, seq: int, *, now: datetime, subscription_id: str | None = None
+    ) -> int: ...
+
+    async def list_outbound(
+        self,
+        *,
+        subscription_id: str | None = None,
+        event_seq: int | None = None,
+        status: OutboundStatus | None = None,
+        limit: int = 100,
+    ) -> list[OutboundRecord]: ...
+
+    async def attempts(self, outbound_id: int) -> list[AttemptRecord]: ...

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from orchestrator.states import Event
+from orchestrator.store.outbox import Outbox
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -104,7 +105,7 @@ class Changes:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not _UNSET}
 
 
-class Store(Protocol):
+class Store(Outbox, Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -141,6 +141,12 @@ class SQLiteOutbox:
         rows = await self._all(f"SELECT * FROM subscriptions {where} ORDER BY created_at", ())
         return [_subscription(r) for r in rows]
 
+    async def job_subscription(self, job_id: str) -> Subscription | None:
+        row = await self._one(
+            "SELECT * FROM subscriptions WHERE job_id = ? ORDER BY created_at LIMIT 1", (job_id,)
+        )
+        return None if row is None else _subscription(row)
+
     async def delete_subscription(self, subscription_id: str, *, now: datetime) -> bool:
         async with self._transaction() as db:
             await db.execute(

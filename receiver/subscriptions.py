@@ -1,0 +1,124 @@
+"""Outbound webhook subscriptions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.ids import new_id
+from orchestrator.outbound.subscriptions import new_subscription, public_subscription, rotated
+from orchestrator.runtime import Runtime
+from orchestrator.store.outbox import OutboundStatus, Subscription
+from receiver.auth import require_token
+from receiver.bodies import read_capped
+from schemas.errors import NotFound, RejectedInput
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await read_capped(request, 64 * 1024)
+    if not raw.strip():
+        return {}
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise RejectedInput("body must be JSON") from None
+    if not isinstance(payload, dict):
+        raise RejectedInput("body must be a JSON object")
+    return payload
+
+
+async def _get(runtime: Runtime, subscription_id: str) -> Subscription:
+    sub = await runtime.store.get_subscription(subscription_id)
+    if sub is None:
+        raise NotFound("no such subscription")
+    return sub
+
+
+async def create(request: Request) -> Response:
+    runtime = require_token(request)
+    payload = await _json(request)
+    now = runtime.orchestrator.clock.now()
+    sub = new_subscription(new_id("sub", now), payload.get("url"), payload.get("types"), now=now)
+    await runtime.store.create_subscription(sub)
+    return JSONResponse(public_subscription(sub, with_secret=True), status_code=201)
+
+
+async def list_all(request: Request) -> Response:
+    runtime = require_token(request)
+    subs = await runtime.store.list_subscriptions()
+    return JSONResponse({"subscriptions": [public_subscription(s) for s in subs]})
+
+
+async def show(request: Request) -> Response:
+    runtime = require_token(request)
+    sub = await _get(runtime, request.path_params["subscription_id"])
+    return JSONResponse(public_subscription(sub))
+
+
+async def delete(request: Request) -> Response:
+    runtime = require_token(request)
+    removed = await runtime.store.delete_subscription(
+        request.path_params["subscription_id"], now=runtime.orchestrator.clock.now()
+    )
+    if not removed:
+        raise NotFound("no such subscription")
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    runtime = require_token(request)
+    sub = await _get(runtime, request.path_params["subscription_id"])
+    payload = await _json(request)
+    grace = payload.get("grace_s", runtime.settings.secret_grace_s)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        raise RejectedInput("grace_s must be a non-negative number of seconds")
+    fresh, _ = rotated(sub, now=runtime.orchestrator.clock.now(), grace_s=float(grace))
+    await runtime.store.set_subscription_secrets(sub.id, fresh.secrets)
+    return JSONResponse(public_subscription(fresh, with_secret=True))
+
+
+async def enable(request: Request) -> Response:
+    runtime = require_token(request)
+    sub = await _get(runtime, request.path_params["subscription_id"])
+    await runtime.store.enable_subscription(sub.id)
+    runtime.store.events_written.notify()
+    return JSONResponse(public_subscription(await _get(runtime, sub.id)))
+
+
+async def deliveries(request: Request) -> Response:
+    runtime = require_token(request)
+    sub = await _get(runtime, request.path_params["subscription_id"])
+    status = request.query_params.get("status")
+    if status is not None and status not in {s.value for s in OutboundStatus}:
+        raise RejectedInput(f"unknown status {status!r}")
+    records = await runtime.store.list_outbound(
+        subscription_id=sub.id, status=OutboundStatus(status) if status else None, limit=200
+    )
+    out = []
+    for r in records:
+        attempts = await runtime.store.attempts(r.id)
+        out.append(
+            {
+                "id": r.id,
+                "event_id": r.event_id,
+                "event_type": r.event_type,
+                "job_id": r.job_id,
+                "status": r.status.value,
+                "attempts": [
+                    {
+                        "at": a.at.isoformat().replace("+00:00", "Z"),
+                        "status_code": a.status_code,
+                        "error": a.error,
+                        "duration_ms": round(a.duration_ms, 1),
+                    }
+                    for a in attempts
+                ],
+                "next_attempt_at": r.next_attempt_at.isoformat().replace("+00:00", "Z")
+                if r.next_attempt_at
+                else None,
+            }
+        )
+    return JSONResponse({"subscription_id": sub.id, "deliveries": out})
