@@ -162,7 +162,8 @@ class Store(Outbox, Protocol):
     async def lease_job(self, job: Job, *, now: datetime, lease_s: float) -> Job | None: ...
 
     async def clear_leases(self) -> None:
-        """Drop every lease but those of jobs in ``submitting`` (single-process start-up)."""
+        """Drop every lease (outbound deliveries too) but those of jobs in ``submitting``:
+        on a single-process start-up, whoever held them is gone."""
         ...
 
     async def history(self, job_id: str) -> list[HistoryEntry]: ...

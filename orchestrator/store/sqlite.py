@@ -506,7 +506,12 @@ class SQLiteStore(SQLiteOutbox):
         return await self.get_job(job.id) if counts[0] == 1 else None
 
     async def clear_leases(self) -> None:
-        await self._write([("UPDATE jobs SET lease_until = NULL WHERE state != 'submitting'", ())])
+        await self._write(
+            [
+                ("UPDATE jobs SET lease_until = NULL WHERE state != 'submitting'", ()),
+                ("UPDATE outbound SET lease_until = NULL WHERE status = 'pending'", ()),
+            ]
+        )
 
     async def history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self._all("SELECT * FROM job_history WHERE job_id = ? ORDER BY id", (job_id,))

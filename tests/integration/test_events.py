@@ -382,3 +382,20 @@ async def test_python_api_follows_events(app_factory: AppFactory) -> None:
         await client.post("/v1/jobs", json=JOB)
         await asyncio.wait_for(follower, 5)
         assert seen == ["job.queued"] * 3
+
+
+async def test_events_match_the_published_json_schema(app_factory: AppFactory) -> None:
+    import jsonschema
+
+    from tests.unit.test_layers import ROOT
+
+    schema = json.loads((ROOT / "schemas" / "event.schema.json").read_text())
+    async with app_factory() as (_, runtime, client):
+        job = (await client.post("/v1/jobs", json={**JOB, "metadata": [1, "x"]})).json()
+        await _finish(runtime, job["id"])
+        await client.delete(f"/v1/jobs/{(await client.post('/v1/jobs', json=JOB)).json()['id']}")
+        events = (await client.get("/v1/events")).json()["events"]
+        assert len(events) == 5
+        for event in events:
+            body = {k: v for k, v in event.items() if k != "id"}
+            jsonschema.validate(body, schema)
