@@ -117,7 +117,12 @@ def build_runtime(
             base_url = conf.base_url or REAL_BASE_URLS[name]
             key = conf.api_key.reveal() if conf.api_key else SANDBOX_KEY
         provider = build_provider(
-            name, api_client, base_url=base_url, api_key=key, settings=settings
+            name,
+            api_client,
+            base_url=base_url,
+            api_key=key,
+            settings=settings,
+            sandboxed=conf.sandboxed,
         )
         if provider is None:
             continue
@@ -168,7 +173,8 @@ def build_runtime(
     config = EngineConfig(
         public_base=public_base,
         job_deadline_s=settings.job_deadline_s,
-        submit_timeout_s=settings.submit_timeout_s,
+        # A submitting job is held as long as the longest provider call may take.
+        submit_timeout_s=max(settings.submit_timeout_s, settings.sync_timeout_s),
         input_url_ttl_s=settings.input_url_ttl_s,
         poll=PollPolicy(
             grace_s=settings.poll_grace_s, base_s=settings.poll_base_s, cap_s=settings.poll_cap_s

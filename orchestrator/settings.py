@@ -98,6 +98,7 @@ class Settings:
     poll_cap_s: float = 300.0
     job_deadline_s: float = 3600.0
     submit_timeout_s: float = 60.0
+    sync_timeout_s: float = 300.0
     input_url_ttl_s: float = 86400.0
     max_callback_bytes: int = 1024 * 1024
     max_upload_bytes: int = 25 * 1024 * 1024
@@ -197,6 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_cap_s=_float(env, "UPSCALE_POLL_CAP_S", 300.0),
         job_deadline_s=_float(env, "UPSCALE_JOB_DEADLINE_S", 3600.0),
         submit_timeout_s=_float(env, "UPSCALE_SUBMIT_TIMEOUT_S", 60.0),
+        sync_timeout_s=_float(env, "UPSCALE_SYNC_TIMEOUT_S", 300.0),
         input_url_ttl_s=_float(env, "UPSCALE_INPUT_URL_TTL_S", 86400.0),
         max_callback_bytes=_int(env, "UPSCALE_MAX_CALLBACK_BYTES", 1024 * 1024),
         max_upload_bytes=_int(env, "UPSCALE_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),

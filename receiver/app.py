@@ -66,6 +66,13 @@ def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlet
         async with AsyncExitStack() as stack:
             if sandbox is not None:
                 await stack.enter_async_context(sandbox.router.lifespan_context(sandbox))
+                fotor = runtime.settings.providers.get("fotor")
+                if "fotor" in runtime.sandboxed and fotor is not None and not fotor.base_url:
+                    # At Fotor the account webhook is set in a dashboard; the built-in
+                    # sandbox gets ours directly.
+                    sandbox.state.fotor.webhook_url = runtime.orchestrator.account_callback_url(
+                        "fotor"
+                    )
             await runtime.start()
             stack.push_async_callback(runtime.stop)
             _announce(runtime)

@@ -7,6 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.providers.registry import PROVIDER_NAMES
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
 
@@ -49,7 +51,7 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["provider", "image"],
                 "properties": {
-                    "provider": {"type": "string", "enum": ["upsampler"]},
+                    "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
                     "image": {
                         "type": "string",
                         "description": "An http(s) URL, a data URI or bare base64 image data",

@@ -55,8 +55,8 @@ def parse_photio_answer(obj: object) -> PhotioAnswer:
     odd ``status_code`` becomes ``None``; a non-string ``body`` becomes ``None``.
     ``message`` is a short readable text from ``message``/``error``/``detail``, or
     from ``body`` when the answer is not a success (Photio's error bodies are
-    undocumented). ``raw`` never holds the image: a long ``body`` is replaced by
-    its length.
+    undocumented). ``raw`` never holds the image: a success's (or any long)
+    ``body`` is replaced by its length.
     """
     if not isinstance(obj, dict):
         raise RejectedPayload("payload must be a JSON object")
@@ -71,7 +71,7 @@ def parse_photio_answer(obj: object) -> PhotioAnswer:
     if message is None and status_code != 200 and raw_body is not None:
         message = readable_error(raw_body)
     raw = dict(obj)
-    if isinstance(raw_body, str) and len(raw_body) > 200:
+    if isinstance(raw_body, str) and (status_code == 200 or len(raw_body) > 200):
         raw["body"] = f"<{len(raw_body)} characters>"
     return PhotioAnswer(status_code=status_code, body=body, message=message, raw=raw)
 

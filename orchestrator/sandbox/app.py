@@ -5,6 +5,9 @@ standalone):
 
 - ``/upsampler/api/v1/...``     the Upsampler API (see ``upsampler.py``)
 - ``/upsampler/results/{token}.png|.jpg``  hosted results
+- ``/fotor/...``                 the Fotor API, account webhook and results (see ``fotor.py``)
+- ``/photio/v1/inference/upscale``  the Photio API, base64 answer (see ``photio.py``)
+- ``/artnex/v1/upscale``, ``/artnex/results/{token}.png``  the Artnex API (see ``artnex.py``)
 - ``GET /faults``, ``PUT /faults`` (JSON object merged in), ``DELETE /faults`` (defaults)
 - ``GET /stats``, ``DELETE /stats`` (zero every counter)
 
@@ -29,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from orchestrator.sandbox import upsampler
+from orchestrator.sandbox import artnex, fotor, photio, upsampler
 from orchestrator.sandbox.context import RootPathRecorder, SandboxContext
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.stats import Stats
@@ -76,6 +79,9 @@ def create_sandbox_app(
         max_output_pixels=max_output_pixels,
     )
     ups = upsampler.UpsamplerSandbox(ctx)
+    fot = fotor.FotorSandbox(ctx)
+    pho = photio.PhotioSandbox(ctx)
+    art = artnex.ArtnexSandbox(ctx)
 
     async def get_faults(request: Request) -> Response:
         return JSONResponse(ctx.faults.as_dict())
@@ -113,6 +119,9 @@ def create_sandbox_app(
         routes=[
             Mount(upsampler.API_PREFIX, routes=ups.api_routes()),
             Mount(upsampler.RESULTS_PREFIX, routes=ups.result_routes()),
+            Mount(fotor.PREFIX, routes=fot.routes()),
+            Mount(photio.API_PREFIX, routes=pho.routes()),
+            Mount(artnex.API_PREFIX, routes=art.routes()),
             Route("/faults", get_faults, methods=["GET"]),
             Route("/faults", put_faults, methods=["PUT"]),
             Route("/faults", reset_faults, methods=["DELETE"]),
@@ -124,6 +133,9 @@ def create_sandbox_app(
     )
     app.state.sandbox = ctx
     app.state.upsampler = ups
+    app.state.fotor = fot
+    app.state.photio = pho
+    app.state.artnex = art
     return app
 
 
@@ -139,4 +151,7 @@ def standalone_app(**options: Unpack[SandboxOptions]) -> Starlette:
     app = Starlette(routes=[Mount(SANDBOX_MOUNT, app=sandbox)], lifespan=lifespan)
     app.state.sandbox = sandbox.state.sandbox
     app.state.upsampler = sandbox.state.upsampler
+    app.state.fotor = sandbox.state.fotor
+    app.state.photio = sandbox.state.photio
+    app.state.artnex = sandbox.state.artnex
     return app

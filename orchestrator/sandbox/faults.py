@@ -3,7 +3,8 @@
 Every fault is a float: a probability in ``0..1`` unless its name ends with
 ``_s``, in which case it is a number of seconds ``>= 0``. One option,
 ``result_base_url``, is a string: when set, result URLs point at that base
-(scheme, host and optional path prefix) instead of the sandbox itself.
+(scheme, host and optional path prefix) instead of the sandbox itself. One,
+``quota_per_day``, is a whole-number count (Artnex's daily quota; 0 = none).
 
 Settings come from a command-line string (``Faults.parse``) or a JSON object
 (``Faults.update``); both validate every entry before applying any of them.
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 STRING_OPTIONS = frozenset({"result_base_url"})
+# Whole numbers >= 0 (a count, not a probability): 0 means "no limit".
+COUNT_OPTIONS = frozenset({"quota_per_day"})
 
 
 def _is_seconds(name: str) -> bool:
@@ -40,6 +43,17 @@ class Faults:
     submit_timeout: float = 0.0
     expire_result: float = 0.0
     corrupt_result: float = 0.0
+    # Fotor quirks (see orchestrator/sandbox/fotor.py); progress_callbacks is on by default.
+    error_in_200: float = 0.0
+    no_credit: float = 0.0
+    s3_result: float = 0.0
+    nsfw: float = 0.0
+    empty_result: float = 0.0
+    progress_callbacks: float = 1.0
+    # Photio and Artnex quirks (see orchestrator/sandbox/photio.py and artnex.py).
+    status_in_body: float = 0.0
+    data_uri_body: float = 0.0
+    quota_per_day: int = 0
     processing_s: float = 0.0
     retry_after_s: float = 1.0
     submit_timeout_s: float = 30.0
@@ -55,7 +69,11 @@ class Faults:
 
     @classmethod
     def probability_names(cls) -> tuple[str, ...]:
-        return tuple(n for n in cls.names() if n not in STRING_OPTIONS and not _is_seconds(n))
+        return tuple(
+            n
+            for n in cls.names()
+            if n not in STRING_OPTIONS and n not in COUNT_OPTIONS and not _is_seconds(n)
+        )
 
     @classmethod
     def parse(cls, text: str) -> Faults:
@@ -108,6 +126,10 @@ def _validate(name: Any, value: Any) -> Any:
     if name in STRING_OPTIONS:
         return _validate_base_url(name, value)
     number = _to_float(name, value)
+    if name in COUNT_OPTIONS:
+        if number < 0 or not number.is_integer():
+            raise ValueError(f"fault {name!r} is a count and must be a whole number >= 0")
+        return int(number)
     if _is_seconds(name):
         if number < 0:
             raise ValueError(f"fault {name!r} is a number of seconds and must be >= 0")

@@ -18,21 +18,30 @@ def test_defaults() -> None:
     assert values["result_base_url"] == ""
     assert values["drop_callback"] == 0.0
     assert set(values) == {
+        "corrupt_result",
+        "data_uri_body",
+        "delay_callback_s",
         "drop_callback",
         "duplicate_callback",
         "early_callback",
-        "delay_callback_s",
-        "submit_429",
-        "submit_500",
+        "empty_result",
+        "error_in_200",
+        "expire_result",
+        "no_credit",
+        "nsfw",
+        "processing_s",
+        "progress_callbacks",
+        "quota_per_day",
+        "result_base_url",
+        "retry_after_s",
+        "s3_result",
         "status_429",
         "status_500",
+        "status_in_body",
+        "submit_429",
+        "submit_500",
         "submit_timeout",
-        "expire_result",
-        "corrupt_result",
-        "processing_s",
-        "retry_after_s",
         "submit_timeout_s",
-        "result_base_url",
     }
 
 

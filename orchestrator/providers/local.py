@@ -1,0 +1,503 @@
+"""The adapter for the local provider (the app in :mod:`orchestrator.local.server`).
+
+It talks to the local server over HTTP exactly like to a cloud provider:
+``POST {base}/api/v1/upscale`` with the job's signed callback URL as ``webhook``,
+then a terminal webhook and/or ``GET {base}/api/v1/jobs/{id}``. The wire
+contract is documented in the server's module docstring; this module depends on
+it, not on the server's code.
+
+The decisions are pure functions (:func:`validate_local_options`,
+:func:`build_submit_body`, :func:`classify_submit`, :func:`classify_status`,
+:func:`parse_local_payload`, :func:`update_from_payload`); :class:`LocalProvider`
+only does the I/O and translates ``httpx`` errors at the boundary, as the
+Upsampler adapter does.
+
+Mapping:
+
+- submit 400 and 413 are ``ProviderRejected(rejected_input)``, 401
+  ``provider_auth``, 429 ``ProviderThrottled`` (``Retry-After``), 504
+  ``ProviderUncertain``, 408/5xx ``ProviderUnavailable``, any other status
+  ``ProviderRejected(provider_failed)``; a 2xx without a readable ``id`` is
+  ``ProviderUncertain``.
+- a 404 on the status endpoint is a FAILED update (``provider_failed``): the
+  server keeps jobs in memory, so after a restart it no longer knows them.
+- a FAILED job whose ``error.code`` is an input error (:data:`INPUT_ERROR_CODES`)
+  fails with ``rejected_input``, any other with ``provider_failed``; SUCCEEDED
+  without a ``result_url`` is FAILED (``provider_failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from orchestrator.clock import Clock, SystemClock
+from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
+from orchestrator.providers.upsampler import parse_retry_after
+from schemas.errors import (
+    ProviderError,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUnavailable,
+    ProviderUncertain,
+    RejectedInput,
+    RejectedPayload,
+)
+from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
+from schemas.upsampler import MAX_ID_CHARS, MAX_PAYLOAD_BYTES, decode_json, readable_error
+
+if TYPE_CHECKING:
+    from orchestrator.providers.base import Provider
+
+NAME: Final = "local"
+
+MIN_SCALE: Final = 1.0
+MAX_SCALE: Final = 8.0
+OPTIONS: Final = ("engine",)
+
+QUEUED: Final = "QUEUED"
+RUNNING: Final = "RUNNING"
+SUCCEEDED: Final = "SUCCEEDED"
+FAILED: Final = "FAILED"
+
+INPUT_ERROR_CODES: Final = frozenset(
+    {
+        "invalid_request",
+        "invalid_image",
+        "input_too_large",
+        "unknown_engine",
+        "input_unreachable",
+        "payload_too_large",
+    }
+)
+"""Error codes that blame the input: the job fails with ``rejected_input``."""
+
+MAX_RESPONSE_BYTES: Final = MAX_PAYLOAD_BYTES
+MAX_CODE_CHARS: Final = 64
+
+
+# --- options -------------------------------------------------------------------------
+
+
+def validate_local_options(
+    scale: float, options: Mapping[str, Any], engines: list[str]
+) -> dict[str, Any]:
+    """Check ``scale`` (1..8) and ``options`` (only ``engine``, one of ``engines``).
+
+    Returns the options to store (``engine`` only when given: without it the server
+    uses its default). Raises :class:`RejectedInput` naming the offending value.
+    """
+    if not isinstance(options, Mapping):
+        raise RejectedInput("options must be a JSON object")
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise RejectedInput("scale must be a number")
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise RejectedInput(f"scale must be between {MIN_SCALE:g} and {MAX_SCALE:g}")
+    unknown = sorted(str(key) for key in options if key not in OPTIONS)
+    if unknown:
+        raise RejectedInput(f"unknown option '{unknown[0]}' (known: {', '.join(OPTIONS)})")
+    normalised: dict[str, Any] = {}
+    if "engine" in options:
+        engine = options["engine"]
+        if not isinstance(engine, str) or engine not in engines:
+            raise RejectedInput(f"option 'engine' must be one of: {', '.join(engines)}")
+        normalised["engine"] = engine
+    return normalised
+
+
+def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of ``POST /api/v1/upscale``: the image inline when we have its bytes.
+
+    Raises :class:`ProviderRejected` (``rejected_input``) when the request has no image.
+    """
+    body: dict[str, Any] = {}
+    if request.image_bytes is not None:
+        body["image_base64"] = base64.b64encode(request.image_bytes).decode("ascii")
+    elif request.image_url:
+        body["image_url"] = request.image_url
+    else:
+        raise ProviderRejected("the job has no input image", FailureReason.REJECTED_INPUT)
+    scale: float | int = request.scale
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)
+    body["scale"] = scale
+    if "engine" in options:
+        body["engine"] = options["engine"]
+    if request.callback_url is not None:
+        body["webhook"] = request.callback_url
+    return body
+
+
+# --- payloads ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalJobPayload:
+    """A job as the server reports it (``GET /api/v1/jobs/{id}`` and the webhook)."""
+
+    id: str
+    status: str
+    result_url: str | None
+    width: int | None
+    height: int | None
+    error_code: str | None
+    error_message: str | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _text(value: object, limit: int) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:limit]
+    return None
+
+
+def _dimension(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
+
+
+def parse_local_payload(obj: object) -> LocalJobPayload:
+    """Read a decoded job payload; raises only :class:`RejectedPayload`.
+
+    ``id`` must be a non-empty string and ``status`` a string; odd optional fields
+    are dropped (a non-string URL, a non-positive size) or made readable (``error``).
+    """
+    if not isinstance(obj, dict):
+        raise RejectedPayload("payload must be a JSON object")
+    job_id = obj.get("id")
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise RejectedPayload("'id' must be a non-empty string")
+    if len(job_id) > MAX_ID_CHARS:
+        raise RejectedPayload(f"'id' is longer than {MAX_ID_CHARS} characters")
+    status = obj.get("status")
+    if not isinstance(status, str):
+        raise RejectedPayload("'status' must be a string")
+    error = obj.get("error")
+    code = _text(error.get("code"), MAX_CODE_CHARS) if isinstance(error, dict) else None
+    return LocalJobPayload(
+        id=job_id,
+        status=status,
+        result_url=_text(obj.get("result_url"), 8192),
+        width=_dimension(obj.get("width")),
+        height=_dimension(obj.get("height")),
+        error_code=code,
+        error_message=readable_error(error),
+        raw=obj,
+    )
+
+
+def update_from_payload(payload: LocalJobPayload) -> ProviderUpdate:
+    """SUCCEEDED and FAILED are terminal; QUEUED, RUNNING and anything else is running."""
+    status = payload.status.strip().upper()
+    common: dict[str, Any] = {
+        "provider": NAME,
+        "provider_job_id": payload.id,
+        "raw": payload.raw,
+    }
+    if status == SUCCEEDED:
+        if payload.result_url is None:
+            return ProviderUpdate(
+                status=UpdateStatus.FAILED,
+                failure=Failure(
+                    FailureReason.PROVIDER_FAILED,
+                    "the local provider reported SUCCEEDED with no result URL",
+                ),
+                **common,
+            )
+        return ProviderUpdate(
+            status=UpdateStatus.SUCCEEDED, result_url=payload.result_url, **common
+        )
+    if status == FAILED:
+        reason = (
+            FailureReason.REJECTED_INPUT
+            if payload.error_code in INPUT_ERROR_CODES
+            else FailureReason.PROVIDER_FAILED
+        )
+        message = payload.error_message or "the local provider reported FAILED"
+        return ProviderUpdate(
+            status=UpdateStatus.FAILED, failure=Failure(reason, message), **common
+        )
+    return ProviderUpdate(status=UpdateStatus.RUNNING, **common)
+
+
+def parse_callback_body(body: bytes) -> ProviderUpdate:
+    """A webhook body to an update; raises only :class:`RejectedPayload`."""
+    return update_from_payload(parse_local_payload(decode_json(body)))
+
+
+# --- answers -------------------------------------------------------------------------
+
+
+def _error(body: bytes, status_code: int) -> tuple[str | None, str]:
+    """``(code, message)`` of an error answer, whatever its shape."""
+    try:
+        decoded = decode_json(body)
+    except RejectedPayload:
+        decoded = None
+    code: str | None = None
+    text: str | None = None
+    if isinstance(decoded, dict):
+        error = decoded.get("error")
+        if isinstance(error, dict):
+            code = _text(error.get("code"), MAX_CODE_CHARS)
+        text = readable_error(error)
+    if text is None and body:
+        text = readable_error(body[:500].decode("utf-8", errors="replace"))
+    return code, text or f"HTTP {status_code}"
+
+
+def _classify_error(
+    status_code: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None
+) -> ProviderError:
+    code, msg = _error(body, status_code)
+    if status_code in (400, 413):
+        return ProviderRejected(
+            f"the local provider rejected the request ({code or status_code}): {msg}",
+            FailureReason.REJECTED_INPUT,
+        )
+    if status_code == 401:
+        return ProviderRejected(
+            f"the local provider refused the API key: {msg}", FailureReason.PROVIDER_AUTH
+        )
+    if status_code == 429:
+        return ProviderThrottled(
+            f"the local provider is busy: {msg}", parse_retry_after(headers, now=now)
+        )
+    if status_code == 408 or 500 <= status_code <= 599:
+        return ProviderUnavailable(f"the local provider answered HTTP {status_code}: {msg}")
+    return ProviderRejected(
+        f"the local provider answered HTTP {status_code}: {msg}", FailureReason.PROVIDER_FAILED
+    )
+
+
+def classify_submit(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime | None = None,
+) -> Accepted:
+    """Map the answer to ``POST /api/v1/upscale`` to :class:`Accepted` or a ``ProviderError``."""
+    if not 200 <= status_code <= 299:
+        if status_code == 504:
+            raise ProviderUncertain(
+                "a gateway timed out in front of the local provider (HTTP 504); the job may exist"
+            )
+        raise _classify_error(status_code, headers, body, now=now)
+    try:
+        payload = parse_local_payload(decode_json(body))
+    except RejectedPayload as exc:
+        raise ProviderUncertain(
+            f"the local provider answered HTTP {status_code} with an unreadable body "
+            f"({exc.message}); the job may exist"
+        ) from exc
+    update = None
+    if payload.status.strip().upper() in (SUCCEEDED, FAILED):
+        update = update_from_payload(payload)
+    return Accepted(provider_job_id=payload.id, update=update)
+
+
+def classify_status(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    job_id: str | None = None,
+    now: datetime | None = None,
+) -> ProviderUpdate:
+    """Map the answer to ``GET /api/v1/jobs/{id}`` to a :class:`ProviderUpdate`.
+
+    A 404 is a FAILED update; a 2xx that cannot be read, or that names another job,
+    is ``ProviderUnavailable`` (ask again).
+    """
+    if status_code == 404:
+        return ProviderUpdate(
+            provider=NAME,
+            provider_job_id=job_id,
+            status=UpdateStatus.FAILED,
+            failure=Failure(
+                FailureReason.PROVIDER_FAILED,
+                "the local provider does not know the job (HTTP 404; it may have restarted): "
+                + _error(body, 404)[1],
+            ),
+        )
+    if not 200 <= status_code <= 299:
+        raise _classify_error(status_code, headers, body, now=now)
+    try:
+        payload = parse_local_payload(decode_json(body))
+    except RejectedPayload as exc:
+        raise ProviderUnavailable(
+            f"the local provider answered HTTP {status_code} with an unreadable status "
+            f"({exc.message})"
+        ) from exc
+    if job_id is not None and payload.id != job_id:
+        raise ProviderUnavailable("the local provider answered the status of a different job")
+    return update_from_payload(payload)
+
+
+def job_path(provider_job_id: str) -> str:
+    """``/api/v1/jobs/{id}`` with the id quoted so it stays one path segment."""
+    quoted = quote(provider_job_id, safe="")
+    if set(provider_job_id) <= {"."}:  # "." and ".." would be removed as dot segments
+        quoted = provider_job_id.replace(".", "%2E")
+    return f"/api/v1/jobs/{quoted}"
+
+
+# --- I/O -----------------------------------------------------------------------------
+
+# Raised before any byte of the request could reach the server: safe to resend.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool
+
+
+class LocalProvider:
+    """The local provider behind the :class:`~orchestrator.providers.base.Provider` protocol."""
+
+    name: str = NAME
+    callback_mode: CallbackMode = "job"
+    needs_image_url: bool = False
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        engines: list[str],
+        submit_timeout_s: float = 120,
+        poll_timeout_s: float = 30,
+        clock: Clock | None = None,
+    ) -> None:
+        if not base_url.startswith(("https://", "http://")):
+            raise ValueError("base_url must be an http(s) URL")
+        if not (submit_timeout_s > 0 and poll_timeout_s > 0):
+            raise ValueError("timeouts must be positive")
+        if not engines:
+            raise ValueError("engines must name at least one engine")
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._auth = f"Bearer {api_key}"
+        self.engines = list(engines)
+        self._submit_timeout_s = float(submit_timeout_s)
+        self._poll_timeout_s = float(poll_timeout_s)
+        self._clock: Clock = clock or SystemClock()
+
+    def __repr__(self) -> str:
+        return f"LocalProvider(base_url={self._base_url!r}, api_key='***')"
+
+    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+        return validate_local_options(scale, options, self.engines)
+
+    async def submit(self, request: SubmitRequest) -> Accepted:
+        try:
+            options = validate_local_options(request.scale, request.options, self.engines)
+        except RejectedInput as exc:
+            raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
+        body = build_submit_body(request, options)
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            answer = await self._send(
+                "POST", "/api/v1/upscale", content.encode("utf-8"), self._submit_timeout_s
+            )
+        except _NOT_SENT as exc:
+            raise ProviderUnavailable(
+                f"could not reach the local provider ({type(exc).__name__}); no job was created"
+            ) from exc
+        except (httpx.HTTPError, httpx.StreamError, TimeoutError) as exc:
+            raise ProviderUncertain(
+                f"no answer from the local provider after sending the job "
+                f"({type(exc).__name__}); the job may exist"
+            ) from exc
+        if answer.truncated and 200 <= answer.status_code <= 299:
+            raise ProviderUncertain(
+                f"the local provider's answer is larger than {MAX_RESPONSE_BYTES} bytes; "
+                "the job may exist"
+            )
+        return classify_submit(
+            answer.status_code, answer.headers, answer.body, now=self._clock.now()
+        )
+
+    async def poll(self, provider_job_id: str) -> ProviderUpdate:
+        try:
+            answer = await self._send("GET", job_path(provider_job_id), None, self._poll_timeout_s)
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                f"could not get the job status from the local provider ({type(exc).__name__})"
+            ) from exc
+        if answer.truncated and 200 <= answer.status_code <= 299:
+            raise ProviderUnavailable(
+                f"the local provider's status answer is larger than {MAX_RESPONSE_BYTES} bytes"
+            )
+        return classify_status(
+            answer.status_code,
+            answer.headers,
+            answer.body,
+            job_id=provider_job_id,
+            now=self._clock.now(),
+        )
+
+    def parse_callback(self, body: bytes) -> ProviderUpdate:
+        return parse_callback_body(body)
+
+    async def _send(
+        self, method: str, path: str, content: bytes | None, timeout_s: float
+    ) -> _Answer:
+        """One exchange, the body read up to :data:`MAX_RESPONSE_BYTES` (as for Upsampler)."""
+        setup_s = min(10.0, timeout_s / 4)
+        timeout = httpx.Timeout(timeout_s, connect=setup_s, pool=setup_s)
+        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        async with asyncio.timeout(timeout_s):
+            async with self._client.stream(
+                method,
+                self._base_url + path,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,
+            ) as response:
+                chunks: list[bytes] = []
+                size = 0
+                truncated = False
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+                    truncated = True
+                else:
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_BYTES:
+                            truncated = True
+                            break
+                        chunks.append(chunk)
+                return _Answer(response.status_code, response.headers, b"".join(chunks), truncated)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(provider: LocalProvider) -> Provider:
+        return provider

@@ -1,0 +1,542 @@
+"""Sandbox double of the Fotor OpenAPI AI Upscaler (https://api-b.fotor.com).
+
+Wire contract (see /work/shared/providers.md section 1), under the mount ``/fotor``:
+
+- ``POST /v1/aiart/imgupscale`` with ``Authorization: Bearer <key>`` and
+  ``{"upscaling_resize", "userImageUrl", "max_image_width", "max_image_height"}``
+  answers ``{"code": "000", "msg": "success", "data": {"taskId": <32 hex>}}``;
+  ``userImageUrl`` is an http(s) URL (downloaded), a data URI or bare base64;
+- ``GET /v1/aiart/tasks/{taskId}`` answers the envelope around the task data
+  ``{taskId, createTime, updateTime (epoch ms), status, businessId, type,
+  resultUrl, hasHsfw, creditsIncrement}`` plus ``msg`` when it failed;
+- ``GET /v1/credits`` answers ``{businessId, total, remaining}``: 1000 credits,
+  one spent per task that ends with status 1;
+- errors answer the envelope with ``data: null`` and HTTP 400/401/404/429/500,
+  or HTTP 200 with code ``999`` (fault ``error_in_200``) or ``510`` (fault
+  ``no_credit``, or no credits left).
+
+The webhook is account-level, as at Fotor (there it is set in a dashboard): the
+sandbox keeps one URL, set by ``PUT /webhook`` with ``{"url": ...}`` (``null`` or
+``""`` clears it) and read by ``GET /webhook``. When set, it receives the flat body
+``{taskId, status, businessId, type, resultUrl}`` (plus ``hasHsfw: true`` when
+flagged) once with status 0 when the task starts (fault ``progress_callbacks``,
+default on) and once when it ends (status 1 or 2).
+
+Tasks are processed for real (Pillow LANCZOS resize by ``upscaling_resize``, the
+output capped at ``max_image_width`` x ``max_image_height``). Results are hosted at
+``/results/{token}.png`` and, for the ``s3_result`` fault, reported as
+``s3://img-pub-fotor/results/{token}.png`` and served at ``/s3/results/{token}.png``
+so that a client rewriting the bucket to ``{root}/fotor/s3`` can fetch them.
+
+Other Fotor faults: ``nsfw`` (status 2 with ``hasHsfw: true``) and ``empty_result``
+(status 1 with ``resultUrl: ""``, still charged).
+
+The ``fotor`` stats are registered on the first Fotor request, so a sandbox
+nobody sent Fotor traffic to reports no ``fotor`` entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from orchestrator.sandbox.context import SandboxContext, retry_after_value, sandbox_root_url
+from orchestrator.sandbox.imaging import output_size, upscale_image
+from orchestrator.sandbox.upsampler import sleep_unless_disconnected
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "fotor"
+PREFIX = "/fotor"
+RESULTS_PREFIX = "/results"
+S3_PREFIX = "/s3"
+S3_BUCKET = "s3://img-pub-fotor"
+TASK_TYPE = "imgupscale"  # Fotor's value for upscale tasks is undocumented.
+BUSINESS_ID = "sandbox"
+
+INITIAL_CREDITS = 1000
+MIN_FACTOR, MAX_FACTOR = 1.0, 4.0
+MAX_SIDE = 8192
+
+RUNNING, SUCCEEDED, FAILED = 0, 1, 2
+
+EXTRA_COUNTERS = (
+    "submits_rejected",
+    "submits_throttled",
+    "submits_errored",
+    "submits_timed_out",
+    "submits_error_in_200",
+    "submits_no_credit",
+    "status_throttled",
+    "status_errored",
+    "credits_calls",
+    "unauthorized",
+    "jobs_succeeded",
+    "jobs_failed",
+    "early_callbacks",
+    "progress_callbacks",
+    "callbacks_skipped",
+    "callback_attempts",
+    "callbacks_dropped",
+    "results_expired",
+    "results_corrupt",
+    "results_nsfw",
+    "results_empty",
+    "results_s3",
+)
+
+
+@dataclass(slots=True)
+class SandboxTask:
+    id: str
+    image_url: str | None
+    image_data: bytes | None = field(repr=False)
+    factor: float
+    max_width: int
+    max_height: int
+    base_url: str
+    created_ms: int
+    updated_ms: int
+    nsfw: bool = False
+    s3: bool = False
+    empty: bool = False
+    status: int = RUNNING
+    msg: str | None = None
+    credits: int = 0
+    png: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitBody:
+    image_url: str | None
+    image_data: bytes | None = field(repr=False)
+    factor: float
+    max_width: int
+    max_height: int
+
+
+class InvalidSubmit(ValueError):
+    """The submit body is malformed or semantically wrong (400)."""
+
+
+class TaskFailed(Exception):
+    """Processing failed; the message goes to the task's ``msg``."""
+
+
+def envelope(
+    code: str,
+    msg: str,
+    data: Any = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return JSONResponse(
+        {"code": code, "msg": msg, "data": data}, status_code=status_code, headers=headers
+    )
+
+
+def _is_http_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
+
+
+def decode_image_field(value: str, max_bytes: int) -> bytes:
+    """Bytes from a data URI (``data:<type>;base64,...``) or bare base64."""
+    text = value
+    if text.startswith("data:"):
+        meta, sep, text = text[5:].partition(",")
+        if not sep or not meta.endswith(";base64"):
+            raise InvalidSubmit("userImageUrl data URI must be base64 encoded")
+    text = "".join(text.split())
+    if len(text) > (max_bytes * 4) // 3 + 4:
+        raise InvalidSubmit(f"userImageUrl image is larger than {max_bytes} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidSubmit("userImageUrl must be an image URL or a base64 image") from None
+    if not data:
+        raise InvalidSubmit("userImageUrl is empty")
+    return data
+
+
+def _side(body: dict[str, Any], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
+        raise InvalidSubmit(f"{key} is required and must be an integer from 1 to {MAX_SIDE}")
+    return value
+
+
+def parse_submit(raw: bytes, max_input_bytes: int) -> SubmitBody:
+    """Read the upscale POST body or raise ``InvalidSubmit``."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InvalidSubmit("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidSubmit("request body must be a JSON object")
+    factor = body.get("upscaling_resize")
+    if isinstance(factor, bool) or not isinstance(factor, int | float):
+        raise InvalidSubmit("upscaling_resize is required and must be a number")
+    if not (math.isfinite(factor) and MIN_FACTOR <= factor <= MAX_FACTOR):
+        raise InvalidSubmit(f"upscaling_resize must be between {MIN_FACTOR:g} and {MAX_FACTOR:g}")
+    image = body.get("userImageUrl")
+    if not isinstance(image, str) or not image.strip():
+        raise InvalidSubmit("userImageUrl is required")
+    image_url: str | None = None
+    image_data: bytes | None = None
+    if _is_http_url(image):
+        image_url = image
+    else:
+        image_data = decode_image_field(image.strip(), max_input_bytes)
+    return SubmitBody(
+        image_url=image_url,
+        image_data=image_data,
+        factor=float(factor),
+        max_width=_side(body, "max_image_width"),
+        max_height=_side(body, "max_image_height"),
+    )
+
+
+def upscale_capped(
+    data: bytes, factor: float, max_width: int, max_height: int, max_pixels: int
+) -> tuple[bytes, int, int]:
+    """PNG bytes of ``data`` resized by ``factor``, capped at ``max_width`` x ``max_height``.
+
+    The aspect ratio is kept: the factor is lowered until both sides fit. Blocking;
+    raises ``ValueError`` for non-images and oversized images.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+    except Exception as exc:  # Pillow raises many types for junk input
+        raise ValueError(f"input is not a readable image: {type(exc).__name__}") from None
+    if width < 1 or height < 1:
+        raise ValueError("input image is empty")
+    effective = min(factor, max_width / width, max_height / height)
+    png = upscale_image(data, effective, max_pixels)
+    out_width, out_height = output_size(width, height, effective)
+    return png, out_width, out_height
+
+
+class FotorSandbox:
+    """The Fotor routes, task table, credits and account webhook on a ``SandboxContext``."""
+
+    def __init__(self, ctx: SandboxContext, *, wall_clock: Callable[[], float] = time.time) -> None:
+        self.ctx = ctx
+        self.tasks: dict[str, SandboxTask] = {}
+        self.webhook_url: str | None = None
+        self.credits_used = 0
+        self._wall_clock = wall_clock
+
+    @property
+    def credits_remaining(self) -> int:
+        return INITIAL_CREDITS - self.credits_used
+
+    # -- routes -----------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """Routes to mount at ``PREFIX``."""
+        results = self.ctx.results.routes(PROVIDER)
+        return [
+            Route("/v1/aiart/imgupscale", self.submit, methods=["POST"]),
+            Route("/v1/aiart/tasks/", self.task_without_id, methods=["GET"]),
+            Route("/v1/aiart/tasks/{task_id}", self.task, methods=["GET"]),
+            Route("/v1/credits", self.credits, methods=["GET"]),
+            Route("/webhook", self.get_webhook, methods=["GET"]),
+            Route("/webhook", self.put_webhook, methods=["PUT"]),
+            Mount(RESULTS_PREFIX, routes=results),
+            Mount(f"{S3_PREFIX}{RESULTS_PREFIX}", routes=results),
+        ]
+
+    # -- handlers ---------------------------------------------------------
+
+    async def submit(self, request: Request) -> Response:
+        ctx, faults = self.ctx, self.ctx.faults
+        self._bump("submits")
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        try:
+            parsed = parse_submit(await request.body(), ctx.max_input_bytes)
+        except InvalidSubmit as exc:
+            self._bump("submits_rejected")
+            return envelope("400", str(exc), status_code=400)
+        if faults.roll("submit_429", ctx.rng):
+            self._bump("submits_throttled")
+            return self._throttled()
+        if faults.roll("submit_500", ctx.rng):
+            self._bump("submits_errored")
+            return envelope("500", "internal server error", status_code=500)
+        if faults.roll("error_in_200", ctx.rng):
+            self._bump("submits_error_in_200")
+            return envelope("999", "unknown error")
+        if faults.roll("no_credit", ctx.rng) or self.credits_remaining <= 0:
+            self._bump("submits_no_credit")
+            return envelope("510", "No enough credits")
+
+        now_ms = self._now_ms()
+        task = SandboxTask(
+            id=ctx.new_id(16),
+            image_url=parsed.image_url,
+            image_data=parsed.image_data,
+            factor=parsed.factor,
+            max_width=parsed.max_width,
+            max_height=parsed.max_height,
+            base_url=sandbox_root_url(request),
+            created_ms=now_ms,
+            updated_ms=now_ms,
+            nsfw=faults.roll("nsfw", ctx.rng),
+            s3=faults.roll("s3_result", ctx.rng),
+            empty=faults.roll("empty_result", ctx.rng),
+        )
+        self.tasks[task.id] = task
+        self._bump("jobs_created")
+        logger.info("fotor task %s created (x%g)", task.id, task.factor)
+
+        answer = {"taskId": task.id}
+        if faults.roll("early_callback", ctx.rng):
+            self._bump("early_callbacks")
+            await self._run(task, wait=False)
+        else:
+            ctx.spawn(self._run(task, wait=True), name=f"fotor-{task.id}")
+        if faults.roll("submit_timeout", ctx.rng):
+            self._bump("submits_timed_out")
+            await sleep_unless_disconnected(request, faults.submit_timeout_s)
+        return envelope("000", "success", answer)
+
+    async def task(self, request: Request) -> Response:
+        ctx, faults = self.ctx, self.ctx.faults
+        self._bump("status_calls")
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        if faults.roll("status_429", ctx.rng):
+            self._bump("status_throttled")
+            return self._throttled()
+        if faults.roll("status_500", ctx.rng):
+            self._bump("status_errored")
+            return envelope("500", "internal server error", status_code=500)
+        task = self.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return envelope("404", "task not found", status_code=404)
+        return envelope("000", "success", self.task_data(task, sandbox_root_url(request)))
+
+    async def task_without_id(self, request: Request) -> Response:
+        self._bump("status_calls")
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        return envelope("400", "taskId is required", status_code=400)
+
+    async def credits(self, request: Request) -> Response:
+        self._bump("credits_calls")
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        data = {
+            "businessId": BUSINESS_ID,
+            "total": INITIAL_CREDITS,
+            "remaining": self.credits_remaining,
+        }
+        return envelope("000", "success", data)
+
+    async def get_webhook(self, request: Request) -> Response:
+        return JSONResponse({"url": self.webhook_url})
+
+    async def put_webhook(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        url = body["url"] if isinstance(body, dict) and "url" in body else 0
+        if url is None or url == "":
+            self.webhook_url = None
+        elif _is_http_url(url):
+            self.webhook_url = str(url)
+        else:
+            return JSONResponse(
+                {"error": 'body must be {"url": "<http(s) URL>"} or {"url": null}'},
+                status_code=400,
+            )
+        logger.info("fotor webhook %s", "set" if self.webhook_url else "cleared")
+        return JSONResponse({"url": self.webhook_url})
+
+    # -- payloads ---------------------------------------------------------
+
+    def task_data(self, task: SandboxTask, base_url: str) -> dict[str, Any]:
+        """The ``data`` of a task details answer; mints a fresh result URL on success."""
+        data: dict[str, Any] = {
+            "taskId": task.id,
+            "createTime": task.created_ms,
+            "updateTime": task.updated_ms,
+            "status": task.status,
+            "businessId": "",
+            "type": TASK_TYPE,
+            "resultUrl": self._result_url(task, base_url),
+            "hasHsfw": task.nsfw and task.status != RUNNING,
+            "creditsIncrement": task.credits,
+        }
+        if task.status == FAILED:
+            data["msg"] = task.msg or "task failed"
+        return data
+
+    def webhook_payload(self, task: SandboxTask) -> dict[str, Any]:
+        """The flat webhook body."""
+        body: dict[str, Any] = {
+            "taskId": task.id,
+            "status": task.status,
+            "businessId": "",
+            "type": TASK_TYPE,
+            "resultUrl": self._result_url(task, task.base_url),
+        }
+        if task.nsfw and task.status != RUNNING:
+            body["hasHsfw"] = True
+        return body
+
+    # -- internals --------------------------------------------------------
+
+    def _bump(self, counter: str) -> None:
+        self.ctx.stats.register(PROVIDER, EXTRA_COUNTERS)
+        self.ctx.stats.bump(PROVIDER, counter)
+
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _check_auth(self, request: Request) -> Response | None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            self._bump("unauthorized")
+            return envelope(
+                "401", "missing API key: send Authorization: Bearer <key>", status_code=401
+            )
+        expected = self.ctx.api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            self._bump("unauthorized")
+            return envelope("401", "invalid API key", status_code=401)
+        return None
+
+    def _throttled(self) -> Response:
+        retry_after = retry_after_value(self.ctx.faults.retry_after_s)
+        return envelope(
+            "429", "too many requests", status_code=429, headers={"Retry-After": retry_after}
+        )
+
+    def _result_url(self, task: SandboxTask, base_url: str) -> str:
+        if task.status != SUCCEEDED or task.png is None or task.empty:
+            return ""
+        faults, rng = self.ctx.faults, self.ctx.rng
+        token = self.ctx.results.mint(
+            PROVIDER,
+            task.png,
+            media_type="image/png",
+            extension="png",
+            expired=faults.roll("expire_result", rng),
+            corrupt=faults.roll("corrupt_result", rng),
+        )
+        key = f"{RESULTS_PREFIX.strip('/')}/{token}.png"
+        if task.s3:
+            return f"{S3_BUCKET}/{key}"
+        base = faults.result_base_url or base_url
+        return f"{base}{PREFIX}/{key}"
+
+    async def _run(self, task: SandboxTask, *, wait: bool) -> None:
+        """Process ``task`` to a final status, notifying the webhook on the way."""
+        if self.ctx.faults.roll("progress_callbacks", self.ctx.rng):
+            self._bump("progress_callbacks")
+            await self._notify(task)
+        try:
+            await self._process(task, wait=wait)
+        except TaskFailed as exc:
+            self._finish(task, FAILED, str(exc))
+        except Exception:
+            logger.exception("fotor task %s crashed", task.id)
+            self._finish(task, FAILED, "internal error")
+        await self._notify(task)
+
+    async def _notify(self, task: SandboxTask) -> None:
+        url = self.webhook_url
+        if url is None:
+            self._bump("callbacks_skipped")
+            return
+        await self.ctx.callbacks.deliver(PROVIDER, url, self.webhook_payload(task))
+
+    async def _process(self, task: SandboxTask, *, wait: bool) -> None:
+        data = task.image_data
+        if data is None:
+            assert task.image_url is not None
+            data = await self._download(task.image_url)
+        delay = self.ctx.faults.processing_s
+        if wait and delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            png, width, height = await asyncio.to_thread(
+                upscale_capped,
+                data,
+                task.factor,
+                task.max_width,
+                task.max_height,
+                self.ctx.max_output_pixels,
+            )
+        except ValueError as exc:
+            raise TaskFailed(f"image processing failed: {exc}") from None
+        task.image_data = None
+        if task.nsfw:
+            self._bump("results_nsfw")
+            self._finish(task, FAILED, "NSFW content detected")
+            return
+        task.png = png
+        if task.empty:
+            self._bump("results_empty")
+        if task.s3:
+            self._bump("results_s3")
+        self._finish(task, SUCCEEDED, None)
+        logger.info("fotor task %s succeeded (%dx%d)", task.id, width, height)
+
+    def _finish(self, task: SandboxTask, status: int, msg: str | None) -> None:
+        task.status, task.msg = status, msg
+        task.updated_ms = self._now_ms()
+        if status == SUCCEEDED:
+            task.credits = 1
+            self.credits_used += 1
+            self._bump("jobs_succeeded")
+        else:
+            self._bump("jobs_failed")
+            logger.info("fotor task %s failed: %s", task.id, msg)
+
+    async def _download(self, url: str) -> bytes:
+        limit = self.ctx.max_input_bytes
+        try:
+            async with self.ctx.client().stream(
+                "GET", url, timeout=self.ctx.download_timeout_s, follow_redirects=True
+            ) as response:
+                if response.status_code != 200:
+                    raise TaskFailed(f"failed to download the image: HTTP {response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TaskFailed(f"the image is larger than {limit} bytes")
+                    chunks.append(chunk)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise TaskFailed(f"failed to download the image: {type(exc).__name__}") from None
+        return b"".join(chunks)
