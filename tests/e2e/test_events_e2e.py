@@ -28,7 +28,7 @@ class Consumer:
         consumer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 if consumer.status < 300:
                     consumer.received.append((dict(self.headers.items()), body))

@@ -233,8 +233,7 @@ async def test_outbox_fans_out_in_the_transition_and_orders_per_job(store: Store
     from orchestrator.outbound.subscriptions import new_subscription
 
     now = CLOCK.now()
-    sub = new_subscription("sub_1", "https://h.example/x", ["job.queued", "job.cancelled"],
-                           now=now)
+    sub = new_subscription("sub_1", "https://h.example/x", ["job.queued", "job.cancelled"], now=now)
     await store.create_subscription(sub)
     job, _ = await store.create_job(make_new_job(now))
     await store.apply_transition(job, Event.CANCEL, JobState.CANCELLED, cause="t", now=now)
@@ -247,7 +246,16 @@ async def test_outbox_fans_out_in_the_transition_and_orders_per_job(store: Store
     await store.clear_leases()  # a restarted single process takes its leases back
     again = await store.lease_outbound(now=now, lease_s=60, limit=10)
     assert [t.id for t in again] == [first[0].id]
-    await store.record_attempt(first[0].id, "sub_1", now=now, ok=True, status_code=200,
-                               error=None, duration_ms=1.0, retry_at=None, disable_after=5)
+    await store.record_attempt(
+        first[0].id,
+        "sub_1",
+        now=now,
+        ok=True,
+        status_code=200,
+        error=None,
+        duration_ms=1.0,
+        retry_at=None,
+        disable_after=5,
+    )
     second = await store.lease_outbound(now=now, lease_s=60, limit=10)
     assert [t.event.type for t in second] == ["job.cancelled"]
