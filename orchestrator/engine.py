@@ -247,7 +247,18 @@ class Orchestrator:
             await self.process_delivery(delivery)
         return len(pending)
 
-    async def process_delivery(self, delivery: Delivery) -> DeliveryStatus:
+    async def _recheck(self, delivery: Delivery, depth: int) -> DeliveryStatus:
+        """A delivery was just left waiting for its job's submit answer. If that
+        answer was stored meanwhile (after we looked, before our mark), the submit
+        side may have missed the mark: look once more, so nothing waits forever."""
+        if depth > 0:
+            return DeliveryStatus.PENDING
+        fresh = await self.store.get_delivery(delivery.id)
+        if fresh is None or fresh.status is not DeliveryStatus.PENDING:
+            return DeliveryStatus.PENDING
+        return await self.process_delivery(fresh, depth=depth + 1)
+
+    async def process_delivery(self, delivery: Delivery, *, depth: int = 0) -> DeliveryStatus:
         now = self.clock.now()
         provider = self.providers.get(delivery.provider)
         if provider is None:
@@ -272,7 +283,7 @@ class Orchestrator:
                 await self._mark(
                     delivery, DeliveryStatus.PENDING, provider_job_id=update.provider_job_id
                 )
-                return DeliveryStatus.PENDING
+                return await self._recheck(delivery, depth)
             await self._mark(
                 delivery,
                 DeliveryStatus.UNMATCHED,
@@ -301,7 +312,7 @@ class Orchestrator:
                 job_id=job.id,
                 provider_job_id=update.provider_job_id,
             )
-            return DeliveryStatus.PENDING
+            return await self._recheck(delivery, depth)
         if (
             update.status is not UpdateStatus.RUNNING
             and job.provider in self.config.verify_callbacks
@@ -752,7 +763,9 @@ class Orchestrator:
                 job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
             )
             return
-        if exc.reason == FailureReason.RESULT_EXPIRED and job.refetches < 1:
+        # A synchronous provider has no status endpoint to ask for a fresh URL.
+        can_refresh = self.providers[job.provider].callback_mode != "none"
+        if exc.reason == FailureReason.RESULT_EXPIRED and job.refetches < 1 and can_refresh:
             # One re-poll for a fresh URL before giving up.
             await transition(
                 self.store,

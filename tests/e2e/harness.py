@@ -95,10 +95,10 @@ class Sandbox:
         if values:
             self.client.put("/faults", json=values).raise_for_status()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, provider: str = "upsampler") -> dict[str, Any]:
         response = self.client.get("/stats")
         response.raise_for_status()
-        data: dict[str, Any] = response.json()["upsampler"]
+        data: dict[str, Any] = response.json().get(provider, {})
         return data
 
     def close(self) -> None:
@@ -125,10 +125,12 @@ class Service:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def submit(self, image: bytes, *, scale: float = 2, **extra: Any) -> dict[str, Any]:
+    def submit(
+        self, image: bytes, *, scale: float = 2, provider: str = "upsampler", **extra: Any
+    ) -> dict[str, Any]:
         response = self.client.post(
             "/v1/jobs",
-            data={"provider": "upsampler", "scale": str(scale), **extra},
+            data={"provider": provider, "scale": str(scale), **extra},
             files={"image": ("in.png", image, "image/png")},
         )
         assert response.status_code == 202, response.text
@@ -194,6 +196,9 @@ def service_env(data_dir: Path, sandbox: Sandbox, **overrides: str) -> dict[str,
             "UPSCALE_API_TOKENS": TOKEN,
             "UPSCALE_SECRET_KEYS": SECRET,
             "UPSCALE_UPSAMPLER_BASE_URL": f"{sandbox.base}/upsampler/api/v1",
+            "UPSCALE_FOTOR_BASE_URL": f"{sandbox.base}/fotor",
+            "UPSCALE_PHOTIO_BASE_URL": f"{sandbox.base}/photio",
+            "UPSCALE_ARTNEX_BASE_URL": f"{sandbox.base}/artnex",
             "UPSCALE_POLL_GRACE_S": "1",
             "UPSCALE_POLL_BASE_S": "0.3",
             "UPSCALE_POLL_CAP_S": "1",
