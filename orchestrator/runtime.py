@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import random
 from collections.abc import Mapping
@@ -20,9 +22,12 @@ from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.inputs import InputStore
+from orchestrator.local.engines import available_engines
+from orchestrator.local.server import LOCAL_MOUNT
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule, parse_schedule
 from orchestrator.providers.base import Provider
+from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
 from orchestrator.results import LocalResultStorage
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
@@ -46,6 +51,7 @@ class Runtime:
     results: LocalResultStorage
     inputs: InputStore
     callback_signer: CallbackSigner
+    signing_keys: tuple[Secret, ...]
     input_signer: InputSigner
     sandboxed: tuple[str, ...]
     listen_url: str
@@ -81,6 +87,12 @@ class Runtime:
         for client in self.clients:
             await client.aclose()
         await self.store.close()
+
+
+def local_api_key(keys: tuple[Secret, ...]) -> str:
+    """The key the mounted local provider and its adapter share: derived from the
+    newest signing key, so every process of one deployment agrees on it."""
+    return hmac.new(keys[-1].reveal().encode(), b"local-provider", hashlib.sha256).hexdigest()
 
 
 def build_runtime(
@@ -142,6 +154,17 @@ def build_runtime(
             ],
         )
         budgets.configure(name, "status", [(conf.status_per_min, 60.0)])
+    # The local provider: a provider server mounted in this service at /local,
+    # spoken to over HTTP like any other, so local jobs take the same path.
+    local_base = f"{listen_url}{LOCAL_MOUNT}"
+    providers["local"] = LocalProvider(
+        api_client,
+        base_url=local_base,
+        api_key=local_api_key(keys),
+        engines=available_engines(),
+        submit_timeout_s=settings.submit_timeout_s,
+    )
+    allow = allow.with_origin(local_base)
     fetch_client = make_guarded_client(allow, timeout=httpx.Timeout(60.0, connect=10.0))
     results = LocalResultStorage(data_dir / "results")
     fetcher = ResultFetcher(
@@ -203,6 +226,7 @@ def build_runtime(
         results=results,
         inputs=inputs,
         callback_signer=callback_signer,
+        signing_keys=keys,
         input_signer=input_signer,
         sandboxed=tuple(sandboxed),
         sources=SourcePolicy(

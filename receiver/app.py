@@ -9,7 +9,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
-from orchestrator.runtime import Runtime
+from orchestrator.local.server import LOCAL_MOUNT, create_local_app
+from orchestrator.runtime import Runtime, local_api_key
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
 from receiver import callbacks, events, health, jobs, openapi, providers, subscriptions
@@ -61,9 +62,21 @@ def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlet
         sandbox = create_sandbox_app(faults=Faults.parse(runtime.settings.sandbox_faults))
         routes.append(Mount("/sandbox", app=sandbox))
 
+    settings = runtime.settings
+    local = create_local_app(
+        api_key=local_api_key(runtime.signing_keys),
+        work_dir=settings.data_dir / "local",
+        workers=settings.local_workers,
+        max_input_pixels=settings.local_max_pixels,
+        max_concurrent_jobs=settings.local_max_jobs,
+        default_engine=settings.local_engine,
+    )
+    routes.append(Mount(LOCAL_MOUNT, app=local))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await stack.enter_async_context(local.router.lifespan_context(local))
             if sandbox is not None:
                 await stack.enter_async_context(sandbox.router.lifespan_context(sandbox))
                 fotor = runtime.settings.providers.get("fotor")

@@ -19,7 +19,7 @@ SANDBOX_PATHS = {
     "artnex": "/sandbox/artnex",
 }
 # Every provider this release has an adapter for.
-PROVIDER_NAMES = ("upsampler", "fotor", "photio", "artnex")
+PROVIDER_NAMES = ("upsampler", "fotor", "photio", "artnex", "local")
 
 # Providers that take one webhook URL for the whole account, registered by hand.
 ACCOUNT_WEBHOOK = frozenset({"fotor"})
