@@ -371,6 +371,155 @@ def _subscriptions_deliveries(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(done: int, total: int, label: str) -> None:
+    """A progress bar on stderr for long operations (only on a terminal)."""
+    if not sys.stderr.isatty() or total <= 1:
+        return
+    width = 30
+    filled = width * done // total
+    bar = "#" * filled + "-" * (width - filled)
+    end = "\n" if done >= total else ""
+    print(f"\r{label} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def _deliveries_list(args: argparse.Namespace) -> int:
+    params = {
+        k: v
+        for k, v in (
+            ("status", args.status),
+            ("provider", args.provider),
+            ("since", args.since),
+            ("limit", args.limit),
+        )
+        if v
+    }
+    with _client(args) as client:
+        data = _check(client.get("/v1/deliveries", params=params))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{'DELIVERY':<32} {'PROVIDER':<10} {'STATUS':<10} {'SOURCE':<9} {'JOB':<32} ERROR")
+    for d in data["deliveries"]:
+        print(
+            f"{d['id']:<32} {d['provider']:<10} {d['status']:<10} {d['source']:<9} "
+            f"{d['job_id'] or '-':<32} {d['error'] or ''}"
+        )
+    return 0
+
+
+def _deliveries_show(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get(f"/v1/deliveries/{args.delivery_id}"))
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def _deliveries_replay(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.delivery_id:
+            result = _check(client.post(f"/v1/deliveries/{args.delivery_id}/replay"))
+            print(f"{result['delivery_id']}: {result['message']}")
+            return 0
+        if not args.status:
+            raise SystemExit("error: give a delivery id, or --status (with --since)")
+        listing = _check(
+            client.get(
+                "/v1/deliveries",
+                params={
+                    k: v
+                    for k, v in (("status", args.status), ("since", args.since), ("limit", 1000))
+                    if v
+                },
+            )
+        )
+        todo = list(reversed(listing["deliveries"]))
+        for n, d in enumerate(todo, start=1):
+            result = _check(client.post(f"/v1/deliveries/{d['id']}/replay"))
+            _progress(n, len(todo), "replaying")
+            if not sys.stderr.isatty():
+                print(f"{result['delivery_id']}: {result['message']}")
+        print(f"replayed {len(todo)} deliveries")
+    return 0
+
+
+def _inject(args: argparse.Namespace) -> int:
+    body = Path(args.file).read_bytes()
+    params = {"job_id": args.job} if args.job else {}
+    with _client(args) as client:
+        answer = _check(
+            client.post(
+                f"/v1/inject/{args.provider}",
+                content=body,
+                params=params,
+                headers={"content-type": "application/json"},
+            )
+        )
+    print(f"injected as {answer['delivery']}: {answer['status']}")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    params = {"dry_run": "1"} if args.dry_run else {}
+    with _client(args) as client:
+        if args.job_id:
+            job_ids = [args.job_id]
+        elif args.stuck:
+            job_ids = [j["id"] for j in _check(client.get("/v1/stuck"))["jobs"]]
+        elif args.since or args.state:
+            query = {k: v for k, v in (("since", args.since), ("state", args.state)) if v}
+            listing = _check(client.get("/v1/jobs", params={**query, "limit": 500}))
+            job_ids = [
+                j["id"]
+                for j in listing["jobs"]
+                if j["state"] not in ("succeeded", "failed", "cancelled")
+            ]
+        else:
+            raise SystemExit("error: give a job id, --stuck, --since or --state")
+        results = []
+        for n, job_id in enumerate(job_ids, start=1):
+            results.append(_check(client.post(f"/v1/jobs/{job_id}/reconcile", params=params)))
+            _progress(n, len(job_ids), "reconciling")
+    verb = "would go" if args.dry_run else "went"
+    for r in results:
+        change = f"{verb} {r['before']} -> {r['after']}" if r["after"] else "unchanged"
+        print(f"{r['job_id']}: {change} ({r['note']})")
+    return 0
+
+
+def _jobs_stuck(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        data = _check(client.get("/v1/stuck"))
+    for job in data["jobs"]:
+        print(f"{job['id']}  {job['provider']:<10} submitted at {job['created_at']}")
+    print(f"{len(data['jobs'])} stuck (older than {data['stuck_after_s']:.0f}s)", file=sys.stderr)
+    return 0
+
+
+def _jobs_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = _check(client.delete(f"/v1/jobs/{args.job_id}"))
+    _print_job(job, args.json)
+    return 0
+
+
+def _jobs_retry(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = _check(client.get(f"/v1/jobs/{args.job_id}"))
+        confirm = False
+        if job["state"] == "uncertain":
+            if not args.yes:
+                raise SystemExit(
+                    "error: this job is uncertain: the provider may still have it and bill "
+                    "it. Check the provider's dashboard, then run again with --yes."
+                )
+            confirm = True
+        new = _check(
+            client.post(f"/v1/jobs/{args.job_id}/retry", json={"confirm_uncertain": confirm})
+        )
+    _print_job(new, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upscale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -460,6 +609,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=url)
     p.set_defaults(func=_subscriptions_deliveries)
 
+    deliveries = sub.add_parser("deliveries", help="the callback inbox")
+    deliveries_sub = deliveries.add_subparsers(dest="deliveries_command", required=True)
+    p = deliveries_sub.add_parser("list")
+    p.add_argument("--status", choices=["pending", "applied", "duplicate", "unmatched", "dead"])
+    p.add_argument("--provider")
+    p.add_argument("--since", help="e.g. 1h, 30m, 2d")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_deliveries_list)
+    p = deliveries_sub.add_parser("show")
+    p.add_argument("delivery_id")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_deliveries_show)
+    p = deliveries_sub.add_parser("replay")
+    p.add_argument("delivery_id", nargs="?")
+    p.add_argument("--status", choices=["pending", "unmatched", "dead", "duplicate"])
+    p.add_argument("--since", help="e.g. 24h")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_deliveries_replay)
+
+    p = sub.add_parser("replay", help="inject a callback captured elsewhere")
+    p.add_argument("--provider", required=True)
+    p.add_argument("--file", required=True, help="the callback body (JSON)")
+    p.add_argument("--job", help="the job it belongs to (for per-job callbacks)")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_inject)
+
+    p = sub.add_parser("reconcile", help="ask providers about jobs now and apply the answer")
+    p.add_argument("job_id", nargs="?")
+    p.add_argument("--stuck", action="store_true")
+    p.add_argument("--since", help="jobs created in the last e.g. 2h")
+    p.add_argument("--state")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_reconcile)
+
     jobs = sub.add_parser("jobs", help="list and inspect jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     p = jobs_sub.add_parser("list")
@@ -469,6 +655,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--url", default=url)
     p.set_defaults(func=_jobs_list)
+    p = jobs_sub.add_parser("stuck")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_jobs_stuck)
+    p = jobs_sub.add_parser("cancel")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_jobs_cancel)
+    p = jobs_sub.add_parser("retry")
+    p.add_argument("job_id")
+    p.add_argument("--yes", action="store_true", help="confirm retrying an uncertain job")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=url)
+    p.set_defaults(func=_jobs_retry)
     p = jobs_sub.add_parser("show")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")

@@ -258,7 +258,9 @@ class Orchestrator:
             return DeliveryStatus.PENDING
         return await self.process_delivery(fresh, depth=depth + 1)
 
-    async def process_delivery(self, delivery: Delivery, *, depth: int = 0) -> DeliveryStatus:
+    async def process_delivery(
+        self, delivery: Delivery, *, depth: int = 0, cause: str | None = None
+    ) -> DeliveryStatus:
         now = self.clock.now()
         provider = self.providers.get(delivery.provider)
         if provider is None:
@@ -323,7 +325,9 @@ class Orchestrator:
             await self.store.update_job(job, Changes(next_check_at=now), now=now)
             self.wake()
         else:
-            await apply_update(self.store, job, update, cause=f"callback:{delivery.id}", now=now)
+            await apply_update(
+                self.store, job, update, cause=cause or f"callback:{delivery.id}", now=now
+            )
         await self._mark(
             delivery,
             DeliveryStatus.APPLIED,

@@ -13,7 +13,16 @@ from orchestrator.local.server import LOCAL_MOUNT, create_local_app
 from orchestrator.runtime import Runtime, local_api_key
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
-from receiver import callbacks, events, health, jobs, openapi, providers, subscriptions
+from receiver import (
+    callbacks,
+    events,
+    health,
+    jobs,
+    openapi,
+    operations,
+    providers,
+    subscriptions,
+)
 from receiver.errors import handle_upscale_error
 from schemas.errors import UpscaleError
 
@@ -50,6 +59,15 @@ def create_app(runtime: Runtime, *, with_sandbox: bool | None = None) -> Starlet
             subscriptions.deliveries,
             methods=["GET"],
         ),
+        Route("/v1/deliveries", operations.list_deliveries, methods=["GET"]),
+        Route("/v1/deliveries/replay", operations.replay_deliveries, methods=["POST"]),
+        Route("/v1/deliveries/{delivery_id}", operations.show_delivery, methods=["GET"]),
+        Route("/v1/deliveries/{delivery_id}/replay", operations.replay_delivery, methods=["POST"]),
+        Route("/v1/inject/{provider}", operations.inject, methods=["POST"]),
+        Route("/v1/reconcile", operations.reconcile_many, methods=["POST"]),
+        Route("/v1/stuck", operations.stuck, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/reconcile", operations.reconcile_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/retry", operations.retry_job, methods=["POST"]),
         Route("/v1/providers", providers.list_providers, methods=["GET"]),
         Route("/v1/providers/{provider}/balance", providers.provider_balance, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),

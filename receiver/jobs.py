@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from orchestrator.durations import parse_duration
 from orchestrator.outbound.subscriptions import current_secret
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
@@ -146,11 +148,21 @@ async def list_jobs(request: Request) -> Response:
     except ValueError:
         raise RejectedInput("limit must be an integer") from None
     limit = max(1, min(limit, 500))
+    since = params.get("since")
+    created_after = None
+    if since:
+        try:
+            created_after = runtime.orchestrator.clock.now() - timedelta(
+                seconds=parse_duration(since)
+            )
+        except ValueError as exc:
+            raise RejectedInput(str(exc)) from None
     jobs = await runtime.store.list_jobs(
         state=JobState(state) if state else None,
         provider=provider,
         after=params.get("after"),
         limit=limit + 1,
+        created_after=created_after,
     )
     more = len(jobs) > limit
     jobs = jobs[:limit]

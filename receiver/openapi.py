@@ -119,6 +119,10 @@ DOCUMENT: dict[str, Any] = {
                     "deadline_at": {"type": "string", "format": "date-time"},
                     "metadata": {},
                     "cost": {"type": ["number", "null"]},
+                    "retry_of": {
+                        "type": ["string", "null"],
+                        "description": "The job this one retries",
+                    },
                     "failure": {
                         "type": ["object", "null"],
                         "properties": {
@@ -178,6 +182,12 @@ DOCUMENT: dict[str, Any] = {
                     {"name": "state", "in": "query", "schema": {"type": "string"}},
                     {"name": "provider", "in": "query", "schema": {"type": "string"}},
                     {"name": "after", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Created in the last e.g. 2h",
+                    },
                     {
                         "name": "limit",
                         "in": "query",
@@ -480,6 +490,114 @@ EVENT_PATHS: dict[str, Any] = {
     },
 }
 DOCUMENT["paths"].update(EVENT_PATHS)
+
+_DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_OBJECT_BODY = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+OPERATION_PATHS: dict[str, Any] = {
+    "/v1/deliveries": {
+        "get": {
+            "summary": "Stored callback deliveries, newest first",
+            "security": _SECURED,
+            "parameters": [
+                {"name": n, "in": "query", "schema": {"type": "string"}}
+                for n in ("status", "provider", "since", "job_id", "limit")
+            ],
+            "responses": {"200": _answer("Deliveries"), **_ERRORS},
+        }
+    },
+    "/v1/deliveries/replay": {
+        "post": {
+            "summary": "Replay every delivery of a status (default dead) since a time",
+            "security": _SECURED,
+            "requestBody": _OBJECT_BODY,
+            "responses": {"200": _answer("What each replay did"), **_ERRORS},
+        }
+    },
+    "/v1/deliveries/{delivery_id}": {
+        "get": {
+            "summary": "One delivery: headers, body, match, what it changed, errors",
+            "security": _SECURED,
+            "parameters": [_DELIVERY_ID],
+            "responses": {
+                "200": _answer("The delivery"),
+                "404": _answer("No such delivery", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/deliveries/{delivery_id}/replay": {
+        "post": {
+            "summary": "Run a stored delivery through parse, match and apply again",
+            "security": _SECURED,
+            "parameters": [_DELIVERY_ID],
+            "responses": {
+                "200": _answer("What the replay did"),
+                "404": _answer("No such delivery", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/inject/{provider}": {
+        "post": {
+            "summary": "Inject a callback captured elsewhere (all checks but the URL token)",
+            "security": _SECURED,
+            "parameters": [
+                {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "job_id", "in": "query", "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+            "responses": {"201": _answer("Stored and processed"), **_ERRORS},
+        }
+    },
+    "/v1/reconcile": {
+        "post": {
+            "summary": "Ask providers now about stuck jobs, or jobs since a time or in a state",
+            "security": _SECURED,
+            "requestBody": _OBJECT_BODY,
+            "responses": {
+                "200": _answer("The transition each job took (or would take)"),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/stuck": {
+        "get": {
+            "summary": "Submitted jobs past their expected duration",
+            "security": _SECURED,
+            "responses": {"200": _answer("Stuck jobs"), **_ERRORS},
+        }
+    },
+    "/v1/jobs/{job_id}/reconcile": {
+        "post": {
+            "summary": "Ask the provider about one job now (?dry_run=1 changes nothing)",
+            "security": _SECURED,
+            "parameters": [
+                _JOB_ID,
+                {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}},
+            ],
+            "responses": {
+                "200": _answer("The transition"),
+                "404": _answer("No such job", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+    "/v1/jobs/{job_id}/retry": {
+        "post": {
+            "summary": "A new job from a failed or uncertain one (uncertain: confirm_uncertain)",
+            "security": _SECURED,
+            "parameters": [_JOB_ID],
+            "requestBody": _OBJECT_BODY,
+            "responses": {
+                "202": _answer("The new job", _JOB),
+                "404": _answer("No such job", _ERROR),
+                **_ERRORS,
+            },
+        }
+    },
+}
+DOCUMENT["paths"].update(OPERATION_PATHS)
 
 
 async def openapi(request: Request) -> Response:

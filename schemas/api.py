@@ -138,4 +138,5 @@ def job_to_public(job: Job, *, result_url: str | None) -> dict[str, Any]:
         "failure": job.failure.to_json() if job.failure else None,
         "result": result,
         "cost": job.cost,
+        "retry_of": job.retry_of,
     }

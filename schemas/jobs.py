@@ -104,3 +104,4 @@ class Job:
     deadline_at: datetime
     next_check_at: datetime | None
     idempotency_key: str | None = None
+    retry_of: str | None = None

@@ -33,6 +33,7 @@ class NewJob:
     deadline_at: datetime
     idempotency_key: str | None = None
     request_hash: str | None = None
+    retry_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Delivery:
     job_id: str | None
     provider_job_id: str | None
     error: str | None
+    replays: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,8 @@ class Store(Outbox, Protocol):
         provider: str | None = None,
         after: str | None = None,
         limit: int = 50,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Job]: ...
 
     async def apply_transition(
@@ -196,6 +200,22 @@ class Store(Outbox, Protocol):
     ) -> None: ...
 
     async def count_deliveries(self, status: DeliveryStatus | None = None) -> int: ...
+
+    async def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        job_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries, newest first."""
+        ...
+
+    async def requeue_delivery(self, delivery_id: str) -> None:
+        """Make a stored delivery pending again for an operator replay (counted)."""
+        ...
 
     async def submitting(self, provider: str) -> bool:
         """Is a submit call to ``provider`` in flight (a job in ``submitting``)?"""

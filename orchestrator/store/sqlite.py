@@ -90,6 +90,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         deadline_at=_req_dt(row["deadline_at"]),
         next_check_at=_dt(row["next_check_at"]),
         idempotency_key=row["idempotency_key"],
+        retry_of=row["retry_of"],
     )
 
 
@@ -106,6 +107,7 @@ def _row_to_delivery(row: sqlite3.Row) -> Delivery:
         job_id=row["job_id"],
         provider_job_id=row["provider_job_id"],
         error=row["error"],
+        replays=row["replays"],
     )
 
 
@@ -312,8 +314,8 @@ class SQLiteStore(SQLiteOutbox):
                 await db.execute(
                     """INSERT INTO jobs (id, provider, state, scale, options, metadata,
                        input_url, input_key, idempotency_key, request_hash, created_at,
-                       updated_at, deadline_at, next_check_at)
-                       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       updated_at, deadline_at, next_check_at, retry_of)
+                       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         new.id,
                         new.provider,
@@ -328,6 +330,7 @@ class SQLiteStore(SQLiteOutbox):
                         now,
                         new.deadline_at.timestamp(),
                         now,
+                        new.retry_of,
                     ),
                 )
                 await db.execute(
@@ -365,6 +368,8 @@ class SQLiteStore(SQLiteOutbox):
         provider: str | None = None,
         after: str | None = None,
         limit: int = 50,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[Job]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -377,6 +382,12 @@ class SQLiteStore(SQLiteOutbox):
         if after is not None:
             clauses.append("id < ?")
             params.append(after)
+        if created_after is not None:
+            clauses.append("created_at >= ?")
+            params.append(created_after.timestamp())
+        if created_before is not None:
+            clauses.append("created_at < ?")
+            params.append(created_before.timestamp())
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._all(
             f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (*params, limit)
@@ -613,6 +624,47 @@ class SQLiteStore(SQLiteOutbox):
                        provider_job_id = COALESCE(?, provider_job_id), error = ?
                        WHERE id = ?""",
                     (status.value, processed, job_id, provider_job_id, error, delivery_id),
+                )
+            ]
+        )
+
+    async def list_deliveries(
+        self,
+        *,
+        status: DeliveryStatus | None = None,
+        provider: str | None = None,
+        since: datetime | None = None,
+        job_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if provider is not None:
+            clauses.append("provider = ?")
+            params.append(provider)
+        if since is not None:
+            clauses.append("received_at >= ?")
+            params.append(since.timestamp())
+        if job_id is not None:
+            clauses.append("job_id = ?")
+            params.append(job_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._all(
+            f"SELECT * FROM deliveries {where} ORDER BY received_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_row_to_delivery(r) for r in rows]
+
+    async def requeue_delivery(self, delivery_id: str) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE deliveries SET status = 'pending', processed_at = NULL, error = NULL, "
+                    "replays = replays + 1 WHERE id = ?",
+                    (delivery_id,),
                 )
             ]
         )
