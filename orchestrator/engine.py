@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from orchestrator.applying import apply_update, transition
 from orchestrator.backoff import PollPolicy
@@ -25,6 +26,7 @@ from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock
 from orchestrator.ids import new_id
 from orchestrator.inputs import InputStore
+from orchestrator.metrics import Metrics
 from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.providers.base import Accepted, Provider, SubmitRequest
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
@@ -50,6 +52,7 @@ from schemas.errors import (
 from schemas.jobs import Failure, FailureReason, Job, JobState, ResultInfo, UpdateStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long after a job's deadline its callback URL still works: a late success
 # is still worth having while the provider's result URL lives.
@@ -74,6 +77,7 @@ class EngineConfig:
     poll: PollPolicy
     concurrency: int = 8
     verify_callbacks: frozenset[str] = frozenset()
+    stuck_after_s: float = 900.0
 
 
 class Orchestrator:
@@ -90,6 +94,7 @@ class Orchestrator:
         budgets: Budgets,
         clock: Clock,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -99,6 +104,7 @@ class Orchestrator:
         self.callback_signer = callback_signer
         self.input_signer = input_signer
         self.budgets = budgets
+        self.metrics = metrics or Metrics()
         self.clock = clock
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -213,6 +219,7 @@ class Orchestrator:
         dedupe = hashlib.sha256(
             f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
         ).hexdigest()
+        self.metrics.callbacks_received.labels(claims.provider).inc()
         delivery = await self.store.record_delivery(
             NewDelivery(
                 id=new_id("dlv", now),
@@ -226,6 +233,7 @@ class Orchestrator:
             )
         )
         if delivery.status is DeliveryStatus.DUPLICATE:
+            self.metrics.callbacks_outcome.labels(claims.provider, "duplicate").inc()
             log.info(
                 "callback.duplicate",
                 extra={
@@ -345,6 +353,8 @@ class Orchestrator:
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
+        if status is not DeliveryStatus.PENDING:
+            self.metrics.callbacks_outcome.labels(delivery.provider, status.value).inc()
         await self.store.mark_delivery(
             delivery.id,
             status,
@@ -549,7 +559,7 @@ class Orchestrator:
                 callback_url=request.callback_url,
             )
         try:
-            accepted = await provider.submit(request)
+            accepted = await self._provider_call(job, "submit", provider.submit(request))
         except ProviderThrottled as exc:
             self.budgets.cool_down(
                 job.provider, "submit", self.clock.now().timestamp(), exc.retry_after_s
@@ -655,6 +665,28 @@ class Orchestrator:
             assert failure is not None
             await self._result_failed(got.job, failure)
 
+    async def _provider_call(self, job: Job, call: str, request: Awaitable[T]) -> T:
+        """Await one provider call, counted and logged (never with its URL or key)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await request
+        except ProviderError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            self.metrics.provider_calls.labels(job.provider, call, outcome).inc()
+            log.info(
+                "provider.call",
+                extra={
+                    "job_id": job.id,
+                    "provider": job.provider,
+                    "action": call,
+                    "outcome": outcome,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+
     async def _deferred(self, job: Job, seconds: float, exc: ProviderError) -> None:
         now = self.clock.now()
         log.info(
@@ -685,12 +717,22 @@ class Orchestrator:
         if job.provider_job_id is None:
             return
         now = self.clock.now()
+        if (now - job.created_at).total_seconds() > self.config.stuck_after_s:
+            log.warning(
+                "job.stuck",
+                extra={
+                    "job_id": job.id,
+                    "provider": job.provider,
+                    "action": "stuck",
+                    "age_s": round((now - job.created_at).total_seconds()),
+                },
+            )
         wait = self.budgets.try_acquire(job.provider, "status", now.timestamp())
         if wait > 0:
             await self._reschedule(job, wait)
             return
         try:
-            update = await provider.poll(job.provider_job_id)
+            update = await self._provider_call(job, "poll", provider.poll(job.provider_job_id))
         except ProviderThrottled as exc:
             self.budgets.cool_down(
                 job.provider, "status", self.clock.now().timestamp(), exc.retry_after_s

@@ -24,6 +24,7 @@ from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.inputs import InputStore
 from orchestrator.local.engines import available_engines
 from orchestrator.local.server import LOCAL_MOUNT
+from orchestrator.metrics import Metrics
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule, parse_schedule
 from orchestrator.providers.base import Provider
@@ -58,6 +59,7 @@ class Runtime:
     sources: SourcePolicy
     run_loops: bool = True
     sole_process: bool = True
+    metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -181,6 +183,8 @@ def build_runtime(
             job, result_url=f"{public_base}/v1/jobs/{job.id}/result"
         ),
     )
+    metrics = Metrics()
+    store.transition_listeners.append(metrics.observe_transition)
     webhook_client = make_guarded_client(
         AllowList.parse(settings.webhook_allow_hosts),
         timeout=httpx.Timeout(settings.webhook_timeout_s, connect=5.0),
@@ -192,6 +196,7 @@ def build_runtime(
         schedule=RetrySchedule(parse_schedule(settings.webhook_retry_schedule)),
         timeout_s=settings.webhook_timeout_s,
         disable_after=settings.webhook_disable_after,
+        on_attempt=lambda status: metrics.webhook_attempts.labels(status.value).inc(),
     )
     config = EngineConfig(
         public_base=public_base,
@@ -204,6 +209,7 @@ def build_runtime(
         ),
         concurrency=settings.worker_concurrency,
         verify_callbacks=frozenset(verify),
+        stuck_after_s=settings.stuck_after_s,
     )
     orchestrator = Orchestrator(
         config=config,
@@ -216,6 +222,7 @@ def build_runtime(
         budgets=budgets,
         clock=clock,
         rng=random.Random(),
+        metrics=metrics,
     )
     return Runtime(
         settings=settings,
@@ -236,5 +243,6 @@ def build_runtime(
         listen_url=listen_url,
         run_loops=run_loops,
         dispatcher=dispatcher,
+        metrics=metrics,
         clients=[api_client, fetch_client, webhook_client],
     )

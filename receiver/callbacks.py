@@ -11,27 +11,38 @@ from starlette.responses import JSONResponse, Response
 
 from receiver.auth import runtime_of
 from receiver.bodies import read_capped
-from schemas.errors import CallbackSourceRefused, NotFound, StoreUnavailable
+from schemas.errors import CallbackSourceRefused, NotFound, StoreUnavailable, UpscaleError
 
 _KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "x-request-id")
 
 
 async def receive_callback(request: Request) -> Response:
     runtime = runtime_of(request)
+    rejected = runtime.metrics.callbacks_rejected
     provider = request.path_params["provider"]
-    if provider not in runtime.providers:
-        raise NotFound("unknown provider")
-    claims = runtime.callback_signer.verify(provider, request.path_params["token"])
+    try:
+        if provider not in runtime.providers:
+            raise NotFound("unknown provider")
+        claims = runtime.callback_signer.verify(provider, request.path_params["token"])
+    except NotFound:
+        rejected.labels("bad_token").inc()
+        raise
     peer = request.client.host if request.client is not None else None
     if not runtime.sources.allows(provider, peer, request.headers.get("x-forwarded-for")):
+        rejected.labels("source").inc()
         raise CallbackSourceRefused(f"callback for {provider} from a source not on its list")
-    body = await read_capped(request, runtime.settings.max_callback_bytes)
+    try:
+        body = await read_capped(request, runtime.settings.max_callback_bytes)
+    except UpscaleError:
+        rejected.labels("too_large").inc()
+        raise
     headers = {k: v for k, v in request.headers.items() if k in _KEPT_HEADERS}
     if peer is not None:
         headers["x-peer-address"] = peer
     try:
         delivery = await runtime.orchestrator.receive(claims, headers, body)
     except StoreUnavailable:
+        rejected.labels("store_unavailable").inc()
         # Not stored: make the provider try again rather than lose the event.
         return JSONResponse(
             {"error": {"code": "store_unavailable", "message": "try again"}},

@@ -307,6 +307,13 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "security": _SECURED,
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}, **_ERRORS},
+            }
+        },
         "/healthz": {"get": {"summary": "Process is up", "responses": {"200": _answer("Up")}}},
         "/readyz": {
             "get": {

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -17,7 +18,7 @@ import httpx
 from orchestrator.clock import Clock
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.signatures import signed_headers
-from orchestrator.store.outbox import OutboundTask, Outbox
+from orchestrator.store.outbox import OutboundStatus, OutboundTask, Outbox
 from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Dispatcher:
         disable_after: int = 50,
         concurrency: int = 16,
         rng: random.Random | None = None,
+        on_attempt: Callable[[OutboundStatus], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -45,6 +47,7 @@ class Dispatcher:
         self.timeout_s = timeout_s
         self.disable_after = disable_after
         self.rng = rng or random.Random()
+        self.on_attempt = on_attempt
         self._slots = asyncio.Semaphore(concurrency)
 
     async def run_once(self, *, limit: int = 64) -> int:
@@ -124,6 +127,8 @@ class Dispatcher:
                 retry_at=retry_at,
                 disable_after=self.disable_after,
             )
+            if self.on_attempt is not None:
+                self.on_attempt(status)
             log.info(
                 "outbound.attempt",
                 extra={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -107,7 +108,12 @@ class Changes:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not _UNSET}
 
 
+TransitionListener = Callable[[Job, Job, str], None]
+
+
 class Store(Outbox, Protocol):
+    transition_listeners: list[TransitionListener]
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -216,6 +222,14 @@ class Store(Outbox, Protocol):
     async def requeue_delivery(self, delivery_id: str) -> None:
         """Make a stored delivery pending again for an operator replay (counted)."""
         ...
+
+    async def job_counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are by (state, provider)."""
+        ...
+
+    async def oldest_pending_outbound(self) -> datetime | None: ...
+
+    async def count_stuck(self, *, created_before: datetime) -> int: ...
 
     async def submitting(self, provider: str) -> bool:
         """Is a submit call to ``provider`` in flight (a job in ``submitting``)?"""

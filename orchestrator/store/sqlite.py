@@ -25,6 +25,7 @@ from orchestrator.store.protocol import (
     HistoryEntry,
     NewDelivery,
     NewJob,
+    TransitionListener,
 )
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
@@ -148,6 +149,8 @@ class SQLiteStore(SQLiteOutbox):
         self._snapshot = snapshot
         # Set whenever an event is committed: wakes the event stream and dispatcher.
         self.events_written = Broadcast()
+        # Told of every committed transition: (job before, job after, cause).
+        self.transition_listeners: list[TransitionListener] = []
         self._emitted = False
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
@@ -439,6 +442,8 @@ class SQLiteStore(SQLiteOutbox):
             assert row is not None
             done = _row_to_job(row)
             await self._emit(db, job.state, done, now)
+        for listener in self.transition_listeners:
+            listener(job, done, cause)
         return done
 
     async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
@@ -668,6 +673,28 @@ class SQLiteStore(SQLiteOutbox):
                 )
             ]
         )
+
+    async def job_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self._all(
+            "SELECT state, provider, COUNT(*) AS n FROM jobs GROUP BY state, provider", ()
+        )
+        return {(r["state"], r["provider"]): int(r["n"]) for r in rows}
+
+    async def oldest_pending_outbound(self) -> datetime | None:
+        row = await self._one(
+            """SELECT MIN(o.created_at) FROM outbound o JOIN subscriptions s
+               ON s.id = o.subscription_id
+               WHERE o.status = 'pending' AND s.disabled_at IS NULL""",
+            (),
+        )
+        return _dt(row[0]) if row is not None else None
+
+    async def count_stuck(self, *, created_before: datetime) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'submitted' AND created_at < ?",
+            (created_before.timestamp(),),
+        )
+        return int(row[0]) if row is not None else 0
 
     async def submitting(self, provider: str) -> bool:
         row = await self._one(

@@ -75,3 +75,38 @@ def test_submit_wait_out_on_a_fresh_service(fresh_service: tuple[str, Path], pro
         assert img.size == (80, 60)
     assert (home / "data" / "api_token").exists()
     assert (home / "data" / "upscale.db").exists()
+
+
+def test_submit_many_files_into_a_directory(fresh_service: tuple[str, Path]) -> None:
+    url, home = fresh_service
+    names = []
+    for i in range(3):
+        (home / f"in{i}.png").write_bytes(make_png(10 + i, 10))
+        names.append(f"in{i}.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPSCALE_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "submit",
+            *names,
+            "--provider",
+            "local",
+            "--wait",
+            "--out-dir",
+            "out",
+            "--url",
+            url,
+        ],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for i in range(3):
+        with Image.open(home / "out" / f"in{i}.upscaled.png") as img:
+            assert img.size == ((10 + i) * 2, 20)
