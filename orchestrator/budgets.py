@@ -1,65 +1,45 @@
-"""Per-provider request budgets: sliding windows plus Retry-After cooldowns.
+"""Per-provider request budgets (sliding windows) and Retry-After cooldowns.
 
-Pure bookkeeping: time comes in as an argument. A caller that is refused gets
-the number of seconds until it may try again, and reschedules instead of
-sleeping.
+The calls are counted in the store, so every process of a deployment draws
+from the same budget. A caller that is refused gets the seconds until it may
+try again, and reschedules instead of sleeping.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
 
 
-@dataclass(slots=True)
-class Window:
-    limit: int
-    period_s: float
-    stamps: deque[float] = field(default_factory=deque)
+class BudgetStore(Protocol):
+    async def take_budget(
+        self,
+        provider: str,
+        kind: str,
+        windows: list[tuple[int, float]],
+        *,
+        now: datetime,
+        cooldown_s: float = 0.0,
+    ) -> float: ...
 
-    def wait_s(self, now: float) -> float:
-        while self.stamps and self.stamps[0] <= now - self.period_s:
-            self.stamps.popleft()
-        if self.limit <= 0 or len(self.stamps) < self.limit:
-            return 0.0
-        return self.stamps[0] + self.period_s - now
-
-
-@dataclass(slots=True)
-class Budget:
-    """All the windows one kind of call must fit in, and a cooldown."""
-
-    windows: list[Window]
-    cooldown_until: float = 0.0
-
-    def try_acquire(self, now: float) -> float:
-        """Take one call if every window has room: return 0. Else the seconds to wait."""
-        wait = max([self.cooldown_until - now, *(w.wait_s(now) for w in self.windows)])
-        if wait > 0:
-            return wait
-        for window in self.windows:
-            if window.limit > 0:
-                window.stamps.append(now)
-        return 0.0
-
-    def cool_down(self, now: float, seconds: float) -> None:
-        self.cooldown_until = max(self.cooldown_until, now + seconds)
+    async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None: ...
 
 
 class Budgets:
-    """Submit and status budgets for each provider."""
-
-    def __init__(self) -> None:
-        self._budgets: dict[tuple[str, str], Budget] = {}
+    def __init__(self, store: BudgetStore) -> None:
+        self._store = store
+        self._windows: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
     def configure(self, provider: str, kind: str, limits: list[tuple[int, float]]) -> None:
-        self._budgets[(provider, kind)] = Budget([Window(n, p) for n, p in limits])
+        """``limits`` are ``(calls, period_s)`` pairs; a limit <= 0 is no limit."""
+        self._windows[(provider, kind)] = [(n, p) for n, p in limits if n > 0]
 
-    def try_acquire(self, provider: str, kind: str, now: float) -> float:
-        budget = self._budgets.get((provider, kind))
-        return 0.0 if budget is None else budget.try_acquire(now)
+    async def try_acquire(self, provider: str, kind: str, now: datetime) -> float:
+        """Take one call if every window has room: 0. Else the seconds to wait."""
+        windows = self._windows.get((provider, kind))
+        if not windows:
+            return 0.0
+        return await self._store.take_budget(provider, kind, windows, now=now)
 
-    def cool_down(self, provider: str, kind: str, now: float, seconds: float) -> None:
-        budget = self._budgets.get((provider, kind))
-        if budget is not None:
-            budget.cool_down(now, seconds)
+    async def cool_down(self, provider: str, kind: str, now: datetime, seconds: float) -> None:
+        await self._store.cool_down_budget(provider, kind, until=now + timedelta(seconds=seconds))

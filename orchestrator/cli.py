@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
     # receiver; receiver/asgi.py builds it from the environment set here.
     local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
     os.environ["UPSCALE_LISTEN_URL"] = f"http://{local_host}:{args.port}"
+    # A web process of a multi-process deployment answers HTTP only; workers run the loops.
+    os.environ["UPSCALE_RUN_LOOPS"] = "false" if args.web_only else "true"
     # No access log: it would write signed callback and input URLs, and it halves
     # the throughput of the callback path.
     uvicorn.run(
@@ -60,6 +62,27 @@ def _worker(args: argparse.Namespace) -> int:
             await runtime.stop()
 
     asyncio.run(main())
+    return 0
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    from orchestrator.runtime import open_store
+    from orchestrator.store.postgres import PostgresStore
+
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    store = open_store(settings, snapshot=lambda job: {})
+
+    async def main() -> int:
+        if isinstance(store, PostgresStore):
+            return await store.migrate()
+        await store.open()  # SQLite migrates when opened
+        try:
+            return await store.schema_version()
+        finally:
+            await store.close()
+
+    print(f"database schema at version {asyncio.run(main())}")
     return 0
 
 
@@ -555,10 +578,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="receiver and orchestrator loops in one process")
     p.add_argument("--host", default=os.environ.get("UPSCALE_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p.add_argument(
+        "--web-only",
+        action="store_true",
+        help="answer HTTP only and leave the loops to `upscale worker` processes (PostgreSQL)",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("worker", help="the orchestrator loops only")
     p.set_defaults(func=_worker)
+
+    db = sub.add_parser("db", help="the database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("migrate", help="apply pending migrations (run before starting)")
+    p.set_defaults(func=_db_migrate)
 
     p = sub.add_parser("sandbox", help="all sandbox providers in one standalone server")
     p.add_argument("--host", default="127.0.0.1")

@@ -521,7 +521,7 @@ class Orchestrator:
             return
         provider = self.providers[job.provider]
         now = self.clock.now()
-        wait = self.budgets.try_acquire(job.provider, "submit", now.timestamp())
+        wait = await self.budgets.try_acquire(job.provider, "submit", now)
         if wait > 0:
             await self._reschedule(job, wait)
             return
@@ -561,8 +561,8 @@ class Orchestrator:
         try:
             accepted = await self._provider_call(job, "submit", provider.submit(request))
         except ProviderThrottled as exc:
-            self.budgets.cool_down(
-                job.provider, "submit", self.clock.now().timestamp(), exc.retry_after_s
+            await self.budgets.cool_down(
+                job.provider, "submit", self.clock.now(), exc.retry_after_s
             )
             await self._deferred(job, exc.retry_after_s, exc)
             return
@@ -727,15 +727,15 @@ class Orchestrator:
                     "age_s": round((now - job.created_at).total_seconds()),
                 },
             )
-        wait = self.budgets.try_acquire(job.provider, "status", now.timestamp())
+        wait = await self.budgets.try_acquire(job.provider, "status", now)
         if wait > 0:
             await self._reschedule(job, wait)
             return
         try:
             update = await self._provider_call(job, "poll", provider.poll(job.provider_job_id))
         except ProviderThrottled as exc:
-            self.budgets.cool_down(
-                job.provider, "status", self.clock.now().timestamp(), exc.retry_after_s
+            await self.budgets.cool_down(
+                job.provider, "status", self.clock.now(), exc.retry_after_s
             )
             await self._reschedule(job, exc.retry_after_s)
             return

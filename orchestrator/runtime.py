@@ -18,6 +18,7 @@ from orchestrator.bootstrap_secrets import api_tokens, signing_keys
 from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.events import Snapshot
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
@@ -34,6 +35,8 @@ from orchestrator.results import LocalResultStorage
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.sources import SourcePolicy, parse_networks
+from orchestrator.store.postgres import PostgresStore
+from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import job_to_public
 
@@ -45,7 +48,7 @@ SANDBOX_KEY = "sandbox"
 @dataclass
 class Runtime:
     settings: Settings
-    store: SQLiteStore
+    store: Store
     orchestrator: Orchestrator
     api_tokens: tuple[Secret, ...]
     api_token_file: Path | None
@@ -91,6 +94,13 @@ class Runtime:
         await self.store.close()
 
 
+def open_store(settings: Settings, *, snapshot: Snapshot) -> Store:
+    """SQLite (the embedded default, one process) or PostgreSQL (several processes)."""
+    if settings.uses_postgres:
+        return PostgresStore(settings.database_url_or_default, snapshot=snapshot)
+    return SQLiteStore(settings.database_path, snapshot=snapshot)
+
+
 def local_api_key(keys: tuple[Secret, ...]) -> str:
     """The key the mounted local provider and its adapter share: derived from the
     newest signing key, so every process of one deployment agrees on it."""
@@ -120,7 +130,6 @@ def build_runtime(
     )
     allow = AllowList.parse(settings.fetch_allow_hosts)
     providers: dict[str, Provider] = {}
-    budgets = Budgets()
     sandboxed: list[str] = []
     verify: set[str] = set()
     for name, conf in settings.providers.items():
@@ -146,16 +155,6 @@ def build_runtime(
             allow = allow.with_origin(base_url)
         if conf.verify_callbacks:
             verify.add(name)
-        budgets.configure(
-            name,
-            "submit",
-            [
-                (conf.submits_per_min, 60.0),
-                (conf.submits_per_hour, 3600.0),
-                (conf.submits_per_day, 86400.0),
-            ],
-        )
-        budgets.configure(name, "status", [(conf.status_per_min, 60.0)])
     # The local provider: a provider server mounted in this service at /local,
     # spoken to over HTTP like any other, so local jobs take the same path.
     local_base = f"{listen_url}{LOCAL_MOUNT}"
@@ -177,12 +176,25 @@ def build_runtime(
         max_pixels=settings.max_result_pixels,
     )
     inputs = InputStore(data_dir / "inputs", max_bytes=settings.max_upload_bytes)
-    store = SQLiteStore(
-        settings.database_path,
+    store = open_store(
+        settings,
         snapshot=lambda job: job_to_public(
             job, result_url=f"{public_base}/v1/jobs/{job.id}/result"
         ),
     )
+    budgets = Budgets(store)
+    for name, conf in settings.providers.items():
+        if name in providers:
+            budgets.configure(
+                name,
+                "submit",
+                [
+                    (conf.submits_per_min, 60.0),
+                    (conf.submits_per_hour, 3600.0),
+                    (conf.submits_per_day, 86400.0),
+                ],
+            )
+            budgets.configure(name, "status", [(conf.status_per_min, 60.0)])
     metrics = Metrics()
     store.transition_listeners.append(metrics.observe_transition)
     webhook_client = make_guarded_client(
@@ -242,6 +254,7 @@ def build_runtime(
         ),
         listen_url=listen_url,
         run_loops=run_loops,
+        sole_process=not settings.uses_postgres,
         dispatcher=dispatcher,
         metrics=metrics,
         clients=[api_client, fetch_client, webhook_client],

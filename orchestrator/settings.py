@@ -110,10 +110,18 @@ class Settings:
     log_format: str = "text"
 
     @property
+    def database_url_or_default(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'upscale.db'}"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url_or_default.startswith(("postgresql://", "postgres://"))
+
+    @property
     def database_path(self) -> Path:
-        url = self.database_url or f"sqlite:///{self.data_dir / 'upscale.db'}"
+        url = self.database_url_or_default
         if not url.startswith("sqlite:///"):
-            raise ValueError("UPSCALE_DATABASE_URL must be sqlite:///PATH")
+            raise ValueError("not a SQLite database URL")
         return Path(url.removeprefix("sqlite:///"))
 
     def public_base(self, fallback: str) -> str:

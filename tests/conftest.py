@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -56,3 +57,27 @@ def app_factory(tmp_path: Path) -> AppFactory:
         return running_app(tmp_path, **kwargs)  # type: ignore[arg-type]
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at its end), unmigrated."""
+    from tests.postgres_db import create_database, drop_database, run_sync, unreachable
+
+    try:
+        dsn = run_sync(create_database)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        unreachable(exc)
+        raise
+    try:
+        yield dsn
+    finally:
+        run_sync(lambda: drop_database(dsn))
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_database: str) -> str:
+    """The session's database, migrated, with every table emptied for this test."""
+    from tests.postgres_db import migrated_and_empty
+
+    return await migrated_and_empty(postgres_database)

@@ -30,3 +30,7 @@ def load_migrations(dialect: str) -> list[Migration]:
 
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer release than this one."""
+
+
+class SchemaNotReady(RuntimeError):
+    """The database is behind this release: its migrations have not been applied yet."""

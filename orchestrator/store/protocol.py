@@ -120,6 +120,8 @@ class Store(Outbox, Protocol):
 
     async def ping(self) -> None: ...
 
+    async def schema_version(self) -> int: ...
+
     # jobs
     async def create_job(self, new: NewJob) -> tuple[Job, bool]:
         """Insert a job in ``queued``; with an idempotency key already used,
@@ -238,4 +240,25 @@ class Store(Outbox, Protocol):
     async def expire_waiting(self, *, before: datetime, now: datetime) -> int:
         """Pending deliveries matched to no job and received before ``before``
         become ``unmatched``: no submit answer claimed them in time."""
+        ...
+
+    # provider budgets, shared by every process on the database
+    async def take_budget(
+        self,
+        provider: str,
+        kind: str,
+        windows: list[tuple[int, float]],
+        *,
+        now: datetime,
+        cooldown_s: float = 0.0,
+    ) -> float:
+        """Take one call: 0.0 (and the call is recorded) if every window
+        ``(limit, period_s)`` has room (a limit <= 0 is unlimited), no cooldown is
+        active and the last call granted is at least ``cooldown_s`` old; else the
+        seconds to wait, and nothing is recorded."""
+        ...
+
+    async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None:
+        """Grant no call of ``kind`` to ``provider`` before ``until`` (Retry-After);
+        an active cooldown that ends later is kept."""
         ...

@@ -27,6 +27,7 @@ from orchestrator.store.protocol import (
     NewJob,
     TransitionListener,
 )
+from orchestrator.store.sqlite_budgets import SQLiteBudgets
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Failure, Job, JobState, ResultInfo
@@ -139,7 +140,7 @@ def _result_json(result: ResultInfo) -> dict[str, Any]:
     }
 
 
-class SQLiteStore(SQLiteOutbox):
+class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
     """One connection, WAL journal, one writer at a time (aiosqlite serialises calls)."""
 
     def __init__(

@@ -117,7 +117,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     store = SQLiteStore(tmp_path / "engine.db")
     await store.open()
     keys = [Secret("k" * 20)]
-    budgets = Budgets()
+    budgets = Budgets(store)
     storage = LocalResultStorage(tmp_path / "results")
     orchestrator = Orchestrator(
         config=EngineConfig(

@@ -4,31 +4,81 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestrator.clock import FakeClock
 from orchestrator.states import Event
-from orchestrator.store.migrate import SchemaTooNew, load_migrations
+from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
+from orchestrator.store.outbox import OutboundTask
+from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Changes, DeliveryStatus, NewDelivery, Store
 from orchestrator.store.sqlite import SQLiteStore
-from schemas.errors import IdempotencyConflict
+from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Failure, JobState, ResultInfo
 from tests.factories import make_new_job
+from tests.postgres_db import create_schema, migrated_and_empty
 
 CLOCK = FakeClock()
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    impl = SQLiteStore(tmp_path / "contract.db")
+async def _database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where this test's stores live: a file, or the session's PostgreSQL database emptied."""
+    if kind == "sqlite":
+        return str(tmp_path / "contract.db")
+    # The session fixture is synchronous: fine to pull in lazily from a running loop.
+    return await migrated_and_empty(request.getfixturevalue("postgres_database"))
+
+
+async def _open(kind: str, where: str) -> Store:
+    impl: SQLiteStore | PostgresStore
+    impl = SQLiteStore(Path(where)) if kind == "sqlite" else PostgresStore(where)
     await impl.open()
+    return impl
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    impl = await _open(request.param, await _database(request.param, request, tmp_path))
     try:
         yield impl
     finally:
         await impl.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def twin_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, as two processes would have."""
+    where = await _database(request.param, request, tmp_path)
+    first = await _open(request.param, where)
+    try:
+        second = await _open(request.param, where)
+        try:
+            yield first, second
+        finally:
+            await second.close()
+    finally:
+        await first.close()
+
+
+@pytest.fixture
+async def pg_pair(postgres_dsn: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two PostgreSQL stores (two pools) on one database: two worker processes."""
+    first = PostgresStore(postgres_dsn)
+    second = PostgresStore(postgres_dsn)
+    await first.open()
+    try:
+        await second.open()
+        try:
+            yield first, second
+        finally:
+            await second.close()
+    finally:
+        await first.close()
 
 
 async def test_create_and_read_back(store: Store) -> None:
@@ -259,3 +309,308 @@ async def test_outbox_fans_out_in_the_transition_and_orders_per_job(store: Store
     )
     second = await store.lease_outbound(now=now, lease_s=60, limit=10)
     assert [t.event.type for t in second] == ["job.cancelled"]
+
+
+# concurrency and several processes ----------------------------------------------
+
+
+async def test_concurrent_creates_with_one_idempotency_key_make_one_job(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.create_job(make_new_job(CLOCK.now(), idempotency_key="race")) for _ in range(6))
+    )
+    assert sum(created for _, created in results) == 1
+    assert len({job.id for job, _ in results}) == 1
+    assert len(await store.list_jobs(limit=100)) == 1
+
+
+async def test_a_committed_event_wakes_this_process(store: Store) -> None:
+    woken = asyncio.create_task(store.events_written.wait(5.0))
+    await asyncio.sleep(0)
+    await store.create_job(make_new_job(CLOCK.now()))
+    assert await woken
+
+
+async def test_events_are_numbered_in_commit_order(store: Store) -> None:
+    """A reader paging by seq while 4 writers transition jobs sees every event once."""
+    writers_done = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        for _ in range(n):
+            now = CLOCK.now()
+            job, _ = await store.create_job(make_new_job(now))
+            started = await store.apply_transition(
+                job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="t", now=now
+            )
+            assert started is not None
+            accepted = await store.apply_transition(
+                started,
+                Event.SUBMIT_ACCEPTED,
+                JobState.SUBMITTED,
+                cause="t",
+                now=now,
+                changes=Changes(provider_job_id=f"p-{job.id}"),
+            )
+            assert accepted is not None
+            assert await store.apply_transition(
+                accepted, Event.CANCEL, JobState.CANCELLED, cause="t", now=now
+            )
+
+    seen: list[int] = []
+
+    async def reader() -> None:
+        cursor = 0
+        while True:
+            finished = writers_done.is_set()
+            page = await store.list_events(after=cursor, limit=50)
+            seen.extend(e.seq for e in page)
+            if page:
+                cursor = page[-1].seq
+            elif finished:
+                return
+            else:
+                await asyncio.sleep(0)
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(25) for _ in range(4)))
+    writers_done.set()
+    await reading
+    everything = [e.seq for e in await store.list_events(limit=10_000)]
+    assert len(everything) == 4 * 25 * 3  # queued, submitted, cancelled
+    assert seen == everything  # each once, in order, none skipped
+
+
+async def test_budget_windows_cooldowns_and_spacing(store: Store) -> None:
+    t0 = CLOCK.now()
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    windows = [(2, 10.0), (0, 60.0)]  # 2 per 10 s; the second window is unlimited
+    assert await store.take_budget("upsampler", "submit", windows, now=at(0)) == 0.0
+    assert await store.take_budget("upsampler", "submit", windows, now=at(1)) == 0.0
+    assert await store.take_budget("upsampler", "submit", windows, now=at(2)) == pytest.approx(8)
+    # A refusal takes nothing: the first call ages out at t0 + 10.
+    assert await store.take_budget("upsampler", "submit", windows, now=at(10.5)) == 0.0
+    assert await store.take_budget("upsampler", "submit", windows, now=at(10.6)) == pytest.approx(
+        0.4
+    )
+    # Budgets are per provider and kind.
+    assert await store.take_budget("upsampler", "status", windows, now=at(10.6)) == 0.0
+    assert await store.take_budget("fotor", "submit", windows, now=at(10.6)) == 0.0
+    # A cooldown (Retry-After) holds every call; a shorter one does not cut it.
+    await store.cool_down_budget("fotor", "submit", until=at(40))
+    await store.cool_down_budget("fotor", "submit", until=at(20))
+    assert await store.take_budget("fotor", "submit", windows, now=at(30)) == pytest.approx(10)
+    assert await store.take_budget("fotor", "submit", windows, now=at(40)) == 0.0
+    # Unlimited windows always grant; cooldown_s spaces calls out.
+    for i in range(20):
+        assert await store.take_budget("local", "submit", [(0, 60.0)], now=at(i / 100)) == 0.0
+    assert await store.take_budget("photio", "status", [], now=at(0), cooldown_s=3) == 0.0
+    assert await store.take_budget(
+        "photio", "status", [], now=at(1), cooldown_s=3
+    ) == pytest.approx(2)
+    assert await store.take_budget("photio", "status", [], now=at(3), cooldown_s=3) == 0.0
+
+
+async def test_budget_is_shared_by_two_stores(twin_stores: tuple[Store, Store]) -> None:
+    """20 concurrent takers in two processes, 5 per minute: exactly 5 are granted."""
+    first, second = twin_stores
+    now = CLOCK.now()
+    waits = await asyncio.gather(
+        *(
+            (first if i % 2 else second).take_budget("upsampler", "submit", [(5, 60.0)], now=now)
+            for i in range(20)
+        )
+    )
+    assert sorted(waits)[:6] == [0.0] * 5 + [pytest.approx(60)]
+    later = now + timedelta(seconds=60.5)
+    assert await second.take_budget("upsampler", "submit", [(5, 60.0)], now=later) == 0.0
+
+
+async def test_two_workers_never_lease_the_same_job(
+    pg_pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    first, second = pg_pair
+    now = CLOCK.now()
+    for i in range(200):
+        await first.create_job(make_new_job(now - timedelta(seconds=300 - i)))
+
+    async def leaser(store: PostgresStore) -> list[str]:
+        got: list[str] = []
+        while batch := await store.lease_due(now=now, lease_s=60, limit=7):
+            got.extend(j.id for j in batch)
+        return got
+
+    a, b, c, d = await asyncio.gather(leaser(first), leaser(second), leaser(first), leaser(second))
+    leased = a + b + c + d
+    assert len(leased) == 200
+    assert len(set(leased)) == 200
+    assert a and b  # both processes got work
+
+
+async def test_outbound_order_holds_across_two_workers(
+    pg_pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    from orchestrator.outbound.subscriptions import new_subscription
+
+    first, second = pg_pair
+    now = CLOCK.now()
+    await first.create_subscription(
+        new_subscription("sub_1", "https://h.example/x", ["job.queued", "job.cancelled"], now=now)
+    )
+    jobs = []
+    for _ in range(20):
+        job, _ = await first.create_job(make_new_job(now))
+        await second.apply_transition(job, Event.CANCEL, JobState.CANCELLED, cause="t", now=now)
+        jobs.append(job.id)
+
+    async def leaser(store: PostgresStore, at: datetime) -> list[OutboundTask]:
+        got: list[OutboundTask] = []
+        while batch := await store.lease_outbound(now=at, lease_s=60, limit=3):
+            got.extend(batch)
+        return got
+
+    async def both(at: datetime) -> list[OutboundTask]:
+        runs = await asyncio.gather(*(leaser(s, at) for s in (first, second, first, second)))
+        tasks = [t for run in runs for t in run]
+        assert len({t.id for t in tasks}) == len(tasks)  # never one delivery twice
+        return tasks
+
+    # While a job's first event is held by either worker, nobody gets its second.
+    leased = await both(now)
+    assert sorted(t.event.job_id for t in leased) == sorted(jobs)
+    assert {t.event.type for t in leased} == {"job.queued"}
+    assert await both(now) == []
+    # Half of the first deliveries are settled: their jobs' second events are next.
+    settled = leased[:10]
+    for task in settled:
+        await first.record_attempt(
+            task.id,
+            "sub_1",
+            now=now,
+            ok=True,
+            status_code=200,
+            error=None,
+            duration_ms=1.0,
+            retry_at=None,
+            disable_after=5,
+        )
+    second_round = await both(now)
+    assert {t.event.type for t in second_round} == {"job.cancelled"}
+    assert sorted(t.event.job_id for t in second_round) == sorted(t.event.job_id for t in settled)
+    # Leases run out: the unsettled first events go out again, still before the second.
+    retaken = await both(now + timedelta(seconds=61))
+    by_type = sorted((t.event.type, t.event.job_id) for t in retaken)
+    assert by_type == sorted(
+        [("job.queued", t.event.job_id) for t in leased[10:]]
+        + [("job.cancelled", t.event.job_id) for t in settled]
+    )
+
+
+async def test_a_redelivery_waits_for_the_jobs_delivery_in_flight(
+    pg_pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    from orchestrator.outbound.subscriptions import new_subscription
+
+    first, second = pg_pair
+    now = CLOCK.now()
+    await first.create_subscription(new_subscription("sub_1", "https://h.example/x", None, now=now))
+    job, _ = await first.create_job(make_new_job(now))
+    await first.apply_transition(job, Event.CANCEL, JobState.CANCELLED, cause="t", now=now)
+
+    async def deliver(task: OutboundTask) -> None:
+        await first.record_attempt(
+            task.id,
+            "sub_1",
+            now=now,
+            ok=True,
+            status_code=200,
+            error=None,
+            duration_ms=1.0,
+            retry_at=None,
+            disable_after=5,
+        )
+
+    (queued,) = await first.lease_outbound(now=now, lease_s=60, limit=10)
+    await deliver(queued)
+    (cancelled,) = await first.lease_outbound(now=now, lease_s=60, limit=10)
+    assert cancelled.event.type == "job.cancelled"
+    # An operator replays the first event while the second is being delivered.
+    assert await second.redeliver(queued.event.seq, now=now) == 1
+    assert await second.lease_outbound(now=now, lease_s=60, limit=10) == []
+    await deliver(cancelled)
+    (replayed,) = await second.lease_outbound(now=now, lease_s=60, limit=10)
+    assert replayed.event.seq == queued.event.seq
+
+
+async def test_events_committed_by_another_process_wake_followers(
+    pg_pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    writer, follower = pg_pair
+    woken = asyncio.create_task(follower.events_written.wait(5.0))
+    await asyncio.sleep(0)
+    await writer.create_job(make_new_job(CLOCK.now()))
+    assert await woken
+    assert [e.type for e in await follower.list_events()] == ["job.queued"]
+
+
+async def test_postgres_migrate_is_idempotent_and_open_checks_the_version(
+    postgres_database: str,
+) -> None:
+    dsn = await create_schema(postgres_database)
+    wanted = len(load_migrations("postgres"))
+    with pytest.raises(SchemaNotReady, match="upscale db migrate"):
+        await PostgresStore(dsn).open()
+    # Two processes migrating at once: one applies, the other finds nothing to do.
+    assert await asyncio.gather(PostgresStore(dsn).migrate(), PostgresStore(dsn).migrate()) == [
+        wanted,
+        wanted,
+    ]
+    assert await PostgresStore(dsn).migrate() == wanted
+    store = PostgresStore(dsn)
+    await store.open()
+    try:
+        assert await store.schema_version() == wanted
+        async with store.pool.acquire() as conn:
+            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_version")]
+            assert sorted(versions) == list(range(1, wanted + 1))
+            await conn.execute("INSERT INTO schema_version (version) VALUES (999)")
+    finally:
+        await store.close()
+    with pytest.raises(SchemaTooNew):
+        await PostgresStore(dsn).open()
+    with pytest.raises(SchemaTooNew):
+        await PostgresStore(dsn).migrate()
+
+
+async def test_postgres_out_of_reach_is_store_unavailable() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/upscale")
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    with pytest.raises(StoreUnavailable):
+        await store.migrate()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.get_job("job_x")
+
+
+async def test_the_event_listener_comes_back_after_its_connection_drops(
+    pg_pair: tuple[PostgresStore, PostgresStore],
+) -> None:
+    writer, follower = pg_pair
+    woken = asyncio.create_task(follower.events_written.wait(10.0))
+    await asyncio.sleep(0)
+    async with writer.pool.acquire() as conn:
+        killed = await conn.fetchval(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+    assert killed == 2  # both stores' listeners
+    assert await woken  # reconnected: events may have been missed, so look
+    for _ in range(100):  # until it listens again
+        woken = asyncio.create_task(follower.events_written.wait(0.1))
+        await asyncio.sleep(0)
+        await writer.create_job(make_new_job(CLOCK.now()))
+        if await woken:
+            break
+    else:
+        pytest.fail("the follower never heard of another process's event again")

@@ -1,0 +1,99 @@
+"""Records read from PostgreSQL, turned into the store's types (same columns as SQLite)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from orchestrator.settings import Secret
+from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
+from orchestrator.store.postgres_conn import Row
+from orchestrator.store.protocol import Delivery, DeliveryStatus
+from schemas.jobs import Failure, Job, JobState, ResultInfo
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def req_dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def row_to_job(row: Row) -> Job:
+    failure = None
+    if row["failure_reason"] is not None:
+        failure = Failure(row["failure_reason"], row["failure_message"] or "")
+    result = None
+    if row["result"] is not None:
+        result = ResultInfo(**json.loads(row["result"]))
+    return Job(
+        id=row["id"],
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        version=row["version"],
+        scale=row["scale"],
+        options=json.loads(row["options"]),
+        metadata=json.loads(row["metadata"]) if row["metadata"] is not None else None,
+        input_url=row["input_url"],
+        input_key=row["input_key"],
+        provider_job_id=row["provider_job_id"],
+        result_url=row["result_url"],
+        failure=failure,
+        result=result,
+        cost=row["cost"],
+        attempts=row["attempts"],
+        refetches=row["refetches"],
+        created_at=req_dt(row["created_at"]),
+        updated_at=req_dt(row["updated_at"]),
+        deadline_at=req_dt(row["deadline_at"]),
+        next_check_at=dt(row["next_check_at"]),
+        idempotency_key=row["idempotency_key"],
+        retry_of=row["retry_of"],
+    )
+
+
+def row_to_delivery(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        provider=row["provider"],
+        claimed_job_id=row["claimed_job_id"],
+        received_at=req_dt(row["received_at"]),
+        headers=json.loads(row["headers"]),
+        body=bytes(row["body"]),
+        source=row["source"],
+        status=DeliveryStatus(row["status"]),
+        job_id=row["job_id"],
+        provider_job_id=row["provider_job_id"],
+        error=row["error"],
+        replays=row["replays"],
+    )
+
+
+def row_to_event(row: Row, prefix: str = "") -> EventRecord:
+    return EventRecord(
+        seq=row[f"{prefix}seq"],
+        type=row[f"{prefix}type"],
+        job_id=row[f"{prefix}job_id"],
+        created_at=req_dt(row[f"{prefix}created_at"]),
+        body=row[f"{prefix}body"],
+    )
+
+
+def row_to_subscription(row: Row) -> Subscription:
+    secrets = tuple(
+        SigningSecret(Secret(item["secret"]), dt(item["expires_at"]))
+        for item in json.loads(row["secrets"])
+    )
+    types = json.loads(row["types"]) if row["types"] is not None else None
+    return Subscription(
+        id=row["id"],
+        url=row["url"],
+        types=tuple(types) if types is not None else None,
+        job_id=row["job_id"],
+        secrets=secrets,
+        created_at=req_dt(row["created_at"]),
+        disabled_at=dt(row["disabled_at"]),
+        disabled_reason=row["disabled_reason"],
+        consecutive_failures=row["consecutive_failures"],
+    )
