@@ -121,7 +121,10 @@ class Settings:
     def database_path(self) -> Path:
         url = self.database_url_or_default
         if not url.startswith("sqlite:///"):
-            raise ValueError("not a SQLite database URL")
+            raise ValueError(
+                "UPSCALE_DATABASE_URL must be sqlite:///PATH or postgresql://..., "
+                f"got {url.split('://', 1)[0]}://..."
+            )
         return Path(url.removeprefix("sqlite:///"))
 
     def public_base(self, fallback: str) -> str:
