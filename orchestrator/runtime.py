@@ -31,10 +31,11 @@ from orchestrator.outbound.schedule import RetrySchedule, parse_schedule
 from orchestrator.providers.base import Provider
 from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
-from orchestrator.results import LocalResultStorage
+from orchestrator.results import LocalResultStorage, ResultStorage
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.sources import SourcePolicy, parse_networks
+from orchestrator.storage_url import open_result_storage
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
@@ -52,7 +53,7 @@ class Runtime:
     orchestrator: Orchestrator
     api_tokens: tuple[Secret, ...]
     api_token_file: Path | None
-    results: LocalResultStorage
+    results: ResultStorage
     inputs: InputStore
     callback_signer: CallbackSigner
     signing_keys: tuple[Secret, ...]
@@ -91,6 +92,7 @@ class Runtime:
         self._tasks.clear()
         for client in self.clients:
             await client.aclose()
+        await self.results.aclose()
         await self.store.close()
 
 
@@ -167,11 +169,16 @@ def build_runtime(
     )
     allow = allow.with_origin(local_base)
     fetch_client = make_guarded_client(allow, timeout=httpx.Timeout(60.0, connect=10.0))
-    results = LocalResultStorage(data_dir / "results")
+    results = open_result_storage(settings.results_url, data_dir=data_dir, env=settings.s3_env)
+    # Downloads spool next to local results (so the final rename is atomic), or
+    # in the data directory before an upload to S3.
+    spool = (
+        results.tmp_dir if isinstance(results, LocalResultStorage) else data_dir / "tmp" / "results"
+    )
     fetcher = ResultFetcher(
         fetch_client,
         results,
-        data_dir / "results" / ".tmp",
+        spool,
         max_bytes=settings.max_result_bytes,
         max_pixels=settings.max_result_pixels,
     )

@@ -79,6 +79,9 @@ class Settings:
     api_tokens: tuple[Secret, ...] = ()
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
     fetch_allow_hosts: str = ""
+    results_url: str = ""
+    # UPSCALE_S3_ENDPOINT_URL and AWS_* for an s3:// results URL (kept out of reprs).
+    s3_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     trusted_proxies: str = ""
     webhook_retry_schedule: str = ""
     webhook_timeout_s: float = 10.0
@@ -191,6 +194,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_tokens=_secrets(env.get("UPSCALE_API_TOKENS")),
         providers=providers,
         fetch_allow_hosts=env.get("UPSCALE_FETCH_ALLOW_HOSTS", ""),
+        results_url=env.get("UPSCALE_RESULTS_URL", ""),
+        s3_env={
+            k: v for k, v in env.items() if k.startswith("AWS_") or k.startswith("UPSCALE_S3_")
+        },
         trusted_proxies=env.get("UPSCALE_TRUSTED_PROXIES", ""),
         webhook_retry_schedule=env.get("UPSCALE_WEBHOOK_RETRY_SCHEDULE_S", ""),
         webhook_timeout_s=_float(env, "UPSCALE_WEBHOOK_TIMEOUT_S", 10.0),

@@ -9,10 +9,12 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from orchestrator.durations import parse_duration
 from orchestrator.outbound.subscriptions import current_secret
+from orchestrator.results import ResultStream
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
 from receiver.bodies import read_capped, replay
@@ -174,17 +176,34 @@ async def list_jobs(request: Request) -> Response:
     )
 
 
+class ResultResponse(StreamingResponse):
+    """Streams a stored result and always releases it, also when the client goes away."""
+
+    def __init__(self, stream: ResultStream, *, media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(stream, media_type=media_type, headers=headers)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._stream.aclose()
+
+
 async def job_result(request: Request) -> Response:
     runtime = require_token(request)
     job = await runtime.store.get_job(request.path_params["job_id"])
     if job is None or job.result is None:
         raise NotFound("no stored result for this job")
-    path = runtime.results.path_for(job.result.key)
-    return FileResponse(
-        path,
-        media_type=job.result.content_type,
-        headers={"ETag": f'"{job.result.sha256}"'},
-    )
+    etag = f'"{job.result.sha256}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    headers = {"ETag": etag, "Content-Length": str(job.result.bytes)}
+    try:
+        stream = await runtime.results.read_stream(job.result.key)
+    except FileNotFoundError:
+        raise NotFound("the stored result is gone") from None
+    return ResultResponse(stream, media_type=job.result.content_type, headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:
