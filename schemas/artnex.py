@@ -12,12 +12,11 @@ answer is usable is the adapter's decision.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import RejectedPayload
-from schemas.upsampler import MAX_ID_CHARS, readable_error
+from schemas.payloads import MAX_ID_CHARS, amount, readable_error, stripped
 
 MAX_CODE_CHARS = 100
 
@@ -34,17 +33,6 @@ class ArtnexAnswer:
     """The machine error code, lower-cased (``invalid_api_key``...)."""
     message: str | None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def _number(value: object) -> float | None:
-    """A finite, non-negative number, or ``None`` for anything else (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _text(value: object, limit: int) -> str | None:
@@ -79,12 +67,11 @@ def parse_artnex_answer(obj: object) -> ArtnexAnswer:
         message = readable_error(raw_error)
     if message is None and isinstance(raw_error, dict):
         message = readable_error(raw_error.get("message"))
-    image_url = obj.get("image_url")
     return ArtnexAnswer(
         success=success if isinstance(success, bool) else None,
-        image_url=image_url.strip() if isinstance(image_url, str) and image_url.strip() else None,
+        image_url=stripped(obj.get("image_url")),
         request_id=_text(obj.get("request_id"), MAX_ID_CHARS),
-        credits_used=_number(obj.get("credits_used")),
+        credits_used=amount(obj.get("credits_used")),
         error=code,
         message=message,
         raw=obj,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import RejectedPayload
-from schemas.upsampler import MAX_ID_CHARS, readable_error
+from schemas.payloads import amount, readable_error, required_id, stripped
 
 SUCCESS_CODE = "000"
 UNKNOWN_ERROR_CODE = "999"
@@ -97,14 +97,6 @@ def _code(value: object) -> str:
     return text
 
 
-def _task_id(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise RejectedPayload("'taskId' must be a non-empty string")
-    if len(value) > MAX_ID_CHARS:
-        raise RejectedPayload(f"'taskId' is longer than {MAX_ID_CHARS} characters")
-    return value
-
-
 def _status(value: object) -> int:
     """An integer status; integral floats and digit strings are taken too."""
     if isinstance(value, bool):
@@ -134,19 +126,6 @@ def _flag(value: object) -> bool:
     return False
 
 
-def _amount(value: object) -> float | None:
-    """A finite, non-negative number, or ``None`` for anything else (bools included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    if not math.isfinite(number) or number < 0:
-        return None
-    return number
-
-
 def _epoch_ms(value: object) -> int | None:
     if isinstance(value, bool):
         return None
@@ -159,12 +138,6 @@ def _epoch_ms(value: object) -> int | None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _url(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
 
 
 # --- parsers -------------------------------------------------------------------------
@@ -197,15 +170,15 @@ def parse_task(obj: object) -> FotorTask:
     """
     if not isinstance(obj, dict):
         raise RejectedPayload("task data must be a JSON object")
-    task_id = _task_id(obj.get("taskId"))
+    task_id = required_id(obj.get("taskId"), "taskId")
     if "status" not in obj:
         raise RejectedPayload("task data has no 'status'")
     return FotorTask(
         task_id=task_id,
         status=_status(obj.get("status")),
-        result_url=_url(obj.get("resultUrl")),
+        result_url=stripped(obj.get("resultUrl")),
         nsfw=_flag(obj.get("hasHsfw")),
-        credits=_amount(obj.get("creditsIncrement")),
+        credits=amount(obj.get("creditsIncrement")),
         msg=readable_error(obj.get("msg")),
         business_id=_text(obj.get("businessId")),
         type=_text(obj.get("type")),
@@ -232,7 +205,7 @@ def parse_credits(obj: object) -> FotorCredits:
         raise RejectedPayload("credits data must be a JSON object")
     return FotorCredits(
         business_id=_text(obj.get("businessId")),
-        total=_amount(obj.get("total")),
-        remaining=_amount(obj.get("remaining")),
+        total=amount(obj.get("total")),
+        remaining=amount(obj.get("remaining")),
         raw=obj,
     )

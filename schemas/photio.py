@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.errors import RejectedPayload
-from schemas.upsampler import readable_error
+from schemas.payloads import readable_error
 
 _DATA_URI = re.compile(r"\Adata:[^,]{0,200}?;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")

@@ -79,7 +79,7 @@ from starlette.routing import Route
 
 from orchestrator.local import engines
 from schemas.errors import RejectedInput, RejectedPayload, UpscaleError
-from schemas.upsampler import decode_json
+from schemas.payloads import decode_json
 
 logger = logging.getLogger(__name__)
 

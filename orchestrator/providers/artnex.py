@@ -43,8 +43,6 @@ Where the documentation is silent:
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -55,20 +53,18 @@ import httpx
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
-from orchestrator.providers.http import NOT_SENT, TRANSPORT_ERRORS, exchange, header
-from orchestrator.providers.upsampler import parse_retry_after
+from orchestrator.providers.http import JsonApi, parse_retry_after
+from orchestrator.providers.synchronous import BILLED, answer_id, result_invalid, server_trouble
 from schemas.artnex import ArtnexAnswer, parse_artnex_answer
 from schemas.errors import (
     ProviderError,
     ProviderRejected,
     ProviderThrottled,
-    ProviderUnavailable,
-    ProviderUncertain,
     RejectedInput,
     RejectedPayload,
 )
 from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
-from schemas.upsampler import MAX_PAYLOAD_BYTES, decode_json, readable_error
+from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json, json_number
 
 if TYPE_CHECKING:
     from orchestrator.providers.base import Provider
@@ -97,7 +93,6 @@ _RESERVED: Final[Mapping[str, str]] = {
     "image": "the image comes from the job's image",
     "scale": "the factor comes from the job's scale",
 }
-_BILLED = "the call may have been billed"
 
 
 # --- request -------------------------------------------------------------------------
@@ -147,10 +142,7 @@ def image_field(request: SubmitRequest) -> str:
 
 def build_submit_body(request: SubmitRequest) -> dict[str, Any]:
     """The JSON body of the upscale POST (``scale`` sent as an int when integral)."""
-    scale: float | int = request.scale
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    return {"image": image_field(request), "scale": scale}
+    return {"image": image_field(request), "scale": json_number(request.scale)}
 
 
 # --- answers -------------------------------------------------------------------------
@@ -158,9 +150,7 @@ def build_submit_body(request: SubmitRequest) -> dict[str, Any]:
 
 def quota_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float:
     """Seconds to wait after a 429: ``Retry-After`` if sent, else one hour."""
-    if not (header(headers, "Retry-After") or "").strip():
-        return DEFAULT_QUOTA_RETRY_AFTER_S
-    return parse_retry_after(headers, now=now)
+    return parse_retry_after(headers, now=now, missing=DEFAULT_QUOTA_RETRY_AFTER_S)
 
 
 def _read(body: bytes) -> ArtnexAnswer | None:
@@ -179,9 +169,7 @@ def _error(
     now: datetime | None,
 ) -> ProviderError:
     code = answer.error if answer is not None else None
-    text = answer.message if answer is not None else None
-    if text is None and answer is None and body:
-        text = readable_error(body[:500].decode("utf-8", errors="replace"))
+    text = answer.message if answer is not None else body_excerpt(body)
     msg = f"{code}: {text}" if code and text else (code or text or "no message")
     where = f"HTTP {status_code}"
     if code == RATE_LIMITED or status_code == 429:
@@ -196,25 +184,16 @@ def _error(
             reason = FailureReason.PROVIDER_AUTH
         elif status_code == 402:
             reason = FailureReason.INSUFFICIENT_CREDIT
-        elif status_code in (408, 503):
-            return ProviderUnavailable(f"Artnex is not taking requests ({where}): {msg}")
         elif status_code == 500:
             return ProviderRejected(
-                f"Artnex reported a server error ({where}): {msg}; not retried, {_BILLED}",
+                f"Artnex reported a server error ({where}): {msg}; not retried, {BILLED}",
                 FailureReason.PROVIDER_FAILED,
             )
-        elif 500 <= status_code <= 599:
-            return ProviderUncertain(
-                f"Artnex's gateway answered {where} ({msg}); the image may have been made "
-                f"and {_BILLED}"
-            )
+        elif (trouble := server_trouble("Artnex", status_code, msg)) is not None:
+            return trouble
         else:
             reason = FailureReason.PROVIDER_FAILED
     return ProviderRejected(f"Artnex refused the request ({where}): {msg}", reason)
-
-
-def _invalid(message: str) -> ProviderRejected:
-    return ProviderRejected(f"{message}; {_BILLED}", FailureReason.RESULT_INVALID)
 
 
 def classify_submit(
@@ -233,15 +212,15 @@ def classify_submit(
     if not 200 <= status_code <= 299:
         raise _error(status_code, headers, body, answer, now=now)
     if answer is None:
-        raise _invalid(f"Artnex answered HTTP {status_code} with an unreadable body")
+        raise result_invalid(f"Artnex answered HTTP {status_code} with an unreadable body")
     if answer.success is not True:
         if answer.success is False or answer.error is not None:
             raise _error(status_code, headers, body, answer, now=now)
-        raise _invalid(f"Artnex answered HTTP {status_code} without a success flag")
+        raise result_invalid(f"Artnex answered HTTP {status_code} without a success flag")
     url = answer.image_url
     if url is None or not url.lower().startswith(("https://", "http://")):
-        raise _invalid("Artnex reported success without an http(s) image_url")
-    job_id = answer.request_id or f"{NAME}-{hashlib.sha256(body).hexdigest()[:24]}"
+        raise result_invalid("Artnex reported success without an http(s) image_url")
+    job_id = answer.request_id or answer_id(NAME, body)
     update = ProviderUpdate(
         provider=NAME,
         provider_job_id=job_id,
@@ -272,18 +251,20 @@ class ArtnexProvider:
         submit_timeout_s: float = 300,
         clock: Clock | None = None,
     ) -> None:
-        if not base_url.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
+        self._api = JsonApi(
+            client,
+            label="Artnex",
+            base_url=base_url,
+            auth={"Authorization": f"Bearer {api_key}"},
+            max_bytes=MAX_RESPONSE_BYTES,
+        )
         if not submit_timeout_s > 0:
             raise ValueError("submit_timeout_s must be positive")
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._auth = f"Bearer {api_key}"
         self._submit_timeout_s = float(submit_timeout_s)
         self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
-        return f"ArtnexProvider(base_url={self._base_url!r}, api_key='***')"
+        return f"ArtnexProvider(base_url={self._api.base_url!r}, api_key='***')"
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
         return validate_artnex_options(scale, options)
@@ -294,35 +275,18 @@ class ArtnexProvider:
             body = build_submit_body(request)
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        headers = {
-            "Authorization": self._auth,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
-        try:
-            answer = await exchange(
-                self._client,
-                "POST",
-                self._base_url + SUBMIT_PATH,
-                headers=headers,
-                content=content.encode("utf-8"),
-                timeout_s=self._submit_timeout_s,
-                max_bytes=MAX_RESPONSE_BYTES,
-            )
-        except NOT_SENT as exc:
-            raise ProviderUnavailable(
-                f"could not reach Artnex ({type(exc).__name__}); nothing was sent"
-            ) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderUncertain(
-                f"no answer from Artnex after sending the image ({type(exc).__name__}); {_BILLED}"
-            ) from exc
-        if answer.truncated and answer.ok:
-            raise ProviderUncertain(
+        answer = await self._api.submit(
+            SUBMIT_PATH,
+            body,
+            self._submit_timeout_s,
+            sent="image",
+            not_sent="nothing was sent",
+            unknown=BILLED,
+            too_large=(
                 f"Artnex's answer is larger than {MAX_RESPONSE_BYTES} bytes and was not read; "
-                f"the image may have been made and {_BILLED}"
-            )
+                f"the image may have been made and {BILLED}"
+            ),
+        )
         return classify_submit(
             answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )

@@ -43,7 +43,6 @@ Where the documentation is silent:
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -53,9 +52,13 @@ import httpx
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
-from orchestrator.providers.http import NOT_SENT, TRANSPORT_ERRORS, Answer, exchange, header
-from orchestrator.providers.http import path_segment as _segment
-from orchestrator.providers.upsampler import parse_retry_after
+from orchestrator.providers.http import (
+    JsonApi,
+    answered,
+    http_base_url,
+    parse_retry_after,
+    path_segment,
+)
 from schemas.errors import (
     ProviderError,
     ProviderRejected,
@@ -80,7 +83,7 @@ from schemas.fotor import (
     parse_webhook,
 )
 from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
-from schemas.upsampler import MAX_PAYLOAD_BYTES, decode_json, readable_error
+from schemas.payloads import MAX_PAYLOAD_BYTES, decode_json, error_message, json_number
 
 if TYPE_CHECKING:
     from orchestrator.providers.base import HasBalance, Provider
@@ -197,11 +200,8 @@ def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dic
         image = request.image_url
     else:
         raise ProviderRejected("Fotor needs an image URL or image bytes", "rejected_input")
-    scale: float | int = request.scale
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
     return {
-        "upscaling_resize": scale,
+        "upscaling_resize": json_number(request.scale),
         "userImageUrl": image,
         "max_image_width": options["max_image_width"],
         "max_image_height": options["max_image_height"],
@@ -213,27 +213,12 @@ def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dic
 
 def fotor_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float:
     """Seconds to wait after a 429: ``Retry-After`` if sent, else 30 s."""
-    value = header(headers, "Retry-After")
-    if value is None or not value.strip():
-        return DEFAULT_RETRY_AFTER_S
-    return parse_retry_after(headers, now=now)
+    return parse_retry_after(headers, now=now, missing=DEFAULT_RETRY_AFTER_S)
 
 
 def _message(body: bytes, status_code: int) -> str:
     """The provider's message from an error answer, whatever its shape."""
-    try:
-        decoded = decode_json(body)
-    except RejectedPayload:
-        decoded = None
-    text: str | None = None
-    if isinstance(decoded, dict):
-        for key in ("msg", "message", "error"):
-            text = readable_error(decoded.get(key))
-            if text is not None:
-                break
-    if text is None and body:
-        text = readable_error(body[:500].decode("utf-8", errors="replace"))
-    return text or f"HTTP {status_code}"
+    return error_message(body, ("msg", "message", "error")) or f"HTTP {status_code}"
 
 
 def _http_error(
@@ -251,11 +236,7 @@ def _http_error(
         return ProviderThrottled(
             f"Fotor rate limit exceeded: {msg}", fotor_retry_after(headers, now=now)
         )
-    if status_code == 408 or 500 <= status_code <= 599:
-        return ProviderUnavailable(f"Fotor answered HTTP {status_code}: {msg}")
-    return ProviderRejected(
-        f"Fotor answered HTTP {status_code}: {msg}", FailureReason.PROVIDER_FAILED
-    )
+    return answered("Fotor", status_code, msg)
 
 
 def _code_error(envelope: FotorEnvelope, call: Call) -> ProviderError:
@@ -373,7 +354,7 @@ def classify_credits(
 
 
 def _whole(value: float | None) -> float | int | None:
-    return int(value) if value is not None and value.is_integer() else value
+    return None if value is None else json_number(value)
 
 
 def rewrite_result_url(url: str, s3_base_url: str = DEFAULT_S3_BASE_URL) -> str | None:
@@ -442,7 +423,7 @@ def parse_callback_body(body: bytes, *, s3_base_url: str = DEFAULT_S3_BASE_URL) 
 
 def task_path(task_id: str) -> str:
     """``/v1/aiart/tasks/{id}`` with the id quoted so it stays one path segment."""
-    return TASKS_PATH + _segment(task_id)
+    return TASKS_PATH + path_segment(task_id)
 
 
 # --- I/O -----------------------------------------------------------------------------
@@ -468,9 +449,14 @@ class FotorProvider:
         poll_timeout_s: float = 30,
         clock: Clock | None = None,
     ) -> None:
-        for url_name, url in (("base_url", base_url), ("s3_base_url", s3_base_url)):
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"{url_name} must be an http(s) URL")
+        self._api = JsonApi(
+            client,
+            label="Fotor",
+            base_url=base_url,
+            auth={"Authorization": f"Bearer {api_key}"},
+            max_bytes=MAX_RESPONSE_BYTES,
+        )
+        self._s3_base_url = http_base_url(s3_base_url, "s3_base_url")
         if not (submit_timeout_s > 0 and poll_timeout_s > 0):
             raise ValueError("timeouts must be positive")
         try:
@@ -478,16 +464,12 @@ class FotorProvider:
             self._max_height = _side("max_image_height", max_image_height)
         except RejectedInput as exc:
             raise ValueError(exc.message) from None
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._s3_base_url = s3_base_url.rstrip("/")
-        self._auth = f"Bearer {api_key}"
         self._submit_timeout_s = float(submit_timeout_s)
         self._poll_timeout_s = float(poll_timeout_s)
         self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
-        return f"FotorProvider(base_url={self._base_url!r}, api_key='***')"
+        return f"FotorProvider(base_url={self._api.base_url!r}, api_key='***')"
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
         return validate_fotor_options(
@@ -499,32 +481,22 @@ class FotorProvider:
             options = self.validate_options(request.scale, request.options)
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
-        body = build_submit_body(request, options)
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        try:
-            answer = await self._send(
-                "POST", SUBMIT_PATH, content.encode("utf-8"), self._submit_timeout_s
-            )
-        except NOT_SENT as exc:
-            raise ProviderUnavailable(
-                f"could not reach Fotor ({type(exc).__name__}); no task was created"
-            ) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderUncertain(
-                f"no answer from Fotor after sending the task ({type(exc).__name__}); "
-                "the task may exist and be billed"
-            ) from exc
-        if answer.truncated and answer.ok:
-            raise ProviderUncertain(
-                f"Fotor's answer is larger than {MAX_RESPONSE_BYTES} bytes; "
-                "the task may exist and be billed"
-            )
+        answer = await self._api.submit(
+            SUBMIT_PATH,
+            build_submit_body(request, options),
+            self._submit_timeout_s,
+            sent="task",
+            not_sent="no task was created",
+            unknown="the task may exist and be billed",
+        )
         return classify_submit(
             answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )
 
     async def poll(self, provider_job_id: str) -> ProviderUpdate:
-        answer = await self._get(task_path(provider_job_id), "the task details")
+        answer = await self._api.get(
+            task_path(provider_job_id), self._poll_timeout_s, what="the task details"
+        )
         return classify_task(
             answer.status_code,
             answer.headers,
@@ -536,42 +508,13 @@ class FotorProvider:
 
     async def balance(self) -> dict[str, Any]:
         """``{"business_id", "total", "remaining"}`` from ``GET /v1/credits``."""
-        answer = await self._get(CREDITS_PATH, "the credit balance")
+        answer = await self._api.get(CREDITS_PATH, self._poll_timeout_s, what="the credit balance")
         return classify_credits(
             answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )
 
     def parse_callback(self, body: bytes) -> ProviderUpdate:
         return parse_callback_body(body, s3_base_url=self._s3_base_url)
-
-    async def _get(self, path: str, what: str) -> Answer:
-        try:
-            answer = await self._send("GET", path, None, self._poll_timeout_s)
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderUnavailable(
-                f"could not get {what} from Fotor ({type(exc).__name__})"
-            ) from exc
-        if answer.truncated and answer.ok:
-            raise ProviderUnavailable(
-                f"Fotor's answer ({what}) is larger than {MAX_RESPONSE_BYTES} bytes"
-            )
-        return answer
-
-    async def _send(
-        self, method: str, path: str, content: bytes | None, timeout_s: float
-    ) -> Answer:
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        return await exchange(
-            self._client,
-            method,
-            self._base_url + path,
-            headers=headers,
-            content=content,
-            timeout_s=timeout_s,
-            max_bytes=MAX_RESPONSE_BYTES,
-        )
 
 
 if TYPE_CHECKING:

@@ -8,9 +8,10 @@ it, not on the server's code.
 
 The decisions are pure functions (:func:`validate_local_options`,
 :func:`build_submit_body`, :func:`classify_submit`, :func:`classify_status`,
-:func:`parse_local_payload`, :func:`update_from_payload`); :class:`LocalProvider`
-only does the I/O and translates ``httpx`` errors at the boundary, as the
-Upsampler adapter does.
+:func:`update_from_payload`; the payload itself is read by
+:func:`schemas.local.parse_local_payload`); :class:`LocalProvider` only does the
+I/O, through :class:`~orchestrator.providers.http.JsonApi`, which translates
+``httpx`` errors at the boundary.
 
 Mapping:
 
@@ -28,21 +29,17 @@ Mapping:
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 import httpx
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
-from orchestrator.providers.upsampler import parse_retry_after
+from orchestrator.providers.http import JsonApi, answered, parse_retry_after, path_segment
 from schemas.errors import (
     ProviderError,
     ProviderRejected,
@@ -53,7 +50,14 @@ from schemas.errors import (
     RejectedPayload,
 )
 from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
-from schemas.upsampler import MAX_ID_CHARS, MAX_PAYLOAD_BYTES, decode_json, readable_error
+from schemas.local import LocalJobPayload, error_code, parse_local_payload
+from schemas.payloads import (
+    MAX_PAYLOAD_BYTES,
+    body_excerpt,
+    decode_json,
+    json_number,
+    readable_error,
+)
 
 if TYPE_CHECKING:
     from orchestrator.providers.base import Provider
@@ -82,7 +86,6 @@ INPUT_ERROR_CODES: Final = frozenset(
 """Error codes that blame the input: the job fails with ``rejected_input``."""
 
 MAX_RESPONSE_BYTES: Final = MAX_PAYLOAD_BYTES
-MAX_CODE_CHARS: Final = 64
 
 
 # --- options -------------------------------------------------------------------------
@@ -126,74 +129,12 @@ def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dic
         body["image_url"] = request.image_url
     else:
         raise ProviderRejected("the job has no input image", FailureReason.REJECTED_INPUT)
-    scale: float | int = request.scale
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    body["scale"] = scale
+    body["scale"] = json_number(request.scale)
     if "engine" in options:
         body["engine"] = options["engine"]
     if request.callback_url is not None:
         body["webhook"] = request.callback_url
     return body
-
-
-# --- payloads ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LocalJobPayload:
-    """A job as the server reports it (``GET /api/v1/jobs/{id}`` and the webhook)."""
-
-    id: str
-    status: str
-    result_url: str | None
-    width: int | None
-    height: int | None
-    error_code: str | None
-    error_message: str | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def _text(value: object, limit: int) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()[:limit]
-    return None
-
-
-def _dimension(value: object) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return None
-    return value
-
-
-def parse_local_payload(obj: object) -> LocalJobPayload:
-    """Read a decoded job payload; raises only :class:`RejectedPayload`.
-
-    ``id`` must be a non-empty string and ``status`` a string; odd optional fields
-    are dropped (a non-string URL, a non-positive size) or made readable (``error``).
-    """
-    if not isinstance(obj, dict):
-        raise RejectedPayload("payload must be a JSON object")
-    job_id = obj.get("id")
-    if not isinstance(job_id, str) or not job_id.strip():
-        raise RejectedPayload("'id' must be a non-empty string")
-    if len(job_id) > MAX_ID_CHARS:
-        raise RejectedPayload(f"'id' is longer than {MAX_ID_CHARS} characters")
-    status = obj.get("status")
-    if not isinstance(status, str):
-        raise RejectedPayload("'status' must be a string")
-    error = obj.get("error")
-    code = _text(error.get("code"), MAX_CODE_CHARS) if isinstance(error, dict) else None
-    return LocalJobPayload(
-        id=job_id,
-        status=status,
-        result_url=_text(obj.get("result_url"), 8192),
-        width=_dimension(obj.get("width")),
-        height=_dimension(obj.get("height")),
-        error_code=code,
-        error_message=readable_error(error),
-        raw=obj,
-    )
 
 
 def update_from_payload(payload: LocalJobPayload) -> ProviderUpdate:
@@ -244,16 +185,8 @@ def _error(body: bytes, status_code: int) -> tuple[str | None, str]:
         decoded = decode_json(body)
     except RejectedPayload:
         decoded = None
-    code: str | None = None
-    text: str | None = None
-    if isinstance(decoded, dict):
-        error = decoded.get("error")
-        if isinstance(error, dict):
-            code = _text(error.get("code"), MAX_CODE_CHARS)
-        text = readable_error(error)
-    if text is None and body:
-        text = readable_error(body[:500].decode("utf-8", errors="replace"))
-    return code, text or f"HTTP {status_code}"
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    return error_code(error), readable_error(error) or body_excerpt(body) or f"HTTP {status_code}"
 
 
 def _classify_error(
@@ -273,11 +206,7 @@ def _classify_error(
         return ProviderThrottled(
             f"the local provider is busy: {msg}", parse_retry_after(headers, now=now)
         )
-    if status_code == 408 or 500 <= status_code <= 599:
-        return ProviderUnavailable(f"the local provider answered HTTP {status_code}: {msg}")
-    return ProviderRejected(
-        f"the local provider answered HTTP {status_code}: {msg}", FailureReason.PROVIDER_FAILED
-    )
+    return answered("the local provider", status_code, msg)
 
 
 def classify_submit(
@@ -347,31 +276,10 @@ def classify_status(
 
 def job_path(provider_job_id: str) -> str:
     """``/api/v1/jobs/{id}`` with the id quoted so it stays one path segment."""
-    quoted = quote(provider_job_id, safe="")
-    if set(provider_job_id) <= {"."}:  # "." and ".." would be removed as dot segments
-        quoted = provider_job_id.replace(".", "%2E")
-    return f"/api/v1/jobs/{quoted}"
+    return f"/api/v1/jobs/{path_segment(provider_job_id)}"
 
 
 # --- I/O -----------------------------------------------------------------------------
-
-# Raised before any byte of the request could reach the server: safe to resend.
-_NOT_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status_code: int
-    headers: Mapping[str, str]
-    body: bytes
-    truncated: bool
 
 
 class LocalProvider:
@@ -392,22 +300,24 @@ class LocalProvider:
         poll_timeout_s: float = 30,
         clock: Clock | None = None,
     ) -> None:
-        if not base_url.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
+        self._api = JsonApi(
+            client,
+            label="the local provider",
+            base_url=base_url,
+            auth={"Authorization": f"Bearer {api_key}"},
+            max_bytes=MAX_RESPONSE_BYTES,
+        )
         if not (submit_timeout_s > 0 and poll_timeout_s > 0):
             raise ValueError("timeouts must be positive")
         if not engines:
             raise ValueError("engines must name at least one engine")
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._auth = f"Bearer {api_key}"
         self.engines = list(engines)
         self._submit_timeout_s = float(submit_timeout_s)
         self._poll_timeout_s = float(poll_timeout_s)
         self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
-        return f"LocalProvider(base_url={self._base_url!r}, api_key='***')"
+        return f"LocalProvider(base_url={self._api.base_url!r}, api_key='***')"
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
         return validate_local_options(scale, options, self.engines)
@@ -417,41 +327,27 @@ class LocalProvider:
             options = validate_local_options(request.scale, request.options, self.engines)
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
-        body = build_submit_body(request, options)
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        try:
-            answer = await self._send(
-                "POST", "/api/v1/upscale", content.encode("utf-8"), self._submit_timeout_s
-            )
-        except _NOT_SENT as exc:
-            raise ProviderUnavailable(
-                f"could not reach the local provider ({type(exc).__name__}); no job was created"
-            ) from exc
-        except (httpx.HTTPError, httpx.StreamError, TimeoutError) as exc:
-            raise ProviderUncertain(
-                f"no answer from the local provider after sending the job "
-                f"({type(exc).__name__}); the job may exist"
-            ) from exc
-        if answer.truncated and 200 <= answer.status_code <= 299:
-            raise ProviderUncertain(
-                f"the local provider's answer is larger than {MAX_RESPONSE_BYTES} bytes; "
-                "the job may exist"
-            )
+        answer = await self._api.submit(
+            "/api/v1/upscale",
+            build_submit_body(request, options),
+            self._submit_timeout_s,
+            sent="job",
+            not_sent="no job was created",
+            unknown="the job may exist",
+        )
         return classify_submit(
             answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )
 
     async def poll(self, provider_job_id: str) -> ProviderUpdate:
-        try:
-            answer = await self._send("GET", job_path(provider_job_id), None, self._poll_timeout_s)
-        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, TimeoutError) as exc:
-            raise ProviderUnavailable(
-                f"could not get the job status from the local provider ({type(exc).__name__})"
-            ) from exc
-        if answer.truncated and 200 <= answer.status_code <= 299:
-            raise ProviderUnavailable(
+        answer = await self._api.get(
+            job_path(provider_job_id),
+            self._poll_timeout_s,
+            what="the job status",
+            too_large=(
                 f"the local provider's status answer is larger than {MAX_RESPONSE_BYTES} bytes"
-            )
+            ),
+        )
         return classify_status(
             answer.status_code,
             answer.headers,
@@ -462,39 +358,6 @@ class LocalProvider:
 
     def parse_callback(self, body: bytes) -> ProviderUpdate:
         return parse_callback_body(body)
-
-    async def _send(
-        self, method: str, path: str, content: bytes | None, timeout_s: float
-    ) -> _Answer:
-        """One exchange, the body read up to :data:`MAX_RESPONSE_BYTES` (as for Upsampler)."""
-        setup_s = min(10.0, timeout_s / 4)
-        timeout = httpx.Timeout(timeout_s, connect=setup_s, pool=setup_s)
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        async with asyncio.timeout(timeout_s):
-            async with self._client.stream(
-                method,
-                self._base_url + path,
-                content=content,
-                headers=headers,
-                timeout=timeout,
-                follow_redirects=False,
-            ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-                    truncated = True
-                else:
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_RESPONSE_BYTES:
-                            truncated = True
-                            break
-                        chunks.append(chunk)
-                return _Answer(response.status_code, response.headers, b"".join(chunks), truncated)
 
 
 if TYPE_CHECKING:

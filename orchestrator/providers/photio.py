@@ -37,8 +37,6 @@ Where the documentation is silent:
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -50,20 +48,18 @@ import httpx
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import SNIFF_BYTES, sniff_format
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
-from orchestrator.providers.http import NOT_SENT, TRANSPORT_ERRORS, exchange
-from orchestrator.providers.upsampler import parse_retry_after
+from orchestrator.providers.http import JsonApi, http_base_url, parse_retry_after
+from orchestrator.providers.synchronous import BILLED, answer_id, result_invalid, server_trouble
 from schemas.errors import (
     ProviderError,
     ProviderRejected,
     ProviderThrottled,
-    ProviderUnavailable,
-    ProviderUncertain,
     RejectedInput,
     RejectedPayload,
 )
 from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json
 from schemas.photio import PhotioAnswer, decode_image_body, parse_photio_answer
-from schemas.upsampler import MAX_PAYLOAD_BYTES, decode_json, readable_error
 
 if TYPE_CHECKING:
     from orchestrator.providers.base import Provider
@@ -84,7 +80,6 @@ _RESERVED: Final[Mapping[str, str]] = {
     "upscale_by": "the factor comes from the job's scale",
 }
 _CREDIT_WORDS = re.compile(r"credit|balance|payment|insufficient fund", re.IGNORECASE)
-_BILLED = "the call may have been billed"
 
 
 # --- options -------------------------------------------------------------------------
@@ -151,9 +146,7 @@ def _error_message(body: bytes, status_code: int) -> str:
         answer: PhotioAnswer | None = parse_photio_answer(decode_json(body))
     except RejectedPayload:
         answer = None
-    text = answer.message if answer is not None else None
-    if text is None and body and answer is None:
-        text = readable_error(body[:500].decode("utf-8", errors="replace"))
+    text = answer.message if answer is not None else body_excerpt(body)
     return text or f"HTTP {status_code}"
 
 
@@ -186,7 +179,7 @@ def _refusal(
         )
     if code == 500:
         return ProviderRejected(
-            f"Photio reported an API problem ({where} 500): {msg}; not retried, {_BILLED}",
+            f"Photio reported an API problem ({where} 500): {msg}; not retried, {BILLED}",
             FailureReason.PROVIDER_FAILED,
         )
     return None
@@ -197,22 +190,13 @@ def _http_error(
 ) -> ProviderError:
     msg = _error_message(body, status_code)
     known = _refusal(status_code, msg, headers, now=now, where="HTTP")
+    if known is None:
+        known = server_trouble("Photio", status_code, msg)
     if known is not None:
         return known
-    if status_code in (408, 503):
-        return ProviderUnavailable(f"Photio is not taking requests (HTTP {status_code}): {msg}")
-    if 500 <= status_code <= 599:
-        return ProviderUncertain(
-            f"Photio's gateway answered HTTP {status_code} ({msg}); "
-            f"the image may have been made and {_BILLED}"
-        )
     return ProviderRejected(
         f"Photio answered HTTP {status_code}: {msg}", FailureReason.PROVIDER_FAILED
     )
-
-
-def _invalid(message: str) -> ProviderRejected:
-    return ProviderRejected(f"{message}; {_BILLED}", FailureReason.RESULT_INVALID)
 
 
 def classify_submit(
@@ -233,12 +217,12 @@ def classify_submit(
     try:
         answer = parse_photio_answer(decode_json(body, max_bytes=max_bytes))
     except RejectedPayload as exc:
-        raise _invalid(
+        raise result_invalid(
             f"Photio answered HTTP {status_code} with an unreadable body ({exc.message})"
         ) from exc
     code = answer.status_code
     if code is None:
-        raise _invalid(f"Photio answered HTTP {status_code} without a usable status_code")
+        raise result_invalid(f"Photio answered HTTP {status_code} without a usable status_code")
     if code != 200:
         msg = answer.message or "no message"
         known = _refusal(code, msg, headers, now=now, where="status_code")
@@ -248,14 +232,14 @@ def classify_submit(
             f"Photio reported status_code {code}: {msg}", FailureReason.PROVIDER_FAILED
         )
     if answer.body is None:
-        raise _invalid("Photio reported success without an image body")
+        raise result_invalid("Photio reported success without an image body")
     try:
         image = decode_image_body(answer.body)
     except RejectedPayload as exc:
-        raise _invalid(f"Photio's image body does not decode ({exc.message})") from exc
+        raise result_invalid(f"Photio's image body does not decode ({exc.message})") from exc
     if sniff_format(image[:SNIFF_BYTES]) is None:
-        raise _invalid("Photio's image body is not an image we recognise")
-    job_id = f"{NAME}-{hashlib.sha256(body).hexdigest()[:24]}"
+        raise result_invalid("Photio's image body is not an image we recognise")
+    job_id = answer_id(NAME, body)
     update = ProviderUpdate(
         provider=NAME,
         provider_job_id=job_id,
@@ -286,21 +270,23 @@ class PhotioProvider:
         submit_timeout_s: float = 300,
         clock: Clock | None = None,
     ) -> None:
-        if not base_url.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
+        base_url = http_base_url(base_url)
         if not submit_timeout_s > 0:
             raise ValueError("submit_timeout_s must be positive")
         if max_response_bytes < MAX_PAYLOAD_BYTES:
             raise ValueError(f"max_response_bytes must be at least {MAX_PAYLOAD_BYTES}")
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._max_response_bytes = int(max_response_bytes)
+        self._api = JsonApi(
+            client,
+            label="Photio",
+            base_url=base_url,
+            auth={AUTH_HEADER: api_key},
+            max_bytes=int(max_response_bytes),
+        )
         self._submit_timeout_s = float(submit_timeout_s)
         self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
-        return f"PhotioProvider(base_url={self._base_url!r}, api_key='***')"
+        return f"PhotioProvider(base_url={self._api.base_url!r}, api_key='***')"
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
         return validate_photio_options(scale, options)
@@ -310,42 +296,25 @@ class PhotioProvider:
             options = validate_photio_options(request.scale, request.options)
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
-        body = build_submit_body(request, options)
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        headers = {
-            AUTH_HEADER: self._api_key,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
-        try:
-            answer = await exchange(
-                self._client,
-                "POST",
-                self._base_url + SUBMIT_PATH,
-                headers=headers,
-                content=content.encode("utf-8"),
-                timeout_s=self._submit_timeout_s,
-                max_bytes=self._max_response_bytes,
-            )
-        except NOT_SENT as exc:
-            raise ProviderUnavailable(
-                f"could not reach Photio ({type(exc).__name__}); nothing was sent"
-            ) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise ProviderUncertain(
-                f"no answer from Photio after sending the image ({type(exc).__name__}); {_BILLED}"
-            ) from exc
-        if answer.truncated and answer.ok:
-            raise ProviderUncertain(
-                f"Photio's answer is larger than {self._max_response_bytes} bytes and was "
-                f"not read; the image was probably made and {_BILLED}"
-            )
+        max_bytes = self._api.max_bytes
+        answer = await self._api.submit(
+            SUBMIT_PATH,
+            build_submit_body(request, options),
+            self._submit_timeout_s,
+            sent="image",
+            not_sent="nothing was sent",
+            unknown=BILLED,
+            too_large=(
+                f"Photio's answer is larger than {max_bytes} bytes and was "
+                f"not read; the image was probably made and {BILLED}"
+            ),
+        )
         return classify_submit(
             answer.status_code,
             answer.headers,
             answer.body,
             now=self._clock.now(),
-            max_bytes=self._max_response_bytes,
+            max_bytes=max_bytes,
         )
 
     async def poll(self, provider_job_id: str) -> ProviderUpdate:

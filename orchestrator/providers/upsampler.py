@@ -24,19 +24,16 @@ Where the documentation is silent:
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 import httpx
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
+from orchestrator.providers.http import JsonApi, answered, parse_retry_after, path_segment
 
 if TYPE_CHECKING:
     from orchestrator.providers.base import Provider
@@ -50,20 +47,12 @@ from schemas.errors import (
     RejectedPayload,
 )
 from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
-from schemas.upsampler import (
-    MAX_PAYLOAD_BYTES,
-    UpsamplerResult,
-    decode_json,
-    parse_submit_answer,
-    parse_upsampler_result,
-    readable_error,
-)
+from schemas.payloads import MAX_PAYLOAD_BYTES, decode_json, error_message, json_number
+from schemas.upsampler import UpsamplerResult, parse_submit_answer, parse_upsampler_result
 
 NAME: Final = "upsampler"
 
 MAX_RESPONSE_BYTES = MAX_PAYLOAD_BYTES
-DEFAULT_RETRY_AFTER_S = 60.0
-MAX_RETRY_AFTER_S = 3600.0
 MAX_DESCRIPTION_CHARS = 2000
 
 ENDPOINTS: Final = ("smart", "dynamic", "precise")
@@ -175,10 +164,10 @@ def build_submit_body(
     if not request.image_url:
         raise ProviderRejected("Upsampler needs a public image URL", FailureReason.REJECTED_INPUT)
     endpoint = options.get("endpoint", DEFAULT_ENDPOINT)
-    scale: float | int = request.scale
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    payload: dict[str, Any] = {"imageUrl": request.image_url, "upscaleFactor": scale}
+    payload: dict[str, Any] = {
+        "imageUrl": request.image_url,
+        "upscaleFactor": json_number(request.scale),
+    }
     payload.update((k, v) for k, v in options.items() if k != "endpoint")
     body: dict[str, Any] = {}
     if request.callback_url is not None:
@@ -190,58 +179,9 @@ def build_submit_body(
 # --- answers -------------------------------------------------------------------------
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-def _http_date(value: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
-
-    An HTTP-date is measured from the answer's own ``Date`` header when it has one
-    (no clock skew), else from ``now``. Missing or unreadable values give
-    :data:`DEFAULT_RETRY_AFTER_S`; the result is clamped to ``[0, MAX_RETRY_AFTER_S]``.
-    """
-    value = (_header(headers, "Retry-After") or "").strip()
-    if not value:
-        return DEFAULT_RETRY_AFTER_S
-    seconds: float | None = None
-    if len(value) <= 20 and value.replace(".", "", 1).isdigit() and value.isascii():
-        seconds = float(value)
-    else:
-        when = _http_date(value)
-        server_now = _http_date(_header(headers, "Date") or "")
-        reference = server_now or now
-        if when is not None and reference is not None:
-            seconds = (when - reference).total_seconds()
-    if seconds is None or not math.isfinite(seconds):
-        return DEFAULT_RETRY_AFTER_S
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
 def _message(body: bytes, status_code: int) -> str:
     """The provider's message from an error answer, whatever its shape."""
-    try:
-        decoded = decode_json(body)
-    except RejectedPayload:
-        decoded = None
-    text: str | None = None
-    if isinstance(decoded, dict):
-        text = readable_error(decoded.get("error")) or readable_error(decoded.get("message"))
-    if text is None and body:
-        text = readable_error(body[:500].decode("utf-8", errors="replace"))
-    return text or f"HTTP {status_code}"
+    return error_message(body, ("error", "message")) or f"HTTP {status_code}"
 
 
 def _classify_error(
@@ -268,11 +208,7 @@ def _classify_error(
             f"Upsampler rate limit or queue size exceeded: {msg}",
             parse_retry_after(headers, now=now),
         )
-    if status_code == 408 or 500 <= status_code <= 599:
-        return ProviderUnavailable(f"Upsampler answered HTTP {status_code}: {msg}")
-    return ProviderRejected(
-        f"Upsampler answered HTTP {status_code}: {msg}", FailureReason.PROVIDER_FAILED
-    )
+    return answered("Upsampler", status_code, msg)
 
 
 def classify_submit(
@@ -398,35 +334,10 @@ def parse_callback_body(body: bytes) -> ProviderUpdate:
 
 def status_path(provider_job_id: str) -> str:
     """``/status/{id}`` with the id quoted so it stays one path segment."""
-    quoted = quote(provider_job_id, safe="")
-    if set(provider_job_id) <= {"."}:  # "." and ".." would be removed as dot segments
-        quoted = provider_job_id.replace(".", "%2E")
-    return f"/status/{quoted}"
+    return f"/status/{path_segment(provider_job_id)}"
 
 
 # --- I/O -----------------------------------------------------------------------------
-
-# Raised before any byte of the request could reach the provider: safe to resend.
-_NOT_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-)
-
-
-class _Answer:
-    __slots__ = ("body", "headers", "status_code", "truncated")
-
-    def __init__(
-        self, status_code: int, headers: Mapping[str, str], body: bytes, truncated: bool
-    ) -> None:
-        self.status_code = status_code
-        self.headers = headers
-        self.body = body
-        self.truncated = truncated
 
 
 class UpsamplerProvider:
@@ -446,19 +357,21 @@ class UpsamplerProvider:
         poll_timeout_s: float = 30,
         clock: Clock | None = None,
     ) -> None:
-        if not base_url.startswith(("https://", "http://")):
-            raise ValueError("base_url must be an http(s) URL")
+        self._api = JsonApi(
+            client,
+            label="Upsampler",
+            base_url=base_url,
+            auth={"Authorization": f"Bearer {api_key}"},
+            max_bytes=MAX_RESPONSE_BYTES,
+        )
         if not (submit_timeout_s > 0 and poll_timeout_s > 0):
             raise ValueError("timeouts must be positive")
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-        self._auth = f"Bearer {api_key}"
         self._submit_timeout_s = float(submit_timeout_s)
         self._poll_timeout_s = float(poll_timeout_s)
         self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
-        return f"UpsamplerProvider(base_url={self._base_url!r}, api_key='***')"
+        return f"UpsamplerProvider(base_url={self._api.base_url!r}, api_key='***')"
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
         return validate_upsampler_options(scale, options)
@@ -469,40 +382,25 @@ class UpsamplerProvider:
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
         path, body = build_submit_body(request, options)
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        try:
-            answer = await self._send("POST", path, content.encode("utf-8"), self._submit_timeout_s)
-        except _NOT_SENT as exc:
-            raise ProviderUnavailable(
-                f"could not reach Upsampler ({type(exc).__name__}); no job was created"
-            ) from exc
-        except (httpx.HTTPError, httpx.StreamError, TimeoutError) as exc:
-            raise ProviderUncertain(
-                f"no answer from Upsampler after sending the job ({type(exc).__name__}); "
-                "the job may exist and be billed"
-            ) from exc
-        if answer.truncated and 200 <= answer.status_code <= 299:
-            raise ProviderUncertain(
-                f"Upsampler's answer is larger than {MAX_RESPONSE_BYTES} bytes; "
-                "the job may exist and be billed"
-            )
+        answer = await self._api.submit(
+            path,
+            body,
+            self._submit_timeout_s,
+            sent="job",
+            not_sent="no job was created",
+            unknown="the job may exist and be billed",
+        )
         return classify_submit(
             answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )
 
     async def poll(self, provider_job_id: str) -> ProviderUpdate:
-        try:
-            answer = await self._send(
-                "GET", status_path(provider_job_id), None, self._poll_timeout_s
-            )
-        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, TimeoutError) as exc:
-            raise ProviderUnavailable(
-                f"could not get the job status from Upsampler ({type(exc).__name__})"
-            ) from exc
-        if answer.truncated and 200 <= answer.status_code <= 299:
-            raise ProviderUnavailable(
-                f"Upsampler's status answer is larger than {MAX_RESPONSE_BYTES} bytes"
-            )
+        answer = await self._api.get(
+            status_path(provider_job_id),
+            self._poll_timeout_s,
+            what="the job status",
+            too_large=f"Upsampler's status answer is larger than {MAX_RESPONSE_BYTES} bytes",
+        )
         return classify_status(
             answer.status_code,
             answer.headers,
@@ -513,44 +411,6 @@ class UpsamplerProvider:
 
     def parse_callback(self, body: bytes) -> ProviderUpdate:
         return parse_callback_body(body)
-
-    async def _send(
-        self, method: str, path: str, content: bytes | None, timeout_s: float
-    ) -> _Answer:
-        """One exchange, the body read up to :data:`MAX_RESPONSE_BYTES`.
-
-        Waiting for a pooled connection and connecting get a quarter of the budget
-        each (at most 10 s), so they fail as ``PoolTimeout``/``ConnectTimeout``
-        (nothing sent) before the overall deadline, which covers everything else.
-        """
-        setup_s = min(10.0, timeout_s / 4)
-        timeout = httpx.Timeout(timeout_s, connect=setup_s, pool=setup_s)
-        headers = {"Authorization": self._auth, "Accept": "application/json"}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        async with asyncio.timeout(timeout_s):
-            async with self._client.stream(
-                method,
-                self._base_url + path,
-                content=content,
-                headers=headers,
-                timeout=timeout,
-                follow_redirects=False,
-            ) as response:
-                chunks: list[bytes] = []
-                size = 0
-                truncated = False
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-                    truncated = True
-                else:
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_RESPONSE_BYTES:
-                            truncated = True
-                            break
-                        chunks.append(chunk)
-                return _Answer(response.status_code, response.headers, b"".join(chunks), truncated)
 
 
 if TYPE_CHECKING:

@@ -32,7 +32,6 @@ import asyncio
 import base64
 import binascii
 import collections
-import hmac
 import json
 import logging
 import math
@@ -47,9 +46,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from orchestrator.fetch.imagecheck import SNIFF_BYTES, sniff_format
 from orchestrator.sandbox.context import SandboxContext, retry_after_value, sandbox_root_url
 from orchestrator.sandbox.imaging import upscale_image
-from orchestrator.sandbox.photio import InputError, fetch_image, is_http_url
+from orchestrator.sandbox.photio import InputError, fetch_image
 from orchestrator.sandbox.results import ResultStore
-from orchestrator.sandbox.upsampler import sleep_unless_disconnected
+from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
 
@@ -282,11 +281,5 @@ class ArtnexSandbox:
         return data
 
     def _api_key(self, request: Request) -> str | None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            return None
-        expected = self.ctx.api_key
-        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            return None
-        return key
+        key = bearer_key(request)
+        return key if key is not None and self.ctx.accepts_key(key) else None

@@ -1,8 +1,12 @@
-"""State shared by every sandbox provider: faults, stats, clock, HTTP client, tasks."""
+"""State shared by every sandbox provider: faults, stats, clock, HTTP client, tasks.
+
+Its client also downloads input images for every provider (:meth:`SandboxContext.download`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -51,6 +55,19 @@ def retry_after_value(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
+class DownloadFailed(Exception):
+    """An input image could not be downloaded.
+
+    ``reason`` is ``HTTP <status>`` or the transport error's name; ``too_large``
+    means the image went over the size limit (then ``reason`` says so).
+    """
+
+    def __init__(self, reason: str, *, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+
+
 class SandboxContext:
     """Everything the provider modules share. One per sandbox app."""
 
@@ -89,6 +106,36 @@ class SandboxContext:
             # trust_env=False: a test double must not be routed through a proxy.
             self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
         return self._client
+
+    def accepts_key(self, key: str) -> bool:
+        """True for a non-empty key: any when the sandbox has none, else only its own."""
+        expected = self.api_key
+        if not key:
+            return False
+        return expected is None or hmac.compare_digest(key.encode(), expected.encode())
+
+    async def download(self, url: str, limit: int) -> bytes:
+        """The body of ``GET url`` (redirects followed), at most ``limit`` bytes.
+
+        Raises :class:`DownloadFailed` for an answer other than 200, a body over
+        ``limit`` and any transport error.
+        """
+        try:
+            async with self.client().stream(
+                "GET", url, timeout=self.download_timeout_s, follow_redirects=True
+            ) as response:
+                if response.status_code != 200:
+                    raise DownloadFailed(f"HTTP {response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise DownloadFailed(f"larger than {limit} bytes", too_large=True)
+                    chunks.append(chunk)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise DownloadFailed(type(exc).__name__) from None
+        return b"".join(chunks)
 
     def new_id(self, nbytes: int = 8) -> str:
         return f"{self.rng.getrandbits(nbytes * 8):0{nbytes * 2}x}"

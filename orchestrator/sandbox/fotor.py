@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import io
 import json
 import logging
@@ -50,15 +49,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from orchestrator.sandbox.context import SandboxContext, retry_after_value, sandbox_root_url
+from orchestrator.sandbox.context import (
+    DownloadFailed,
+    SandboxContext,
+    retry_after_value,
+    sandbox_root_url,
+)
 from orchestrator.sandbox.imaging import output_size, upscale_image
-from orchestrator.sandbox.upsampler import sleep_unless_disconnected
+from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +155,6 @@ def envelope(
     )
 
 
-def _is_http_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
-
-
 def decode_image_field(value: str, max_bytes: int) -> bytes:
     """Bytes from a data URI (``data:<type>;base64,...``) or bare base64."""
     text = value
@@ -202,7 +201,7 @@ def parse_submit(raw: bytes, max_input_bytes: int) -> SubmitBody:
         raise InvalidSubmit("userImageUrl is required")
     image_url: str | None = None
     image_data: bytes | None = None
-    if _is_http_url(image):
+    if is_http_url(image):
         image_url = image
     else:
         image_data = decode_image_field(image.strip(), max_input_bytes)
@@ -369,7 +368,7 @@ class FotorSandbox:
         url = body["url"] if isinstance(body, dict) and "url" in body else 0
         if url is None or url == "":
             self.webhook_url = None
-        elif _is_http_url(url):
+        elif is_http_url(url):
             self.webhook_url = str(url)
         else:
             return JSONResponse(
@@ -421,18 +420,15 @@ class FotorSandbox:
         return int(self._wall_clock() * 1000)
 
     def _check_auth(self, request: Request) -> Response | None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            self._bump("unauthorized")
+        key = bearer_key(request)
+        if key is not None and self.ctx.accepts_key(key):
+            return None
+        self._bump("unauthorized")
+        if key is None:
             return envelope(
                 "401", "missing API key: send Authorization: Bearer <key>", status_code=401
             )
-        expected = self.ctx.api_key
-        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            self._bump("unauthorized")
-            return envelope("401", "invalid API key", status_code=401)
-        return None
+        return envelope("401", "invalid API key", status_code=401)
 
     def _throttled(self) -> Response:
         retry_after = retry_after_value(self.ctx.faults.retry_after_s)
@@ -525,18 +521,8 @@ class FotorSandbox:
     async def _download(self, url: str) -> bytes:
         limit = self.ctx.max_input_bytes
         try:
-            async with self.ctx.client().stream(
-                "GET", url, timeout=self.ctx.download_timeout_s, follow_redirects=True
-            ) as response:
-                if response.status_code != 200:
-                    raise TaskFailed(f"failed to download the image: HTTP {response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise TaskFailed(f"the image is larger than {limit} bytes")
-                    chunks.append(chunk)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise TaskFailed(f"failed to download the image: {type(exc).__name__}") from None
-        return b"".join(chunks)
+            return await self.ctx.download(url, limit)
+        except DownloadFailed as exc:
+            if exc.too_large:
+                raise TaskFailed(f"the image is larger than {limit} bytes") from None
+            raise TaskFailed(f"failed to download the image: {exc.reason}") from None

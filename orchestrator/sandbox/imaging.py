@@ -14,6 +14,15 @@ from PIL import Image
 # Modes that LANCZOS resampling and PNG both handle as they are.
 _DIRECT_MODES = frozenset({"RGB", "RGBA", "L", "LA"})
 
+# What Pillow raises for bytes that are not a (safe) image.
+UNREADABLE_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class UpscaledImage:
@@ -64,13 +73,7 @@ def _upscale(data: bytes, factor: float, max_pixels: int) -> Image.Image:
             return _normalise_mode(opened).resize(new_size, Image.Resampling.LANCZOS)
     except ValueError:
         raise
-    except (
-        OSError,
-        SyntaxError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         raise ValueError(f"input is not a readable image: {exc}") from None
 
 

@@ -28,22 +28,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import io
 import json
 import logging
 import math
 from dataclasses import dataclass, field
 
-import httpx
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from orchestrator.sandbox.context import SandboxContext, retry_after_value
-from orchestrator.sandbox.imaging import upscale_image
-from orchestrator.sandbox.upsampler import sleep_unless_disconnected
+from orchestrator.sandbox.context import DownloadFailed, SandboxContext, retry_after_value
+from orchestrator.sandbox.imaging import UNREADABLE_IMAGE_ERRORS, upscale_image
+from orchestrator.sandbox.wire import is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +153,6 @@ def parse_submit(raw: bytes) -> PhotioSubmit:
     )
 
 
-def is_http_url(value: str) -> bool:
-    return value.startswith(("http://", "https://")) and len(value) > 8
-
-
 def decode_base64_image(text: str, limit: int) -> bytes:
     """Decode a base64 image (optional data-URI prefix); raise :class:`InputError`."""
     if text.startswith("data:"):
@@ -179,21 +173,11 @@ def decode_base64_image(text: str, limit: int) -> bytes:
 async def fetch_image(ctx: SandboxContext, url: str, limit: int) -> bytes:
     """Download an input image with the sandbox's client; raise :class:`InputError`."""
     try:
-        async with ctx.client().stream(
-            "GET", url, timeout=ctx.download_timeout_s, follow_redirects=True
-        ) as response:
-            if response.status_code != 200:
-                raise InputError(f"could not download the image: HTTP {response.status_code}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise InputError(f"image is larger than {limit} bytes", too_large=True)
-                chunks.append(chunk)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise InputError(f"could not download the image: {type(exc).__name__}") from None
-    return b"".join(chunks)
+        return await ctx.download(url, limit)
+    except DownloadFailed as exc:
+        if exc.too_large:
+            raise InputError(f"image is larger than {limit} bytes", too_large=True) from None
+        raise InputError(f"could not download the image: {exc.reason}") from None
 
 
 def upscale_capped(data: bytes, factor: float, max_side: int, max_pixels: int) -> bytes:
@@ -205,13 +189,7 @@ def upscale_capped(data: bytes, factor: float, max_side: int, max_pixels: int) -
     try:
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
-    except (
-        OSError,
-        SyntaxError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         raise ValueError(f"input is not a readable image: {exc}") from None
     long_side = max(width, height)
     if long_side > max_side:
@@ -302,11 +280,7 @@ class PhotioSandbox:
         return decode_base64_image(image, limit)
 
     def _check_auth(self, request: Request) -> Response | None:
-        key = request.headers.get(AUTH_HEADER, "").strip()
-        expected = self.ctx.api_key
-        if not key or (
-            expected is not None and not hmac.compare_digest(key.encode(), expected.encode())
-        ):
+        if not self.ctx.accepts_key(request.headers.get(AUTH_HEADER, "").strip()):
             self._bump("unauthorized")
             return photio_answer(401, "invalid or missing X-Photio-Key")
         return None

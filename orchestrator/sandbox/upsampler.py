@@ -17,21 +17,25 @@ tasks; results are hosted by the sandbox under ``/upsampler/results``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from orchestrator.sandbox.context import SandboxContext, retry_after_value, sandbox_root_url
+from orchestrator.sandbox.context import (
+    DownloadFailed,
+    SandboxContext,
+    retry_after_value,
+    sandbox_root_url,
+)
 from orchestrator.sandbox.imaging import upscale_image_variants
+from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +132,13 @@ def parse_submit(raw: bytes, mode: Mode) -> tuple[str, float, str | None]:
     if not isinstance(body, dict):
         raise InvalidSubmit("request body must be a JSON object")
     webhook = body.get("webhook")
-    if webhook is not None and not _is_http_url(webhook):
+    if webhook is not None and not is_http_url(webhook):
         raise InvalidSubmit("webhook must be an http(s) URL")
     data = body.get("input")
     if not isinstance(data, dict):
         raise InvalidSubmit("input must be an object")
     image_url = data.get("imageUrl")
-    if not _is_http_url(image_url):
+    if not is_http_url(image_url):
         raise InvalidSubmit("input.imageUrl is required and must be an http(s) URL")
     factor = data.get("upscaleFactor", mode.default_factor)
     if isinstance(factor, bool) or not isinstance(factor, int | float):
@@ -144,10 +148,6 @@ def parse_submit(raw: bytes, mode: Mode) -> tuple[str, float, str | None]:
             f"input.upscaleFactor must be between {mode.min_factor:g} and {mode.max_factor:g}"
         )
     return image_url, float(factor), webhook
-
-
-def _is_http_url(value: Any) -> TypeGuard[str]:
-    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
 
 
 class UpsamplerSandbox:
@@ -254,16 +254,13 @@ class UpsamplerSandbox:
     # -- internals --------------------------------------------------------
 
     def _check_auth(self, request: Request) -> Response | None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            self.ctx.stats.bump(PROVIDER, "unauthorized")
+        key = bearer_key(request)
+        if key is not None and self.ctx.accepts_key(key):
+            return None
+        self.ctx.stats.bump(PROVIDER, "unauthorized")
+        if key is None:
             return failure(401, "missing API key: send Authorization: Bearer <key>")
-        expected = self.ctx.api_key
-        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
-            self.ctx.stats.bump(PROVIDER, "unauthorized")
-            return failure(401, "invalid API key")
-        return None
+        return failure(401, "invalid API key")
 
     def _throttled(self) -> Response:
         retry_after = retry_after_value(self.ctx.faults.retry_after_s)
@@ -320,39 +317,8 @@ class UpsamplerSandbox:
     async def _download(self, url: str) -> bytes:
         limit = self.ctx.max_input_bytes
         try:
-            async with self.ctx.client().stream(
-                "GET", url, timeout=self.ctx.download_timeout_s, follow_redirects=True
-            ) as response:
-                if response.status_code != 200:
-                    raise JobFailed(f"Failed to download input image: HTTP {response.status_code}.")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise JobFailed(f"Input image is larger than {limit} bytes.")
-                    chunks.append(chunk)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise JobFailed(f"Failed to download input image: {type(exc).__name__}.") from None
-        return b"".join(chunks)
-
-
-async def sleep_unless_disconnected(request: Request, seconds: float) -> None:
-    """Sleep ``seconds``, returning early if the client goes away."""
-
-    async def wait_for_disconnect() -> None:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    tasks = [
-        asyncio.ensure_future(asyncio.sleep(seconds)),
-        asyncio.ensure_future(wait_for_disconnect()),
-    ]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            return await self.ctx.download(url, limit)
+        except DownloadFailed as exc:
+            if exc.too_large:
+                raise JobFailed(f"Input image is larger than {limit} bytes.") from None
+            raise JobFailed(f"Failed to download input image: {exc.reason}.") from None

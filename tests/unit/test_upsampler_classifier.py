@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.providers.upsampler import (
-    DEFAULT_RETRY_AFTER_S,
-    MAX_RETRY_AFTER_S,
-    classify_status,
-    classify_submit,
-    parse_retry_after,
-)
+from orchestrator.providers.http import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, parse_retry_after
+from orchestrator.providers.upsampler import classify_status, classify_submit
 from schemas.errors import (
     ProviderError,
     ProviderRejected,

@@ -12,12 +12,8 @@ from hypothesis import strategies as st
 from orchestrator.providers.upsampler import parse_callback_body
 from schemas.errors import RejectedPayload
 from schemas.jobs import ProviderUpdate, UpdateStatus
-from schemas.upsampler import (
-    decode_json,
-    parse_submit_answer,
-    parse_upsampler_result,
-    readable_error,
-)
+from schemas.payloads import decode_json, readable_error
+from schemas.upsampler import parse_submit_answer, parse_upsampler_result
 
 PROPERTY = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

@@ -25,8 +25,10 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 def test_results_go_to_the_bucket_and_are_served_from_it(
     tmp_path: Path, sandbox: Sandbox, seaweed_s3: SeaweedS3
 ) -> None:
-    env = {"UPSCALE_RESULTS_URL": f"s3://{seaweed_s3.bucket}/svc-{tmp_path.name}",
-           **seaweed_s3.env()}
+    env = {
+        "UPSCALE_RESULTS_URL": f"s3://{seaweed_s3.bucket}/svc-{tmp_path.name}",
+        **seaweed_s3.env(),
+    }
     svc: Service = start_service(tmp_path, sandbox, env=env)
     try:
         job = svc.submit(make_png(21, 13))
