@@ -59,7 +59,6 @@ T = TypeVar("T")
 CALLBACK_GRACE_S = 6 * 3600.0
 # Extra time a submit call holds its job beyond the call's own timeout.
 SUBMIT_LEASE_MARGIN_S = 30.0
-WORK_LEASE_S = 300.0
 
 
 class Fetcher(Protocol):
@@ -78,6 +77,11 @@ class EngineConfig:
     concurrency: int = 8
     verify_callbacks: frozenset[str] = frozenset()
     stuck_after_s: float = 900.0
+    # The longest the loop sleeps with nothing due. In one process every callback
+    # wakes it at once; a worker beside separate web processes looks this often.
+    max_idle_s: float = 60.0
+    # How long a worker holds a due job; a dead worker's jobs are taken over after it.
+    lease_s: float = 300.0
 
 
 class Orchestrator:
@@ -395,7 +399,7 @@ class Orchestrator:
         if free <= 0:
             return 0
         jobs = await self.store.lease_due(
-            now=self.clock.now(), lease_s=WORK_LEASE_S, limit=min(limit, free)
+            now=self.clock.now(), lease_s=self.config.lease_s, limit=min(limit, free)
         )
         for job in jobs:
             task = asyncio.create_task(self._handle(job))
@@ -468,12 +472,13 @@ class Orchestrator:
             await asyncio.wait(set(self._inflight))
 
     async def _sleep_s(self) -> float:
+        longest = self.config.max_idle_s
         if len(self._inflight) >= self.config.concurrency:
-            return 60.0
+            return longest
         nxt = await self.store.next_due_at()
         if nxt is None:
-            return 60.0
-        return max(0.0, min(60.0, (nxt - self.clock.now()).total_seconds()))
+            return longest
+        return max(0.0, min(longest, (nxt - self.clock.now()).total_seconds()))
 
     # handlers ---------------------------------------------------------------------
 

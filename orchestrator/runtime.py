@@ -229,6 +229,8 @@ def build_runtime(
         concurrency=settings.worker_concurrency,
         verify_callbacks=frozenset(verify),
         stuck_after_s=settings.stuck_after_s,
+        max_idle_s=1.0 if settings.uses_postgres else 60.0,
+        lease_s=settings.lease_s,
     )
     orchestrator = Orchestrator(
         config=config,

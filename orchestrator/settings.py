@@ -90,6 +90,7 @@ class Settings:
     secret_grace_s: float = 86400.0
     sse_heartbeat_s: float = 15.0
     stuck_after_s: float = 900.0
+    lease_s: float = 300.0
     fotor_max_image_px: int = 2048
     fotor_s3_base_url: str = "https://pub-static.fotor.com"
     local_workers: int = 2
@@ -206,6 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_grace_s=_float(env, "UPSCALE_SECRET_GRACE_S", 86400.0),
         sse_heartbeat_s=_float(env, "UPSCALE_SSE_HEARTBEAT_S", 15.0),
         stuck_after_s=_float(env, "UPSCALE_STUCK_AFTER_S", 900.0),
+        lease_s=max(1.0, _float(env, "UPSCALE_LEASE_S", 300.0)),
         fotor_max_image_px=_int(env, "UPSCALE_FOTOR_MAX_IMAGE_PX", 2048),
         fotor_s3_base_url=env.get("UPSCALE_FOTOR_S3_BASE_URL") or "https://pub-static.fotor.com",
         local_workers=max(1, _int(env, "UPSCALE_LOCAL_WORKERS", 2)),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 
 STANDARD_COUNTERS: tuple[str, ...] = (
     "submits",
@@ -22,8 +24,13 @@ class Stats:
     counter registers it on the fly.
     """
 
-    def __init__(self, providers: Iterable[str] = ()) -> None:
+    def __init__(
+        self, providers: Iterable[str] = (), *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._counters: dict[str, dict[str, int]] = {}
+        # The busiest minute of status calls, so a test can check a client's rate limit.
+        self._clock = clock
+        self._recent_status: dict[str, deque[float]] = {}
         for provider in providers:
             self.register(provider)
 
@@ -37,11 +44,20 @@ class Stats:
             self.register(provider)
         counters = self._counters[provider]
         counters[counter] = counters.get(counter, 0) + n
+        if counter == "status_calls":
+            now = self._clock()
+            recent = self._recent_status.setdefault(provider, deque())
+            recent.extend([now] * n)
+            while recent and recent[0] <= now - 60.0:
+                recent.popleft()
+            busiest = counters.get("status_calls_max_per_min", 0)
+            counters["status_calls_max_per_min"] = max(busiest, len(recent))
 
     def get(self, provider: str, counter: str) -> int:
         return self._counters.get(provider, {}).get(counter, 0)
 
     def reset(self) -> None:
+        self._recent_status.clear()
         for counters in self._counters.values():
             for name in counters:
                 counters[name] = 0

@@ -1,0 +1,148 @@
+"""Several web and worker processes on one PostgreSQL database, a worker killed midway."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from standardwebhooks import Webhook
+
+from tests.e2e.harness import (
+    Proc,
+    Sandbox,
+    Service,
+    free_port,
+    service_env,
+)
+from tests.e2e.test_events_e2e import Consumer
+from tests.factories import make_png
+
+pytestmark = pytest.mark.e2e
+
+JOBS = 120
+STATUS_PER_MIN = 60
+
+
+def _env(tmp_path: Path, sandbox: Sandbox, dsn: str, public: str) -> dict[str, str]:
+    return service_env(
+        tmp_path / "shared",  # the data directory is shared, as a volume would be
+        sandbox,
+        UPSCALE_DATABASE_URL=dsn,
+        UPSCALE_PUBLIC_URL=public,
+        UPSCALE_UPSAMPLER_STATUS_PER_MIN=str(STATUS_PER_MIN),
+        UPSCALE_WEBHOOK_ALLOW_HOSTS="127.0.0.1",
+        UPSCALE_WEBHOOK_RETRY_SCHEDULE_S=",".join(["1"] * 30),
+        UPSCALE_SYNC_TIMEOUT_S="5",
+        UPSCALE_LEASE_S="8",
+    )
+
+
+@pytest.fixture
+def consumer() -> Iterator[Consumer]:
+    c = Consumer()
+    c.status = 200
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(420)
+def test_two_web_three_workers_one_killed(
+    tmp_path: Path, sandbox: Sandbox, postgres_dsn: str, consumer: Consumer
+) -> None:
+    web_ports = [free_port(), free_port()]
+    public = f"http://127.0.0.1:{web_ports[0]}"
+    env = _env(tmp_path, sandbox, postgres_dsn, public)
+    sandbox.faults(drop_callback=0.2, duplicate_callback=0.2, delay_callback_s=0.3)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    procs: list[Proc] = []
+    webs: list[Service] = []
+    try:
+        for port in web_ports:
+            proc = Proc(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--web-only",
+                ],
+                env,
+                tmp_path / f"web-{port}.log",
+                f"http://127.0.0.1:{port}/healthz",
+            )
+            proc.start()
+            procs.append(proc)
+            webs.append(Service(port, tmp_path / "shared", proc))
+        workers = []
+        for n in range(3):
+            proc = Proc(
+                [sys.executable, "-m", "orchestrator.cli", "worker"],
+                env,
+                tmp_path / f"worker-{n}.log",
+                f"{public}/healthz",
+            )
+            proc.start()
+            procs.append(proc)
+            workers.append(proc)
+        sub = webs[1].client.post("/v1/subscriptions", json={"url": consumer.url}).json()
+
+        ids: list[str] = []
+        for i in range(JOBS):
+            ids.append(webs[i % 2].submit(make_png(8 + i % 5, 8))["id"])
+            if i == JOBS // 2:
+                workers[0].kill()
+        jobs = webs[0].wait(ids, timeout_s=240)
+
+        states = [j["state"] for j in jobs.values()]
+        assert set(states) <= {"succeeded", "uncertain"}, states
+        assert states.count("succeeded") >= JOBS - 3
+        # Exactly one stored result per succeeded job.
+        stems = [p.stem for p in webs[0].result_files()]
+        assert len(stems) == len(set(stems)) == states.count("succeeded")
+        stats = sandbox.stats()
+        assert stats["jobs_created"] <= JOBS  # no provider job submitted twice
+        provider_ids = [j["provider_job_id"] for j in jobs.values() if j["provider_job_id"]]
+        assert len(provider_ids) == len(set(provider_ids))
+        assert stats.get("status_calls_max_per_min", 0) <= STATUS_PER_MIN
+        for job_id in ids:
+            history = webs[1].history(job_id)
+            assert sum(1 for h in history if h["to"] == "succeeded") <= 1
+
+        # Every event, once per subscription, verified with the subscription's secret.
+        events: list[str] = []
+        cursor = ""
+        while True:
+            page = webs[1].client.get("/v1/events", params={"after": cursor, "limit": 1000}).json()
+            if not page["events"]:
+                break
+            events += [e["id"] for e in page["events"]]
+            cursor = page["next"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(consumer.received) < len(events):
+            time.sleep(0.2)
+        wh = Webhook(sub["secret"])
+        for headers, body in consumer.received:
+            wh.verify(body, headers)
+        delivered = [h["webhook-id"] for h, _ in consumer.received]
+        assert sorted(delivered) == sorted(events)
+    finally:
+        for web in webs:
+            web.client.close()
+        for proc in procs:
+            proc.stop()
