@@ -554,13 +554,12 @@ class Orchestrator:
             ),
         )
         if not provider.needs_image_url and job.input_key is not None:
-            path = self.inputs.path(job.input_key)
             request = SubmitRequest(
                 job_id=job.id,
                 scale=job.scale,
                 options=job.options,
                 image_url=None,
-                image_bytes=await asyncio.to_thread(path.read_bytes),
+                image_bytes=await self.inputs.read(job.input_key),
                 callback_url=request.callback_url,
             )
         try:

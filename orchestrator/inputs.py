@@ -1,13 +1,19 @@
-"""Input images uploaded by clients, kept until a provider has fetched them."""
+"""Input images uploaded by clients, kept until a provider has fetched them.
+
+They live in a result storage of their own (a local directory, or a prefix of
+the S3 bucket), so whichever web process a provider reaches can serve them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from orchestrator.fetch.imagecheck import sniff_format
+from orchestrator.results import ResultStorage, ResultStream
 from schemas.errors import NotFound, PayloadTooLarge, RejectedInput
 
 _KEY = re.compile(r"^[A-Za-z0-9_]+\.(png|jpg|webp|gif|bmp|tiff)$")
@@ -23,8 +29,9 @@ CONTENT_TYPES = {
 
 
 class InputStore:
-    def __init__(self, root: Path, *, max_bytes: int) -> None:
-        self.root = root
+    def __init__(self, storage: ResultStorage, spool: Path, *, max_bytes: int) -> None:
+        self.storage = storage
+        self.spool = spool
         self.max_bytes = max_bytes
 
     def check(self, data: bytes) -> str:
@@ -37,27 +44,36 @@ class InputStore:
         return _EXT[fmt.upper()]
 
     async def save(self, stem: str, data: bytes) -> str:
-        ext = self.check(data)
-        key = f"{stem}.{ext}"
-        await asyncio.to_thread(self._write, key, data)
+        key = f"{stem}.{self.check(data)}"
+        tmp = await asyncio.to_thread(self._spool, data)
+        try:
+            await self.storage.put_file(tmp, key)
+        finally:
+            await asyncio.to_thread(tmp.unlink, True)
         return key
 
-    def _write(self, key: str, data: bytes) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.root / key)
+    def _spool(self, data: bytes) -> Path:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.spool, prefix=".input-", suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return Path(name)
 
-    def path(self, key: str) -> Path:
+    async def open(self, key: str) -> ResultStream:
+        """A stream of the input's bytes; NotFound for unknown or malformed keys."""
         if not _KEY.match(key):
             raise NotFound("no such input")
-        path = self.root / key
-        if not path.is_file():
-            raise NotFound("no such input")
-        return path
+        try:
+            return await self.storage.read_stream(key)
+        except FileNotFoundError:
+            raise NotFound("no such input") from None
+
+    async def read(self, key: str) -> bytes:
+        async with await self.open(key) as stream:
+            return b"".join([chunk async for chunk in stream])
 
     async def discard(self, key: str) -> None:
-        await asyncio.to_thread((self.root / key).unlink, True)
+        await self.storage.delete(key)
 
     @staticmethod
     def content_type(key: str) -> str:

@@ -35,7 +35,7 @@ from orchestrator.results import LocalResultStorage, ResultStorage
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.sources import SourcePolicy, parse_networks
-from orchestrator.storage_url import open_result_storage
+from orchestrator.storage_url import inputs_url, open_result_storage
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
@@ -93,6 +93,7 @@ class Runtime:
         for client in self.clients:
             await client.aclose()
         await self.results.aclose()
+        await self.inputs.storage.aclose()
         await self.store.close()
 
 
@@ -182,7 +183,18 @@ def build_runtime(
         max_bytes=settings.max_result_bytes,
         max_pixels=settings.max_result_pixels,
     )
-    inputs = InputStore(data_dir / "inputs", max_bytes=settings.max_upload_bytes)
+    input_storage = open_result_storage(
+        inputs_url(settings.results_url, data_dir=data_dir),
+        data_dir=data_dir,
+        env=settings.s3_env,
+    )
+    inputs = InputStore(
+        input_storage,
+        input_storage.tmp_dir
+        if isinstance(input_storage, LocalResultStorage)
+        else data_dir / "tmp" / "inputs",
+        max_bytes=settings.max_upload_bytes,
+    )
     store = open_store(
         settings,
         snapshot=lambda job: job_to_public(

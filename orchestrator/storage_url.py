@@ -214,3 +214,11 @@ def _credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     if (key_id is None) != (secret is None):
         raise ValueError("set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither")
     return key_id, secret
+
+
+def inputs_url(results_url: str, *, data_dir: Path) -> str:
+    """Where uploaded inputs go: beside the results (``.../inputs``), or, with the
+    default local results, ``<data dir>/inputs``."""
+    if not results_url.strip():
+        return f"file://{(data_dir / 'inputs').resolve()}"
+    return results_url.rstrip("/") + "/inputs"

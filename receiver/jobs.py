@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.durations import parse_duration
@@ -220,5 +220,6 @@ async def cancel_job(request: Request) -> Response:
 async def serve_input(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     key = runtime.input_signer.verify(request.path_params["token"])
-    path = runtime.inputs.path(key)
-    return FileResponse(path, media_type=runtime.inputs.content_type(key))
+    stream = await runtime.inputs.open(key)
+    headers = {"Content-Length": str(stream.size)} if stream.size is not None else {}
+    return ResultResponse(stream, media_type=runtime.inputs.content_type(key), headers=headers)

@@ -141,7 +141,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             max_pixels=10**6,
             sleep=lambda s: asyncio.sleep(0),
         ),
-        inputs=InputStore(tmp_path / "inputs", max_bytes=10**6),
+        inputs=InputStore(
+            LocalResultStorage(tmp_path / "inputs"), tmp_path / "inputs" / ".tmp", max_bytes=10**6
+        ),
         callback_signer=CallbackSigner(keys, clock),
         input_signer=InputSigner(keys, clock),
         budgets=budgets,

@@ -655,4 +655,4 @@ async def test_conflicting_upload_leaves_no_orphan_input(app_factory: AppFactory
             headers={"Idempotency-Key": "k1"},
         )
         assert (first.status_code, second.status_code) == (202, 409)
-        assert len(list((runtime.settings.data_dir / "inputs").iterdir())) == 1
+        assert len(_inputs(runtime)) == 1

@@ -39,5 +39,10 @@ def test_results_go_to_the_bucket_and_are_served_from_it(
         assert hashlib.sha256(image.content).hexdigest() == done["result"]["sha256"]
         assert int(image.headers["content-length"]) == done["result"]["bytes"]
         assert svc.result_files() == []  # nothing on the local disk
+        # Uploaded inputs live in the bucket too, for the provider to fetch from
+        # any web process (Upsampler by URL above; Photio gets the bytes).
+        assert not list((svc.data_dir / "inputs").glob("*.png"))
+        inline = svc.submit(make_png(9, 7), provider="photio")
+        assert svc.wait([inline["id"]])[inline["id"]]["state"] == "succeeded"
     finally:
         svc.close()
