@@ -46,7 +46,6 @@ from orchestrator.store.postgres_conn import (
 )
 from orchestrator.store.postgres_listener import ChannelListener
 from orchestrator.store.postgres_outbox import PostgresOutbox
-from orchestrator.store.postgres_rows import dt, req_dt, row_to_delivery, row_to_job
 from orchestrator.store.protocol import (
     Changes,
     Delivery,
@@ -56,6 +55,7 @@ from orchestrator.store.protocol import (
     NewJob,
     TransitionListener,
 )
+from orchestrator.store.rows import dt, req_dt, row_to_delivery, row_to_job
 from orchestrator.store.sqlite import _column_values as column_values
 from orchestrator.store.sqlite import request_hash
 from schemas.errors import IdempotencyConflict, StoreUnavailable

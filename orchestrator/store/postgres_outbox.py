@@ -20,7 +20,7 @@ from orchestrator.store.outbox import (
     Subscription,
 )
 from orchestrator.store.postgres_conn import EVENTS_LOCK, LOCK_NS, Row, Tx, affected
-from orchestrator.store.postgres_rows import dt, req_dt, row_to_event, row_to_subscription
+from orchestrator.store.rows import dt, req_dt, row_to_event, row_to_subscription
 from orchestrator.store.sqlite_outbox import _secrets_json as secrets_json
 
 

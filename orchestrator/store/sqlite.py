@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from orchestrator.store.protocol import (
     NewJob,
     TransitionListener,
 )
+from orchestrator.store.rows import dt, req_dt, row_to_delivery, row_to_job
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
-from schemas.jobs import Failure, Job, JobState, ResultInfo
+from schemas.jobs import Job, JobState, ResultInfo
 
 # Jobs with work the orchestrator does when their next check is due. A job in
 # ``submitting`` is due when its lease ran out: its submit call was cut off.
@@ -46,14 +48,6 @@ def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _req_dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 def request_hash(new: NewJob) -> str:
     blob = json.dumps(
         [new.provider, new.scale, new.options, new.metadata, new.input_url, new.input_key],
@@ -61,56 +55,6 @@ def request_hash(new: NewJob) -> str:
         default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _row_to_job(row: sqlite3.Row) -> Job:
-    failure = None
-    if row["failure_reason"] is not None:
-        failure = Failure(row["failure_reason"], row["failure_message"] or "")
-    result = None
-    if row["result"] is not None:
-        result = ResultInfo(**json.loads(row["result"]))
-    return Job(
-        id=row["id"],
-        provider=row["provider"],
-        state=JobState(row["state"]),
-        version=row["version"],
-        scale=row["scale"],
-        options=json.loads(row["options"]),
-        metadata=json.loads(row["metadata"]) if row["metadata"] is not None else None,
-        input_url=row["input_url"],
-        input_key=row["input_key"],
-        provider_job_id=row["provider_job_id"],
-        result_url=row["result_url"],
-        failure=failure,
-        result=result,
-        cost=row["cost"],
-        attempts=row["attempts"],
-        refetches=row["refetches"],
-        created_at=_req_dt(row["created_at"]),
-        updated_at=_req_dt(row["updated_at"]),
-        deadline_at=_req_dt(row["deadline_at"]),
-        next_check_at=_dt(row["next_check_at"]),
-        idempotency_key=row["idempotency_key"],
-        retry_of=row["retry_of"],
-    )
-
-
-def _row_to_delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        provider=row["provider"],
-        claimed_job_id=row["claimed_job_id"],
-        received_at=_req_dt(row["received_at"]),
-        headers=json.loads(row["headers"]),
-        body=bytes(row["body"]),
-        source=row["source"],
-        status=DeliveryStatus(row["status"]),
-        job_id=row["job_id"],
-        provider_job_id=row["provider_job_id"],
-        error=row["error"],
-        replays=row["replays"],
-    )
 
 
 def _column_values(changes: Changes) -> dict[str, Any]:
@@ -238,7 +182,10 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                         self.events_written.notify()
                 except BaseException:
                     if db.in_transaction:
-                        await db.execute("ROLLBACK")
+                        # A COMMIT cancelled while its thread ran may have finished
+                        # anyway: then there is nothing to roll back.
+                        with contextlib.suppress(sqlite3.OperationalError):
+                            await db.execute("ROLLBACK")
                     raise
             except sqlite3.IntegrityError:
                 raise
@@ -311,7 +258,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                     raise IdempotencyConflict(
                         "this Idempotency-Key was used with a different request"
                     )
-                return _row_to_job(existing), False
+                return row_to_job(existing), False
         now = new.created_at.timestamp()
         try:
             async with self._transaction() as db:
@@ -345,7 +292,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 async with db.execute("SELECT * FROM jobs WHERE id = ?", (new.id,)) as read:
                     row = await read.fetchone()
                 assert row is not None
-                created = _row_to_job(row)
+                created = row_to_job(row)
                 await self._emit(db, None, created, new.created_at)
         except sqlite3.IntegrityError:
             # Two requests with the same key raced; the other one won.
@@ -356,14 +303,14 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     async def find_job(self, provider: str, provider_job_id: str) -> Job | None:
         row = await self._one(
             "SELECT * FROM jobs WHERE provider = ? AND provider_job_id = ?",
             (provider, provider_job_id),
         )
-        return None if row is None else _row_to_job(row)
+        return None if row is None else row_to_job(row)
 
     async def list_jobs(
         self,
@@ -396,7 +343,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         rows = await self._all(
             f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
-        return [_row_to_job(r) for r in rows]
+        return [row_to_job(r) for r in rows]
 
     async def apply_transition(
         self,
@@ -441,7 +388,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             async with db.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)) as read:
                 row = await read.fetchone()
             assert row is not None
-            done = _row_to_job(row)
+            done = row_to_job(row)
             await self._emit(db, job.state, done, now)
         for listener in self.transition_listeners:
             listener(job, done, cause)
@@ -491,7 +438,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             f"SELECT * FROM jobs WHERE id IN ({id_marks}) AND lease_until = ?",
             (*ids, ts + lease_s),
         )
-        return sorted((_row_to_job(r) for r in leased), key=lambda j: j.next_check_at or now)
+        return sorted((row_to_job(r) for r in leased), key=lambda j: j.next_check_at or now)
 
     async def next_due_at(self) -> datetime | None:
         marks = ", ".join("?" for _ in _DUE_STATES)
@@ -500,7 +447,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 WHERE next_check_at IS NOT NULL AND state IN ({marks})""",
             _DUE_STATES,
         )
-        return _dt(row[0]) if row is not None else None
+        return dt(row[0]) if row is not None else None
 
     async def interrupted_submissions(self, *, now: datetime) -> list[Job]:
         rows = await self._all(
@@ -508,7 +455,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             "AND (lease_until IS NULL OR lease_until <= ?)",
             (now.timestamp(),),
         )
-        return [_row_to_job(r) for r in rows]
+        return [row_to_job(r) for r in rows]
 
     async def lease_job(self, job: Job, *, now: datetime, lease_s: float) -> Job | None:
         """Hold one job (compare-and-set) for ``lease_s`` seconds."""
@@ -534,7 +481,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         rows = await self._all("SELECT * FROM job_history WHERE job_id = ? ORDER BY id", (job_id,))
         return [
             HistoryEntry(
-                at=_req_dt(r["at"]),
+                at=req_dt(r["at"]),
                 from_state=JobState(r["from_state"]) if r["from_state"] else None,
                 to_state=JobState(r["to_state"]),
                 event=r["event"],
@@ -588,7 +535,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-        return None if row is None else _row_to_delivery(row)
+        return None if row is None else row_to_delivery(row)
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
         rows = await self._all(
@@ -596,7 +543,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             "ORDER BY received_at LIMIT ?",
             (limit,),
         )
-        return [_row_to_delivery(r) for r in rows]
+        return [row_to_delivery(r) for r in rows]
 
     async def deliveries_waiting_for(
         self, job_id: str, provider: str, provider_job_id: str | None
@@ -607,7 +554,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                ORDER BY received_at""",
             (job_id, provider, provider_job_id),
         )
-        return [_row_to_delivery(r) for r in rows]
+        return [row_to_delivery(r) for r in rows]
 
     async def mark_delivery(
         self,
@@ -662,7 +609,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             f"SELECT * FROM deliveries {where} ORDER BY received_at DESC, id DESC LIMIT ?",
             (*params, limit),
         )
-        return [_row_to_delivery(r) for r in rows]
+        return [row_to_delivery(r) for r in rows]
 
     async def requeue_delivery(self, delivery_id: str) -> None:
         await self._write(
@@ -688,7 +635,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                WHERE o.status = 'pending' AND s.disabled_at IS NULL""",
             (),
         )
-        return _dt(row[0]) if row is not None else None
+        return dt(row[0]) if row is not None else None
 
     async def count_stuck(self, *, created_before: datetime) -> int:
         row = await self._one(

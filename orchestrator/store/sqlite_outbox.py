@@ -13,7 +13,6 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.events import event_id
-from orchestrator.settings import Secret
 from orchestrator.store.outbox import (
     AttemptRecord,
     EventRecord,
@@ -23,20 +22,7 @@ from orchestrator.store.outbox import (
     SigningSecret,
     Subscription,
 )
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _event(row: sqlite3.Row, prefix: str = "") -> EventRecord:
-    return EventRecord(
-        seq=row[f"{prefix}seq"],
-        type=row[f"{prefix}type"],
-        job_id=row[f"{prefix}job_id"],
-        created_at=datetime.fromtimestamp(row[f"{prefix}created_at"], UTC),
-        body=row[f"{prefix}body"],
-    )
+from orchestrator.store.rows import dt, row_to_event, row_to_subscription
 
 
 def _secrets_json(secrets: Sequence[SigningSecret]) -> str:
@@ -48,25 +34,6 @@ def _secrets_json(secrets: Sequence[SigningSecret]) -> str:
             }
             for s in secrets
         ]
-    )
-
-
-def _subscription(row: sqlite3.Row) -> Subscription:
-    secrets = tuple(
-        SigningSecret(Secret(item["secret"]), _dt(item["expires_at"]))
-        for item in json.loads(row["secrets"])
-    )
-    types = json.loads(row["types"]) if row["types"] is not None else None
-    return Subscription(
-        id=row["id"],
-        url=row["url"],
-        types=tuple(types) if types is not None else None,
-        job_id=row["job_id"],
-        secrets=secrets,
-        created_at=datetime.fromtimestamp(row["created_at"], UTC),
-        disabled_at=_dt(row["disabled_at"]),
-        disabled_reason=row["disabled_reason"],
-        consecutive_failures=row["consecutive_failures"],
     )
 
 
@@ -104,11 +71,11 @@ class SQLiteOutbox:
             f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
             (*params, limit),
         )
-        return [_event(r) for r in rows]
+        return [row_to_event(r) for r in rows]
 
     async def get_event(self, seq: int) -> EventRecord | None:
         row = await self._one("SELECT * FROM events WHERE seq = ?", (seq,))
-        return None if row is None else _event(row)
+        return None if row is None else row_to_event(row)
 
     async def last_event_seq(self) -> int:
         row = await self._one("SELECT MAX(seq) FROM events", ())
@@ -134,18 +101,18 @@ class SQLiteOutbox:
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         row = await self._one("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
-        return None if row is None else _subscription(row)
+        return None if row is None else row_to_subscription(row)
 
     async def list_subscriptions(self, *, include_job_hooks: bool = False) -> list[Subscription]:
         where = "" if include_job_hooks else "WHERE job_id IS NULL"
         rows = await self._all(f"SELECT * FROM subscriptions {where} ORDER BY created_at", ())
-        return [_subscription(r) for r in rows]
+        return [row_to_subscription(r) for r in rows]
 
     async def job_subscription(self, job_id: str) -> Subscription | None:
         row = await self._one(
             "SELECT * FROM subscriptions WHERE job_id = ? ORDER BY created_at LIMIT 1", (job_id,)
         )
-        return None if row is None else _subscription(row)
+        return None if row is None else row_to_subscription(row)
 
     async def delete_subscription(self, subscription_id: str, *, now: datetime) -> bool:
         async with self._transaction() as db:
@@ -217,8 +184,8 @@ class SQLiteOutbox:
         return [
             OutboundTask(
                 id=r["o_id"],
-                event=_event(r, "e_"),
-                subscription=_subscription(r),
+                event=row_to_event(r, "e_"),
+                subscription=row_to_subscription(r),
                 attempts=r["o_attempts"],
             )
             for r in rows
@@ -231,7 +198,7 @@ class SQLiteOutbox:
                WHERE o.status = 'pending' AND s.disabled_at IS NULL""",
             (),
         )
-        return _dt(row[0]) if row is not None else None
+        return dt(row[0]) if row is not None else None
 
     async def record_attempt(
         self,
@@ -352,10 +319,10 @@ class SQLiteOutbox:
                 subscription_id=r["subscription_id"],
                 status=OutboundStatus(r["status"]),
                 attempts=r["attempts"],
-                next_attempt_at=_dt(r["next_attempt_at"]),
+                next_attempt_at=dt(r["next_attempt_at"]),
                 last_status=r["last_status"],
                 last_error=r["last_error"],
-                delivered_at=_dt(r["delivered_at"]),
+                delivered_at=dt(r["delivered_at"]),
             )
             for r in rows
         ]

@@ -1,15 +1,22 @@
-"""Records read from PostgreSQL, turned into the store's types (same columns as SQLite)."""
+"""Database rows turned into the store's types: one mapping for both stores,
+whose tables have the same columns (sqlite3.Row and asyncpg records alike)."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
-from orchestrator.store.postgres_conn import Row
 from orchestrator.store.protocol import Delivery, DeliveryStatus
 from schemas.jobs import Failure, Job, JobState, ResultInfo
+
+
+class Row(Protocol):
+    """A row whose columns are read by name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def dt(value: float | None) -> datetime | None:
