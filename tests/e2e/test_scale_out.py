@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
@@ -39,6 +40,49 @@ def _env(tmp_path: Path, sandbox: Sandbox, dsn: str, public: str) -> dict[str, s
         UPSCALE_SYNC_TIMEOUT_S="5",
         UPSCALE_LEASE_S="8",
     )
+
+
+def _check_outcome(
+    jobs: dict[str, dict[str, Any]],
+    web: Service,
+    sandbox: Sandbox,
+    consumer: Consumer,
+    secret: str,
+) -> None:
+    """What both scenarios must show: every job settled once, nothing paid twice,
+    the status budget kept, every event delivered once."""
+    states = [j["state"] for j in jobs.values()]
+    assert set(states) <= {"succeeded", "uncertain"}, states
+    assert states.count("succeeded") >= JOBS - 3
+    # Exactly one stored result per succeeded job.
+    stems = [p.stem for p in web.result_files()]
+    assert len(stems) == len(set(stems)) == states.count("succeeded")
+    stats = sandbox.stats()
+    assert stats["jobs_created"] <= JOBS  # no provider job submitted twice
+    provider_ids = [j["provider_job_id"] for j in jobs.values() if j["provider_job_id"]]
+    assert len(provider_ids) == len(set(provider_ids))
+    assert stats.get("status_calls_max_per_min", 0) <= STATUS_PER_MIN
+    for job_id in jobs:
+        history = web.history(job_id)
+        assert sum(1 for h in history if h["to"] == "succeeded") <= 1
+
+    # Every event, once per subscription, verified with the subscription's secret.
+    events: list[str] = []
+    cursor = ""
+    while True:
+        page = web.client.get("/v1/events", params={"after": cursor, "limit": 1000}).json()
+        if not page["events"]:
+            break
+        events += [e["id"] for e in page["events"]]
+        cursor = page["next"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(consumer.received) < len(events):
+        time.sleep(0.2)
+    wh = Webhook(secret)
+    for headers, body in consumer.received:
+        wh.verify(body, headers)
+    delivered = [h["webhook-id"] for h, _ in consumer.received]
+    assert sorted(delivered) == sorted(events)
 
 
 @pytest.fixture
@@ -109,40 +153,44 @@ def test_two_web_three_workers_one_killed(
                 workers[0].kill()
         jobs = webs[0].wait(ids, timeout_s=240)
 
-        states = [j["state"] for j in jobs.values()]
-        assert set(states) <= {"succeeded", "uncertain"}, states
-        assert states.count("succeeded") >= JOBS - 3
-        # Exactly one stored result per succeeded job.
-        stems = [p.stem for p in webs[0].result_files()]
-        assert len(stems) == len(set(stems)) == states.count("succeeded")
-        stats = sandbox.stats()
-        assert stats["jobs_created"] <= JOBS  # no provider job submitted twice
-        provider_ids = [j["provider_job_id"] for j in jobs.values() if j["provider_job_id"]]
-        assert len(provider_ids) == len(set(provider_ids))
-        assert stats.get("status_calls_max_per_min", 0) <= STATUS_PER_MIN
-        for job_id in ids:
-            history = webs[1].history(job_id)
-            assert sum(1 for h in history if h["to"] == "succeeded") <= 1
-
-        # Every event, once per subscription, verified with the subscription's secret.
-        events: list[str] = []
-        cursor = ""
-        while True:
-            page = webs[1].client.get("/v1/events", params={"after": cursor, "limit": 1000}).json()
-            if not page["events"]:
-                break
-            events += [e["id"] for e in page["events"]]
-            cursor = page["next"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(consumer.received) < len(events):
-            time.sleep(0.2)
-        wh = Webhook(sub["secret"])
-        for headers, body in consumer.received:
-            wh.verify(body, headers)
-        delivered = [h["webhook-id"] for h, _ in consumer.received]
-        assert sorted(delivered) == sorted(events)
+        _check_outcome(jobs, webs[1], sandbox, consumer, sub["secret"])
     finally:
         for web in webs:
             web.client.close()
         for proc in procs:
             proc.stop()
+
+
+@pytest.mark.timeout(420)
+def test_the_same_scenario_on_sqlite_with_one_process(
+    tmp_path: Path, sandbox: Sandbox, consumer: Consumer
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    env = _env(tmp_path, sandbox, f"sqlite:///{tmp_path / 'shared' / 'upscale.db'}", public)
+    sandbox.faults(drop_callback=0.2, duplicate_callback=0.2, delay_callback_s=0.3)
+
+    def start() -> Service:
+        proc = Proc(
+            [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port)],
+            env,
+            tmp_path / "serve.log",
+            f"{public}/healthz",
+        )
+        proc.start()
+        return Service(port, tmp_path / "shared", proc)
+
+    svc = start()
+    try:
+        sub = svc.client.post("/v1/subscriptions", json={"url": consumer.url}).json()
+        ids: list[str] = []
+        for i in range(JOBS):
+            ids.append(svc.submit(make_png(8 + i % 5, 8))["id"])
+            if i == JOBS // 2:  # the one process is the worker: kill it, start it again
+                svc.proc.kill()
+                svc.client.close()
+                svc = start()
+        jobs = svc.wait(ids, timeout_s=240)
+        _check_outcome(jobs, svc, sandbox, consumer, sub["secret"])
+    finally:
+        svc.close()
