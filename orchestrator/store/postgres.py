@@ -452,12 +452,23 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         return sorted((row_to_job(r) for r in rows), key=lambda j: j.next_check_at or now)
 
     async def next_due_at(self) -> datetime | None:
-        row = await self._one(
-            """SELECT MIN(GREATEST(next_check_at, COALESCE(lease_until, 0))) FROM jobs
-               WHERE next_check_at IS NOT NULL AND state = ANY($1::text[])""",
+        # The earliest of: the first unleased job in due order (an ordered index
+        # read that stops at once), and the first lease to run out (few rows).
+        free = await self._one(
+            """SELECT next_check_at FROM jobs
+               WHERE next_check_at IS NOT NULL AND state = ANY($1::text[])
+                 AND (lease_until IS NULL OR lease_until <= next_check_at)
+               ORDER BY next_check_at LIMIT 1""",
             _DUE_STATES,
         )
-        return dt(row[0]) if row is not None else None
+        held = await self._one(
+            """SELECT MIN(lease_until) FROM jobs
+               WHERE lease_until IS NOT NULL AND next_check_at IS NOT NULL
+                 AND lease_until > next_check_at AND state = ANY($1::text[])""",
+            _DUE_STATES,
+        )
+        times = [r[0] for r in (free, held) if r is not None and r[0] is not None]
+        return dt(min(times)) if times else None
 
     async def interrupted_submissions(self, *, now: datetime) -> list[Job]:
         rows = await self._all(

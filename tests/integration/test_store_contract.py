@@ -614,3 +614,17 @@ async def test_the_event_listener_comes_back_after_its_connection_drops(
             break
     else:
         pytest.fail("the follower never heard of another process's event again")
+
+
+async def test_next_due_at_counts_a_held_job_when_its_lease_runs_out(store: Store) -> None:
+    now = CLOCK.now()
+    job, _ = await store.create_job(make_new_job(now))
+    other, _ = await store.create_job(make_new_job(now))
+    await store.update_job(other, Changes(next_check_at=now + timedelta(seconds=500)), now=now)
+    leased = await store.lease_due(now=now, lease_s=60, limit=10)
+    assert [j.id for j in leased] == [job.id]
+    due = await store.next_due_at()
+    assert due is not None and abs((due - now).total_seconds() - 60) < 0.01
+    await store.update_job(leased[0], Changes(next_check_at=now + timedelta(seconds=5)), now=now)
+    due = await store.next_due_at()  # the lease is gone with the update: due in 5 s
+    assert due is not None and abs((due - now).total_seconds() - 5) < 0.01
