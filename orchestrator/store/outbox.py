@@ -55,6 +55,13 @@ class OutboundStatus(StrEnum):
     DEAD = "dead"
     CANCELLED = "cancelled"
 
+    @classmethod
+    def after_attempt(cls, *, ok: bool, will_retry: bool) -> OutboundStatus:
+        """A delivery after one attempt: delivered, pending a retry, or dead."""
+        if ok:
+            return cls.DELIVERED
+        return cls.PENDING if will_retry else cls.DEAD
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundTask:

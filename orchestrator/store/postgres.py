@@ -55,9 +55,14 @@ from orchestrator.store.protocol import (
     NewJob,
     TransitionListener,
 )
-from orchestrator.store.rows import dt, req_dt, row_to_delivery, row_to_job
-from orchestrator.store.sqlite import _column_values as column_values
-from orchestrator.store.sqlite import request_hash
+from orchestrator.store.rows import (
+    column_values,
+    dt,
+    req_dt,
+    request_hash,
+    row_to_delivery,
+    row_to_job,
+)
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
 
@@ -534,19 +539,7 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
                 new.source,
                 status.value,
             )
-        return Delivery(
-            id=new.id,
-            provider=new.provider,
-            claimed_job_id=new.claimed_job_id,
-            received_at=new.received_at,
-            headers=new.headers,
-            body=new.body,
-            source=new.source,
-            status=status,
-            job_id=new.claimed_job_id,
-            provider_job_id=None,
-            error=None,
-        )
+        return new.stored(status)
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._one("SELECT * FROM deliveries WHERE id = $1", delivery_id)

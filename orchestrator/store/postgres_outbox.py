@@ -20,8 +20,7 @@ from orchestrator.store.outbox import (
     Subscription,
 )
 from orchestrator.store.postgres_conn import EVENTS_LOCK, LOCK_NS, Row, Tx, affected
-from orchestrator.store.rows import dt, req_dt, row_to_event, row_to_subscription
-from orchestrator.store.sqlite_outbox import _secrets_json as secrets_json
+from orchestrator.store.rows import dt, req_dt, row_to_event, row_to_subscription, secrets_json
 
 
 class PostgresOutbox:
@@ -224,13 +223,7 @@ class PostgresOutbox:
         """Record one attempt. Not ok and no ``retry_at``: the delivery is dead.
         A subscription failing ``disable_after`` times in a row is disabled."""
         ts = now.timestamp()
-        status = (
-            OutboundStatus.DELIVERED
-            if ok
-            else OutboundStatus.PENDING
-            if retry_at is not None
-            else OutboundStatus.DEAD
-        )
+        status = OutboundStatus.after_attempt(ok=ok, will_retry=retry_at is not None)
         async with self._transaction() as tx:
             await tx.conn.execute(
                 """INSERT INTO outbound_attempts (outbound_id, at, status_code, error, duration_ms)

@@ -48,6 +48,22 @@ class NewDelivery:
     dedupe_key: str
     source: str = "live"
 
+    def stored(self, status: DeliveryStatus) -> Delivery:
+        """The delivery as just recorded, with the status the inbox gave it."""
+        return Delivery(
+            id=self.id,
+            provider=self.provider,
+            claimed_job_id=self.claimed_job_id,
+            received_at=self.received_at,
+            headers=self.headers,
+            body=self.body,
+            source=self.source,
+            status=status,
+            job_id=self.claimed_job_id,
+            provider_job_id=None,
+            error=None,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

@@ -1,15 +1,17 @@
-"""Database rows turned into the store's types: one mapping for both stores,
-whose tables have the same columns (sqlite3.Row and asyncpg records alike)."""
+"""Rows in and out of the database: one mapping for both stores, whose tables
+have the same columns (sqlite3.Row and asyncpg records alike)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
-from orchestrator.store.protocol import Delivery, DeliveryStatus
+from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewJob
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -103,4 +105,59 @@ def row_to_subscription(row: Row) -> Subscription:
         disabled_at=dt(row["disabled_at"]),
         disabled_reason=row["disabled_reason"],
         consecutive_failures=row["consecutive_failures"],
+    )
+
+
+# writing ---------------------------------------------------------------------
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def request_hash(new: NewJob) -> str:
+    blob = json.dumps(
+        [new.provider, new.scale, new.options, new.metadata, new.input_url, new.input_key],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def column_values(changes: Changes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in changes.items().items():
+        if name == "failure":
+            out["failure_reason"] = value.reason if value else None
+            out["failure_message"] = value.message if value else None
+        elif name == "result":
+            out["result"] = json.dumps(result_json(value)) if value else None
+        elif name in ("next_check_at", "lease_until"):
+            out[name] = ts(value)
+        else:
+            out[name] = value
+    return out
+
+
+def result_json(result: ResultInfo) -> dict[str, Any]:
+    return {
+        "key": result.key,
+        "content_type": result.content_type,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "width": result.width,
+        "height": result.height,
+        "format": result.format,
+    }
+
+
+def secrets_json(secrets: Sequence[SigningSecret]) -> str:
+    return json.dumps(
+        [
+            {
+                "secret": s.secret.reveal(),
+                "expires_at": s.expires_at.timestamp() if s.expires_at else None,
+            }
+            for s in secrets
+        ]
     )

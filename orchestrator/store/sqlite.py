@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -28,11 +27,18 @@ from orchestrator.store.protocol import (
     NewJob,
     TransitionListener,
 )
-from orchestrator.store.rows import dt, req_dt, row_to_delivery, row_to_job
+from orchestrator.store.rows import (
+    column_values,
+    dt,
+    req_dt,
+    request_hash,
+    row_to_delivery,
+    row_to_job,
+)
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
-from schemas.jobs import Job, JobState, ResultInfo
+from schemas.jobs import Job, JobState
 
 # Jobs with work the orchestrator does when their next check is due. A job in
 # ``submitting`` is due when its lease ran out: its submit call was cut off.
@@ -42,46 +48,6 @@ _DUE_STATES = (
     JobState.SUBMITTED.value,
     JobState.FETCHING.value,
 )
-
-
-def _ts(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def request_hash(new: NewJob) -> str:
-    blob = json.dumps(
-        [new.provider, new.scale, new.options, new.metadata, new.input_url, new.input_key],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _column_values(changes: Changes) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in changes.items().items():
-        if name == "failure":
-            out["failure_reason"] = value.reason if value else None
-            out["failure_message"] = value.message if value else None
-        elif name == "result":
-            out["result"] = json.dumps(_result_json(value)) if value else None
-        elif name in ("next_check_at", "lease_until"):
-            out[name] = _ts(value)
-        else:
-            out[name] = value
-    return out
-
-
-def _result_json(result: ResultInfo) -> dict[str, Any]:
-    return {
-        "key": result.key,
-        "content_type": result.content_type,
-        "bytes": result.bytes,
-        "sha256": result.sha256,
-        "width": result.width,
-        "height": result.height,
-        "format": result.format,
-    }
 
 
 class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
@@ -356,7 +322,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         now: datetime,
     ) -> Job | None:
         changes = changes or Changes()
-        values = _column_values(changes)
+        values = column_values(changes)
         if to_state.terminal or to_state is JobState.UNCERTAIN:
             values.setdefault("next_check_at", None)
         values["state"] = to_state.value
@@ -395,7 +361,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         return done
 
     async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
-        values = _column_values(changes)
+        values = column_values(changes)
         values["updated_at"] = now.timestamp()
         values["lease_until"] = None
         assignments = ", ".join(f"{k} = ?" for k in values)
@@ -530,19 +496,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 )
             ]
         )
-        return Delivery(
-            id=new.id,
-            provider=new.provider,
-            claimed_job_id=new.claimed_job_id,
-            received_at=new.received_at,
-            headers=new.headers,
-            body=new.body,
-            source=new.source,
-            status=status,
-            job_id=new.claimed_job_id,
-            provider_job_id=None,
-            error=None,
-        )
+        return new.stored(status)
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))

@@ -22,19 +22,7 @@ from orchestrator.store.outbox import (
     SigningSecret,
     Subscription,
 )
-from orchestrator.store.rows import dt, row_to_event, row_to_subscription
-
-
-def _secrets_json(secrets: Sequence[SigningSecret]) -> str:
-    return json.dumps(
-        [
-            {
-                "secret": s.secret.reveal(),
-                "expires_at": s.expires_at.timestamp() if s.expires_at else None,
-            }
-            for s in secrets
-        ]
-    )
+from orchestrator.store.rows import dt, row_to_event, row_to_subscription, secrets_json
 
 
 class SQLiteOutbox:
@@ -93,7 +81,7 @@ class SQLiteOutbox:
                     subscription.url,
                     json.dumps(list(subscription.types)) if subscription.types else None,
                     subscription.job_id,
-                    _secrets_json(subscription.secrets),
+                    secrets_json(subscription.secrets),
                     subscription.created_at.timestamp(),
                 ),
             )
@@ -136,7 +124,7 @@ class SQLiteOutbox:
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE subscriptions SET secrets = ? WHERE id = ?",
-                (_secrets_json(secrets), subscription_id),
+                (secrets_json(secrets), subscription_id),
             )
 
     async def enable_subscription(self, subscription_id: str) -> None:
@@ -216,13 +204,7 @@ class SQLiteOutbox:
         """Record one attempt. Not ok and no ``retry_at``: the delivery is dead.
         A subscription failing ``disable_after`` times in a row is disabled."""
         ts = now.timestamp()
-        status = (
-            OutboundStatus.DELIVERED
-            if ok
-            else OutboundStatus.PENDING
-            if retry_at is not None
-            else OutboundStatus.DEAD
-        )
+        status = OutboundStatus.after_attempt(ok=ok, will_retry=retry_at is not None)
         async with self._transaction() as db:
             await db.execute(
                 """INSERT INTO outbound_attempts (outbound_id, at, status_code, error, duration_ms)
