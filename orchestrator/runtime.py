@@ -228,6 +228,7 @@ def build_runtime(
         timeout_s=settings.webhook_timeout_s,
         disable_after=settings.webhook_disable_after,
         on_attempt=lambda status: metrics.webhook_attempts.labels(status.value).inc(),
+        lease_s=min(120.0, settings.lease_s),
     )
     config = EngineConfig(
         public_base=public_base,

@@ -23,8 +23,6 @@ from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 120.0
-
 
 class Dispatcher:
     def __init__(
@@ -39,6 +37,7 @@ class Dispatcher:
         concurrency: int = 16,
         rng: random.Random | None = None,
         on_attempt: Callable[[OutboundStatus], None] | None = None,
+        lease_s: float = 120.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -48,11 +47,16 @@ class Dispatcher:
         self.disable_after = disable_after
         self.rng = rng or random.Random()
         self.on_attempt = on_attempt
+        # How long a worker holds deliveries it is sending; a dead worker's are
+        # sent again after it (consumers dedupe by webhook-id).
+        self.lease_s = max(lease_s, timeout_s * 2)
         self._slots = asyncio.Semaphore(concurrency)
 
     async def run_once(self, *, limit: int = 64) -> int:
         """Deliver what is due now; returns how many deliveries were attempted."""
-        tasks = await self.store.lease_outbound(now=self.clock.now(), lease_s=LEASE_S, limit=limit)
+        tasks = await self.store.lease_outbound(
+            now=self.clock.now(), lease_s=self.lease_s, limit=limit
+        )
         if tasks:
             await asyncio.gather(*(self._deliver(t) for t in tasks))
         return len(tasks)
