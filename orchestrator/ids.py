@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
+import random
 from datetime import datetime
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# RFC 4648 base32 digits -> Crockford base32, lower case (sortable as text).
+_CROCKFORD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
+)
 
-
-def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        value, digit = divmod(value, 32)
-        out.append(_ALPHABET[digit])
-    return "".join(reversed(out))
-
+# Ids need to be unique, not secret (tokens are signed, not ids): a generator seeded
+# from the OS, seeded again in a forked child so that no two processes share a sequence.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 _last = (0, 0)
+
+
+def _encode(millis: int, rand: int) -> str:
+    """26 Crockford digits of the 130-bit number millis << 80 | rand."""
+    raw = base64.b32encode(((millis << 80) | rand).to_bytes(20, "big"))
+    return raw[6:].translate(_CROCKFORD).decode("ascii")
 
 
 def new_id(prefix: str, now: datetime) -> str:
@@ -26,8 +33,8 @@ def new_id(prefix: str, now: datetime) -> str:
     millis = int(now.timestamp() * 1000) & ((1 << 48) - 1)
     last_millis, last_rand = _last
     if millis <= last_millis and last_rand < (1 << 80) - (1 << 17):
-        millis, rand = last_millis, last_rand + 1 + secrets.randbits(16)
+        millis, rand = last_millis, last_rand + 1 + _random.getrandbits(16)
     else:
-        rand = secrets.randbits(79)
+        rand = _random.getrandbits(79)
     _last = (millis, rand)
-    return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{_encode(millis, rand)}"

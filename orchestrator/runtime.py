@@ -101,7 +101,12 @@ def open_store(settings: Settings, *, snapshot: Snapshot) -> Store:
     """SQLite (the embedded default, one process) or PostgreSQL (several processes)."""
     if settings.uses_postgres:
         return PostgresStore(settings.database_url_or_default, snapshot=snapshot)
-    return SQLiteStore(settings.database_path, snapshot=snapshot)
+    return SQLiteStore(
+        settings.database_path,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        snapshot=snapshot,
+    )
 
 
 def local_api_key(keys: tuple[Secret, ...]) -> str:

@@ -110,6 +110,10 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_result_pixels: int = 178_000_000
     worker_concurrency: int = 8
+    # SQLite durability: NORMAL (a power cut may lose the last commits, never corrupts)
+    # or FULL (every commit survives a power cut; group commit keeps callbacks fast).
+    sqlite_synchronous: str = "NORMAL"
+    sqlite_busy_timeout_ms: int = 5000
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -161,6 +165,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any case); the first when unset."""
+    raw = env.get(name, "").strip().upper()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _secrets(raw: str | None) -> tuple[Secret, ...]:
@@ -227,6 +241,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_result_bytes=_int(env, "UPSCALE_MAX_RESULT_BYTES", 512 * 1024 * 1024),
         max_result_pixels=_int(env, "UPSCALE_MAX_RESULT_PIXELS", 178_000_000),
         worker_concurrency=max(1, _int(env, "UPSCALE_WORKER_CONCURRENCY", 8)),
+        sqlite_synchronous=_choice(env, "UPSCALE_SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
+        sqlite_busy_timeout_ms=_int(env, "UPSCALE_SQLITE_BUSY_TIMEOUT_MS", 5000),
         log_level=env.get("UPSCALE_LOG_LEVEL", "INFO").upper(),
         log_format=env.get("UPSCALE_LOG_FORMAT", "text").lower(),
     )

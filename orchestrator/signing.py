@@ -3,6 +3,13 @@
 Keys are a list, oldest to newest: tokens are signed with the newest and
 verified against all, so a key can be rotated while callbacks are in flight.
 Expiry is checked against an injected clock, never the wall clock directly.
+
+A callback URL's token never changes, and a provider that retries or reports
+progress presents it again and again; checking its signature each time is most
+of the work of a callback. So each signer remembers the payloads of tokens it
+has verified (a bounded number). Only successful verifications are remembered;
+the expiry is still checked on every use; and the memory belongs to the signer,
+which is built from the keys: new keys, new signer, nothing remembered.
 """
 
 from __future__ import annotations
@@ -24,18 +31,35 @@ class CallbackClaims:
     job_id: str | None  # None for an account-wide token (one URL for all jobs)
 
 
+# Verified tokens remembered per signer; when full, it starts again from empty.
+VERIFIED_CACHE_SIZE = 8192
+
+
 class _Signer:
     def __init__(self, keys: Sequence[Secret], clock: Clock, salt: str) -> None:
         if not keys:
             raise ValueError("at least one secret key is needed")
         self._serializer = URLSafeSerializer([k.reveal() for k in keys], salt=salt)
         self._clock = clock
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def _dump(self, payload: dict[str, Any]) -> str:
         return str(self._serializer.dumps(payload))
 
     def _load(self, token: str) -> dict[str, Any]:
         """Return the payload of a genuine, unexpired token; NotFound for anything else."""
+        payload = self._verified.get(token)
+        if payload is None:
+            payload = self._verify_signature(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = payload
+        expires = payload.get("e")
+        if expires is not None and self._clock.now().timestamp() > expires:
+            raise NotFound("expired token")
+        return payload
+
+    def _verify_signature(self, token: str) -> dict[str, Any]:
         try:
             payload = self._serializer.loads(token)
         except (BadData, ValueError, TypeError, UnicodeError) as exc:
@@ -43,11 +67,10 @@ class _Signer:
         if not isinstance(payload, dict):
             raise NotFound("unknown token")
         expires = payload.get("e")
-        if expires is not None:
-            if not isinstance(expires, int | float) or isinstance(expires, bool):
-                raise NotFound("unknown token")
-            if self._clock.now().timestamp() > expires:
-                raise NotFound("expired token")
+        if expires is not None and (
+            not isinstance(expires, int | float) or isinstance(expires, bool)
+        ):
+            raise NotFound("unknown token")
         return payload
 
 

@@ -19,5 +19,6 @@ app = create_app(
         _settings,
         listen_url=_listen,
         run_loops=os.environ.get("UPSCALE_RUN_LOOPS", "true").lower() != "false",
-    )
+    ),
+    tune_gc=True,
 )

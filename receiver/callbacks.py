@@ -13,7 +13,7 @@ from receiver.auth import runtime_of
 from receiver.bodies import read_capped
 from schemas.errors import CallbackSourceRefused, NotFound, StoreUnavailable, UpscaleError
 
-_KEPT_HEADERS = ("content-type", "user-agent", "x-forwarded-for", "x-request-id")
+_KEPT_HEADERS = frozenset((b"content-type", b"user-agent", b"x-forwarded-for", b"x-request-id"))
 
 
 async def receive_callback(request: Request) -> Response:
@@ -36,7 +36,12 @@ async def receive_callback(request: Request) -> Response:
     except UpscaleError:
         rejected.labels("too_large").inc()
         raise
-    headers = {k: v for k, v in request.headers.items() if k in _KEPT_HEADERS}
+    # From the raw header list: decoding only the few kept is measurably cheaper.
+    headers = {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in request.scope["headers"]
+        if k in _KEPT_HEADERS
+    }
     if peer is not None:
         headers["x-peer-address"] = peer
     try:
@@ -49,4 +54,8 @@ async def receive_callback(request: Request) -> Response:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return JSONResponse({"received": True, "delivery": delivery.id})
+    # Ids are [a-z0-9_]: the answer is formatted directly rather than JSON-encoded.
+    return Response(
+        b'{"received":true,"delivery":"%s"}' % delivery.id.encode("ascii"),
+        media_type="application/json",
+    )

@@ -36,6 +36,7 @@ from orchestrator.store.rows import (
     row_to_job,
 )
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
+from orchestrator.store.sqlite_inbox import InboxWriter
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
@@ -54,7 +55,12 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
     """One connection, WAL journal, one writer at a time (aiosqlite serialises calls)."""
 
     def __init__(
-        self, path: Path, *, synchronous: str = "NORMAL", snapshot: Snapshot = default_snapshot
+        self,
+        path: Path,
+        *,
+        synchronous: str = "NORMAL",
+        snapshot: Snapshot = default_snapshot,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._path = path
         self._snapshot = snapshot
@@ -67,6 +73,11 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._db: aiosqlite.Connection | None = None
         # One connection: transactions of concurrent callers must not interleave.
         self._write_lock = asyncio.Lock()
+        self._busy_timeout_ms = busy_timeout_ms
+        # Incoming callbacks are committed in groups, on a connection of their own.
+        self._inbox = InboxWriter(
+            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, lock=self._write_lock
+        )
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -81,10 +92,11 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={self._synchronous}")
         await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
+        await db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         self._db = db
         try:
             await self._migrate()
+            await self._inbox.open()
         except BaseException:
             await self.close()
             raise
@@ -122,6 +134,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         return int(row[0]) if row and row[0] is not None else 0
 
     async def close(self) -> None:
+        await self._inbox.close()
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -471,32 +484,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
     # the inbox --------------------------------------------------------------
 
     async def record_delivery(self, new: NewDelivery) -> Delivery:
-        existing = await self._one(
-            "SELECT id FROM deliveries WHERE dedupe_key = ? LIMIT 1", (new.dedupe_key,)
-        )
-        status = DeliveryStatus.DUPLICATE if existing is not None else DeliveryStatus.PENDING
-        await self._write(
-            [
-                (
-                    """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
-                       body, dedupe_key, source, status, job_id)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        new.id,
-                        new.provider,
-                        new.claimed_job_id,
-                        new.received_at.timestamp(),
-                        json.dumps(new.headers),
-                        new.body,
-                        new.dedupe_key,
-                        new.source,
-                        status.value,
-                        new.claimed_job_id,
-                    ),
-                )
-            ]
-        )
-        return new.stored(status)
+        return new.stored(await self._inbox.write(new))
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))

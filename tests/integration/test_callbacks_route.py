@@ -237,3 +237,27 @@ async def test_the_delivery_is_committed_before_the_answer(app_factory: AppFacto
         assert bytes(row[0]) == SUCCESS_BODY
         assert row[1] == "pending"
         assert row[2] == job.id
+
+
+async def test_a_callback_that_cannot_be_committed_gets_503_and_is_kept_on_retry(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory(UPSCALE_SQLITE_BUSY_TIMEOUT_MS="50") as (_, runtime, client):
+        job = await _queued_job(runtime, client)
+        path = _callback_path(runtime, job)
+        before = await runtime.store.count_deliveries()
+        # Another process holds the database's write lock past the busy timeout.
+        with closing(sqlite3.connect(runtime.settings.database_path)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            refused = await _post(client, path, SUCCESS_BODY)
+            other.execute("ROLLBACK")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert await runtime.store.count_deliveries() == before
+        # The provider's retry is stored and acknowledged as the first of its kind.
+        retried = await _post(client, path, SUCCESS_BODY)
+        assert retried.status_code == 200, retried.text
+        stored = await runtime.store.get_delivery(retried.json()["delivery"])
+        assert stored is not None and stored.status is DeliveryStatus.PENDING
+        assert await runtime.store.count_deliveries() == before + 1

@@ -628,3 +628,94 @@ async def test_next_due_at_counts_a_held_job_when_its_lease_runs_out(store: Stor
     await store.update_job(leased[0], Changes(next_check_at=now + timedelta(seconds=5)), now=now)
     due = await store.next_due_at()  # the lease is gone with the update: due in 5 s
     assert due is not None and abs((due - now).total_seconds() - 5) < 0.01
+
+
+async def test_a_burst_of_deliveries_is_stored_whole_with_one_first_per_key(store: Store) -> None:
+    """Stored together (the SQLite inbox commits a burst in groups): every delivery is kept,
+    and of each set with the same key exactly one is pending, whichever came first."""
+    now = CLOCK.now()
+
+    def new(i: int) -> NewDelivery:
+        return NewDelivery(
+            id=f"dlv_burst{i:04d}",
+            provider="upsampler",
+            claimed_job_id="job_x",
+            received_at=now,
+            headers={"content-type": "application/json"},
+            body=b'{"n":%d}' % (i % 100),
+            dedupe_key=f"key-{i % 100}",
+        )
+
+    await store.record_delivery(new(0))  # key-0 seen before the burst
+    stored = await asyncio.gather(*(store.record_delivery(new(i)) for i in range(1, 600)))
+    firsts = [d for d in stored if d.status is DeliveryStatus.PENDING]
+    assert sorted(d.body for d in firsts) == sorted({b'{"n":%d}' % k for k in range(1, 100)})
+    assert await store.count_deliveries() == 600
+    assert await store.count_deliveries(DeliveryStatus.PENDING) == 100
+    for d in stored:
+        got = await store.get_delivery(d.id)
+        assert got is not None and got.status is d.status and got.body == d.body
+
+
+async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    store = SQLiteStore(tmp_path / "locked.db", busy_timeout_ms=50)
+    await store.open()
+    try:
+
+        def new(i: int) -> NewDelivery:
+            return NewDelivery(
+                id=f"dlv_locked{i}",
+                provider="upsampler",
+                claimed_job_id=None,
+                received_at=CLOCK.now(),
+                headers={},
+                body=b"{}",
+                dedupe_key=f"k{i}",
+            )
+
+        with closing(sqlite3.connect(tmp_path / "locked.db")) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            outcomes = await asyncio.gather(
+                *(store.record_delivery(new(i)) for i in range(20)), return_exceptions=True
+            )
+            other.execute("ROLLBACK")
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        assert await store.count_deliveries() == 0
+        again = await store.record_delivery(new(0))
+        assert again.status is DeliveryStatus.PENDING
+        assert await store.count_deliveries() == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "full.db", synchronous="FULL")
+    await store.open()
+    try:
+        mode = await store._one("PRAGMA synchronous", ())
+        assert mode is not None and mode[0] == 2  # FULL
+        stored = await asyncio.gather(
+            *(
+                store.record_delivery(
+                    NewDelivery(
+                        id=f"dlv_full{i}",
+                        provider="upsampler",
+                        claimed_job_id=None,
+                        received_at=CLOCK.now(),
+                        headers={},
+                        body=b"{}",
+                        dedupe_key=f"k{i}",
+                    )
+                )
+                for i in range(50)
+            )
+        )
+        assert {d.status for d in stored} == {DeliveryStatus.PENDING}
+        assert await store.count_deliveries() == 50
+    finally:
+        await store.close()

@@ -19,3 +19,37 @@ def test_ids_sort_across_milliseconds_and_survive_a_clock_step_back() -> None:
     clock.advance(-0.010)
     third = new_id("job", clock.now())
     assert first < second < third
+
+
+def test_an_id_carries_its_millisecond_in_crockford_base32() -> None:
+    clock = FakeClock()
+    clock.advance(3600.0)  # leave whatever the other tests made behind
+    made = new_id("dlv", clock.now())
+    prefix, _, digits = made.partition("_")
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    assert prefix == "dlv" and len(digits) == 26 and set(digits) <= set(alphabet)
+    millis = 0
+    for ch in digits[:10]:
+        millis = millis * 32 + alphabet.index(ch)
+    assert millis == int(clock.now().timestamp() * 1000)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    clock = FakeClock()
+    clock.advance(7200.0)
+    with ctx.Pool(1) as pool:
+        theirs = pool.apply(_ids_in_child, (clock.now().timestamp(),))
+    ours = _ids_in_child(clock.now().timestamp())
+    assert not set(theirs) & set(ours)
+
+
+def _ids_in_child(at: float) -> list[str]:
+    from datetime import UTC, datetime
+
+    from orchestrator import ids
+
+    ids._last = (0, 0)
+    return [new_id("job", datetime.fromtimestamp(at, UTC)) for _ in range(5)]

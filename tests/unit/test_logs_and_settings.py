@@ -254,3 +254,10 @@ def test_json_formatter_scrubs_nested_values() -> None:
     line = JsonFormatter().format(record)
     assert "eyJw.SIG" not in line and "eyJrIjoi.SIG" not in line
     assert "[redacted]" in line
+
+
+def test_sqlite_durability_is_normal_unless_full_is_asked_for() -> None:
+    assert load_settings({}).sqlite_synchronous == "NORMAL"
+    assert load_settings({"UPSCALE_SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
+    with pytest.raises(ValueError, match="UPSCALE_SQLITE_SYNCHRONOUS must be one of"):
+        load_settings({"UPSCALE_SQLITE_SYNCHRONOUS": "OFF"})

@@ -74,3 +74,43 @@ def test_input_tokens_cannot_be_used_as_callback_tokens() -> None:
 def test_secret_never_shows_in_repr() -> None:
     assert "old-key" not in repr(OLD) and "old-key" not in str(OLD)
     assert "old-key" not in repr([OLD])
+
+
+def test_a_remembered_token_is_still_refused_for_another_provider_or_when_altered() -> None:
+    clock = FakeClock()
+    signer = CallbackSigner([OLD], clock)
+    token = signer.for_job("upsampler", "job_1", clock.now().timestamp() + 60)
+    signer.verify("upsampler", token)  # now remembered
+    with pytest.raises(NotFound):
+        signer.verify("fotor", token)
+    altered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for _ in range(2):  # a refusal is never remembered as a success
+        with pytest.raises(NotFound):
+            signer.verify("upsampler", altered)
+    assert signer.verify("upsampler", token).job_id == "job_1"
+
+
+def test_new_keys_forget_what_the_old_signer_verified() -> None:
+    clock = FakeClock()
+    old = CallbackSigner([OLD], clock)
+    token = old.for_job("upsampler", "job_1", clock.now().timestamp() + 60)
+    old.verify("upsampler", token)
+    with pytest.raises(NotFound):
+        CallbackSigner([NEW], clock).verify("upsampler", token)
+
+
+def test_many_distinct_tokens_all_verify_past_the_memory_bound() -> None:
+    from orchestrator.signing import VERIFIED_CACHE_SIZE
+
+    clock = FakeClock()
+    signer = CallbackSigner([OLD], clock)
+    expires = clock.now().timestamp() + 60
+    tokens = [
+        signer.for_job("upsampler", f"job_{i}", expires) for i in range(VERIFIED_CACHE_SIZE + 5)
+    ]
+    for i, token in enumerate(tokens):
+        assert signer.verify("upsampler", token).job_id == f"job_{i}"
+    assert signer.verify("upsampler", tokens[0]).job_id == "job_0"
+    clock.advance(61)
+    with pytest.raises(NotFound):
+        signer.verify("upsampler", tokens[-1])

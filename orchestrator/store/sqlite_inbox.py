@@ -1,0 +1,167 @@
+"""The SQLite inbox writer: opportunistic group commit for incoming callbacks.
+
+A callback is answered 200 only once its raw delivery is committed. One commit
+per request caps a single SQLite connection at a few thousand callbacks a
+second (and near the disk's fsync rate with ``synchronous=FULL``), and every
+request would wait its turn for the store's write lock. Here a caller queues
+its delivery and waits; one drain task writes everything queued by then in a
+single transaction, on its own connection and thread, and wakes each caller
+with the status its delivery got. There is no timer: a lone delivery is written
+at once, and deliveries arriving while a batch is being written go together in
+the next one. Each caller still returns only after its own row is committed.
+
+The writer takes the store's write lock for each batch, so its transactions
+never interleave with the store's other writes in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.store.protocol import DeliveryStatus, NewDelivery
+from schemas.errors import StoreUnavailable
+
+# A bound on one transaction, so that a huge backlog still commits in steps.
+MAX_BATCH = 512
+
+_INSERT = """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
+    body, dedupe_key, source, status, job_id) VALUES """
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SEEN = "SELECT DISTINCT dedupe_key FROM deliveries WHERE dedupe_key IN ({marks})"
+# Below SQLite's default limit on bound parameters (999 before 3.32).
+_KEYS_PER_QUERY = 500
+_ROWS_PER_INSERT = 99  # x 10 columns
+
+T = TypeVar("T")
+_Waiter = tuple[NewDelivery, "asyncio.Future[DeliveryStatus]"]
+
+
+class InboxWriter:
+    def __init__(
+        self, path: Path, *, synchronous: str, busy_timeout_ms: int, lock: asyncio.Lock
+    ) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._lock = lock
+        self._queue: list[_Waiter] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._con: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
+        self._con = await self._run(self._connect)
+
+    async def close(self) -> None:
+        """Finish what is queued, then close the connection and the thread."""
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        if self._executor is None:
+            return
+        con, self._con = self._con, None
+        if con is not None:
+            await self._run(con.close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def write(self, new: NewDelivery) -> DeliveryStatus:
+        """Commit one delivery; PENDING, or DUPLICATE when its dedupe key was seen."""
+        if self._executor is None:
+            raise StoreUnavailable("store is not open")
+        waiter: asyncio.Future[DeliveryStatus] = asyncio.get_running_loop().create_future()
+        self._queue.append((new, waiter))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="inbox-writer")
+        # A caller that goes away (its client hung up) does not take the write with it.
+        return await asyncio.shield(waiter)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                async with self._lock:
+                    statuses = await self._run(self._write_batch, [new for new, _ in batch])
+            except sqlite3.Error as exc:
+                _fail(batch, exc)
+            except BaseException as exc:
+                _fail(batch, exc)
+                raise
+            else:
+                for (_, waiter), status in zip(batch, statuses, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(status)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreUnavailable("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # in the writer's thread ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        con.execute(f"PRAGMA synchronous={self._synchronous}")
+        con.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        return con
+
+    def _write_batch(self, batch: Sequence[NewDelivery]) -> list[DeliveryStatus]:
+        con = self._con
+        if con is None:
+            raise sqlite3.OperationalError("inbox connection is closed")
+        keys = list({new.dedupe_key for new in batch})
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            seen: set[str] = set()
+            for at in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[at : at + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = con.execute(_SEEN.format(marks=marks), chunk).fetchall()
+                seen.update(row[0] for row in rows)
+            statuses: list[DeliveryStatus] = []
+            for new in batch:
+                duplicate = new.dedupe_key in seen
+                seen.add(new.dedupe_key)
+                statuses.append(DeliveryStatus.DUPLICATE if duplicate else DeliveryStatus.PENDING)
+            rows = [
+                (
+                    new.id,
+                    new.provider,
+                    new.claimed_job_id,
+                    new.received_at.timestamp(),
+                    json.dumps(new.headers),
+                    new.body,
+                    new.dedupe_key,
+                    new.source,
+                    status.value,
+                    new.claimed_job_id,
+                )
+                for new, status in zip(batch, statuses, strict=True)
+            ]
+            # Many rows per statement: the thread takes the interpreter lock back once per
+            # statement, not once per row (and the event loop keeps it busy meanwhile).
+            for at in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[at : at + _ROWS_PER_INSERT]
+                values = ",".join([_ROW_MARKS] * len(chunk))
+                con.execute(_INSERT + values, [v for row in chunk for v in row])
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return statuses
+
+
+def _fail(batch: Sequence[_Waiter], exc: BaseException) -> None:
+    """Nothing of the batch was committed: each caller gets StoreUnavailable (a 503)."""
+    for _, waiter in batch:
+        if not waiter.done():
+            waiter.set_exception(StoreUnavailable(f"database write failed: {exc}"))
+            # Its caller may have gone away: do not log the error as never retrieved.
+            waiter.exception()
