@@ -4,9 +4,12 @@
 cap, sha256 on the way, magic bytes from the first bytes), inspects the
 image header with Pillow (:mod:`orchestrator.fetch.imagecheck`), then moves
 the file into place under ``<key_stem>.<ext>``. ``store_bytes`` does the same
-for results that arrive inline. Memory stays constant: the body passes
-through a buffer of at most ``_WRITE_BLOCK`` bytes, written and hashed in a
-worker thread.
+for results that arrive inline. Memory stays constant: the body passes in
+blocks of ``WRITE_BLOCK`` bytes to the spool's own thread, at most
+``WRITE_BEHIND`` blocks ahead, where each is hashed, written and (for a PNG)
+walked chunk by chunk with every CRC checked, while the next ones are received.
+The kernel is asked to start writing to the disk as the file grows, so the
+final fsync is short.
 
 Errors are the project's (:mod:`schemas.errors`):
 
@@ -26,13 +29,15 @@ or put into messages.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, ParamSpec, TypeVar
 
@@ -40,8 +45,9 @@ import httpx
 from PIL import Image
 
 from orchestrator.fetch.imagecheck import (
+    PNG_MAGIC,
     SNIFF_BYTES,
-    ImageFacts,
+    PngWalker,
     extension_for,
     inspect_image,
     sniff_format,
@@ -57,7 +63,11 @@ logger = logging.getLogger(__name__)
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _EXPIRED = frozenset({403, 404, 410})
-_WRITE_BLOCK = 1 << 20
+# Received chunks are handed to the spool's thread in blocks of about this size, at
+# most WRITE_BEHIND blocks ahead of it (memory held: a few MiB whatever the size).
+WRITE_BLOCK = 1 << 20
+WRITE_BEHIND = 4
+WRITEBACK_EVERY = 8 << 20
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -72,38 +82,103 @@ class _Transient(Exception):
 
 
 class _Spool:
-    """A temporary file that hashes what is written to it. Blocking: use from a thread."""
+    """A temporary file that hashes what is written to it, written behind the download.
+
+    Blocks go, in order, to a thread of the spool's own, and at most
+    ``WRITE_BEHIND`` of them wait there: the next chunks are received while the
+    earlier ones are hashed and written, and memory stays bounded.
+    """
 
     def __init__(self, directory: Path, prefix: str) -> None:
         fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
         self.path = Path(name)
         self.size = 0
+        self._png: PngWalker | None = None
+        self._written_back = 0
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._sha = hashlib.sha256()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._queued: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._sha.update(data)
-        self._file.write(data)
-        self.size += len(data)
+    @classmethod
+    async def create(cls, directory: Path, prefix: str) -> _Spool:
+        return await _in_thread(cls, directory, prefix)
 
-    def write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), _WRITE_BLOCK):
-            self.write(view[start : start + _WRITE_BLOCK])
+    async def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Queue ``chunks``; wait only while ``WRITE_BEHIND`` blocks are queued already."""
+        while len(self._queued) >= WRITE_BEHIND:
+            await self._settle(self._queued.popleft())
+        loop = asyncio.get_running_loop()
+        self._queued.append(loop.run_in_executor(self._thread, self._write, chunks))
 
-    def finish(self) -> str:
-        """Flush to disk and close; the sha256 of everything written."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+    async def flushed(self) -> None:
+        """Wait for the queued blocks; then the whole file can be read back."""
+        while self._queued:
+            await self._settle(self._queued.popleft())
+        loop = asyncio.get_running_loop()
+        await self._settle(loop.run_in_executor(self._thread, self._file.flush))
+
+    def png_walked(self) -> bool:
+        """Once flushed: True if it is a PNG whose chunks and CRCs were all checked on
+        the way in (ResultInvalid if they were bad), False if it is not a PNG."""
+        if self._png is None:
+            return False
+        self._png.finish()
+        return True
+
+    async def finish(self) -> str:
+        """Once flushed: send it to the disk and close it; the sha256 of it all."""
+        await self._settle(asyncio.get_running_loop().run_in_executor(self._thread, self._close))
+        self._thread.shutdown(wait=False)
         return self._sha.hexdigest()
 
     def discard(self) -> None:
-        """Close and delete; safe to call at any point, more than once."""
+        """Close and delete; safe to call at any point, more than once. Waits for the
+        block being written at the moment, if any (the others are dropped)."""
+        for queued in self._queued:
+            queued.cancel()
+        self._queued.clear()
+        self._thread.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    async def _settle(queued: asyncio.Future[None]) -> None:
+        try:
+            await queued
+        except OSError as exc:
+            raise FetchTransient(f"cannot write the result locally: {exc.strerror}") from exc
+
+    # in the spool's thread ---------------------------------------------------------------
+
+    def _write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
+        # One block, not many chunks: the hash and the write each let go of the
+        # interpreter lock once per block, and the event loop thread wants it back.
+        block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if self.size == 0 and block[: len(PNG_MAGIC)] == PNG_MAGIC:
+            self._png = PngWalker()
+        if self._png is not None:
+            self._png.feed(block)  # a corrupt PNG stops the download here
+        self._sha.update(block)
+        self._file.write(block)
+        self.size += len(block)
+        if self.size - self._written_back >= WRITEBACK_EVERY:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        """Have the kernel start writing what we wrote so far to the disk, without
+        waiting for it (POSIX_FADV_DONTNEED starts the write-back of dirty pages on
+        Linux): the final fsync then has little left to wait for."""
+        self._file.flush()
+        if hasattr(os, "posix_fadvise"):
+            done, self._written_back = self._written_back, self.size
+            os.posix_fadvise(self._file.fileno(), done, self.size - done, os.POSIX_FADV_DONTNEED)
+
+    def _close(self) -> None:
+        os.fsync(self._file.fileno())
+        self._file.close()
 
 
 class ResultFetcher:
@@ -192,9 +267,8 @@ class ResultFetcher:
         fmt = _sniff_or_refuse(data[:SNIFF_BYTES])
         spool = await self._new_spool(key_stem)
         try:
-            await _in_thread(spool.write_all, data)
-            sha256 = await _in_thread(spool.finish)
-            return await self._finish(spool, sha256, fmt, key_stem)
+            await spool.write([data])
+            return await self._finish(spool, fmt, key_stem)
         except BaseException:
             spool.discard()
             raise
@@ -245,8 +319,7 @@ class ResultFetcher:
         spool = await self._new_spool(key_stem)
         try:
             fmt = await self._stream_into(response, spool, host)
-            sha256 = await _in_thread(spool.finish)
-            return await self._finish(spool, sha256, fmt, key_stem)
+            return await self._finish(spool, fmt, key_stem)
         except BaseException:
             spool.discard()
             raise
@@ -256,7 +329,8 @@ class ResultFetcher:
         received = 0
         head = b""
         fmt: str | None = None
-        buffer = bytearray()
+        block: list[bytes] = []
+        block_bytes = 0
         async for chunk in response.aiter_raw():
             received += len(chunk)
             if received > self._max_bytes:
@@ -267,18 +341,25 @@ class ResultFetcher:
                 head += chunk[: SNIFF_BYTES - len(head)]
                 if len(head) >= SNIFF_BYTES:
                     fmt = _sniff_or_refuse(head)
-            buffer += chunk
-            if len(buffer) >= _WRITE_BLOCK:
-                block, buffer = buffer, bytearray()
-                await _in_thread(spool.write, block)
-        if buffer:
-            await _in_thread(spool.write, buffer)
+            block.append(chunk)
+            block_bytes += len(chunk)
+            if block_bytes >= WRITE_BLOCK:
+                await spool.write(block)
+                block, block_bytes = [], 0
+        if block:
+            await spool.write(block)
         if received == 0:
             raise ResultInvalid(f"result from {host} is empty")
         return fmt if fmt is not None else _sniff_or_refuse(head)
 
-    async def _finish(self, spool: _Spool, sha256: str, fmt: str, key_stem: str) -> ResultInfo:
-        facts: ImageFacts = await _in_thread(inspect_image, spool.path, self._max_pixels)
+    async def _finish(self, spool: _Spool, fmt: str, key_stem: str) -> ResultInfo:
+        await spool.flushed()
+        walked = spool.png_walked()
+        # The image is checked (its header read back) while it goes to the disk.
+        facts, sha256 = await asyncio.gather(
+            _in_thread(inspect_image, spool.path, self._max_pixels, png_walked=walked),
+            spool.finish(),
+        )
         if facts.format != fmt:
             raise ResultInvalid(f"result magic bytes say {fmt} but it reads as {facts.format}")
         key = f"{key_stem}.{extension_for(facts.format)}"
@@ -297,7 +378,7 @@ class ResultFetcher:
         )
 
     async def _new_spool(self, key_stem: str) -> _Spool:
-        return await _in_thread(_Spool, self._tmp_dir, f"{key_stem}.")
+        return await _Spool.create(self._tmp_dir, f"{key_stem}.")
 
 
 async def _in_thread(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

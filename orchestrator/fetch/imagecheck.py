@@ -77,7 +77,7 @@ _PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
 _FROM_PILLOW = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "GIF": "gif"}
 _FROM_PILLOW |= {"TIFF": "tiff", "BMP": "bmp"}
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageFacts(NamedTuple):
@@ -100,7 +100,7 @@ def extension_for(fmt: str) -> str:
 
 def sniff_format(head: bytes) -> str | None:
     """The image format the leading bytes announce, or None (give at least SNIFF_BYTES)."""
-    if head.startswith(_PNG_MAGIC):
+    if head.startswith(PNG_MAGIC):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
@@ -115,10 +115,12 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def inspect_image(path: Path, max_pixels: int) -> ImageFacts:
+def inspect_image(path: Path, max_pixels: int, *, png_walked: bool = False) -> ImageFacts:
     """Check that ``path`` is a sound image of at most ``max_pixels``; never decodes pixels.
 
-    Raises :class:`ResultInvalid` for anything else.
+    ``png_walked``: its bytes already went through a :class:`PngWalker` on their
+    way to the file, so a PNG's chunks are not read back. Raises
+    :class:`ResultInvalid` for anything else.
     """
     try:
         with path.open("rb") as fh:
@@ -134,12 +136,12 @@ def inspect_image(path: Path, max_pixels: int) -> ImageFacts:
     if declared is not None:
         _check_size(fmt, *declared, max_pixels)
 
-    width, height = _open_and_verify(path, fmt)
+    width, height = _open_and_verify(path, fmt, walk_png=not png_walked)
     _check_size(fmt, width, height, max_pixels)
     return ImageFacts(fmt, width, height, CONTENT_TYPES[fmt])
 
 
-def _open_and_verify(path: Path, fmt: str) -> tuple[int, int]:
+def _open_and_verify(path: Path, fmt: str, *, walk_png: bool) -> tuple[int, int]:
     try:
         with Image.open(path, formats=_PILLOW_FORMATS[fmt]) as img:
             opened = _FROM_PILLOW.get(img.format or "")
@@ -157,7 +159,7 @@ def _open_and_verify(path: Path, fmt: str) -> tuple[int, int]:
     except Exception as exc:  # any other parse failure on untrusted bytes
         detail = str(exc).replace(str(path), "<file>")  # no local paths in messages
         raise ResultInvalid(f"{fmt} result is not a readable image: {detail}") from exc
-    if fmt == "png":
+    if fmt == "png" and walk_png:
         _verify_png(path)
     return size
 
@@ -211,35 +213,92 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
 
 def _verify_png(path: Path) -> None:
     """Walk every chunk and check its CRC, reading in fixed-size blocks."""
-    seen_idat = False
+    walker = PngWalker()
     try:
         with path.open("rb") as fh:
-            fh.seek(len(_PNG_MAGIC))
-            while True:
-                header = fh.read(8)
-                if len(header) < 8:
-                    raise ResultInvalid("png result is truncated (no IEND chunk)")
-                length, kind = struct.unpack(">I4s", header)
-                if length > 0x7FFFFFFF or not kind.isalpha():
-                    raise ResultInvalid("png result has a malformed chunk")
-                crc = zlib.crc32(kind)
-                remaining = length
-                while remaining:
-                    block = fh.read(min(remaining, _VERIFY_BLOCK))
-                    if not block:
-                        raise ResultInvalid("png result is truncated")
-                    crc = zlib.crc32(block, crc)
-                    remaining -= len(block)
-                stored = fh.read(4)
-                if len(stored) < 4:
-                    raise ResultInvalid("png result is truncated")
-                if int.from_bytes(stored, "big") != crc:
-                    raise ResultInvalid(f"png result is corrupt (bad CRC in {kind.decode()} chunk)")
-                if kind == b"IDAT":
-                    seen_idat = True
-                elif kind == b"IEND":
+            while block := fh.read(_VERIFY_BLOCK):
+                walker.feed(block)
+                if walker.done:
                     break
     except OSError as exc:
         raise ResultInvalid(f"cannot read the result file: {exc.strerror}") from exc
-    if not seen_idat:
-        raise ResultInvalid("png result has no image data")
+    walker.finish()
+
+
+class PngWalker:
+    """Checks a PNG's chunk structure and every chunk's CRC from its bytes, fed in
+    slices of any size as they arrive (a download need not be read back to be
+    checked). Bytes after the IEND chunk are ignored. Raises ResultInvalid."""
+
+    _MAGIC, _HEADER, _DATA, _CRC, _DONE = range(5)
+
+    def __init__(self) -> None:
+        self._state = self._MAGIC
+        self._need = len(PNG_MAGIC)  # bytes of the magic, a chunk header or a CRC
+        self._small = bytearray()
+        self._kind = b""
+        self._crc = 0
+        self._remaining = 0
+        self._seen_idat = False
+
+    @property
+    def done(self) -> bool:
+        return self._state == self._DONE
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end and self._state != self._DONE:
+            if self._state == self._DATA:
+                take = min(self._remaining, end - pos)
+                self._crc = zlib.crc32(view[pos : pos + take], self._crc)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._expect(self._CRC, 4)
+                continue
+            take = min(self._need - len(self._small), end - pos)
+            self._small += view[pos : pos + take]
+            pos += take
+            if len(self._small) == self._need:
+                self._complete(bytes(self._small))
+
+    def finish(self) -> None:
+        """All bytes were fed: the image must have ended properly."""
+        if self._state == self._MAGIC:
+            raise ResultInvalid("result is not a png")
+        if self._state == self._HEADER:
+            raise ResultInvalid("png result is truncated (no IEND chunk)")
+        if self._state != self._DONE:
+            raise ResultInvalid("png result is truncated")
+        if not self._seen_idat:
+            raise ResultInvalid("png result has no image data")
+
+    def _expect(self, state: int, need: int) -> None:
+        self._state, self._need = state, need
+        self._small.clear()
+
+    def _complete(self, small: bytes) -> None:
+        if self._state == self._MAGIC:
+            if small != PNG_MAGIC:
+                raise ResultInvalid("result is not a png")
+            self._expect(self._HEADER, 8)
+        elif self._state == self._HEADER:
+            length, kind = struct.unpack(">I4s", small)
+            if length > 0x7FFFFFFF or not kind.isalpha():
+                raise ResultInvalid("png result has a malformed chunk")
+            self._kind, self._crc, self._remaining = kind, zlib.crc32(kind), length
+            if length:
+                self._expect(self._DATA, 0)
+            else:
+                self._expect(self._CRC, 4)
+        else:  # the CRC
+            if int.from_bytes(small, "big") != self._crc:
+                kind = self._kind.decode()
+                raise ResultInvalid(f"png result is corrupt (bad CRC in {kind} chunk)")
+            if self._kind == b"IDAT":
+                self._seen_idat = True
+            if self._kind == b"IEND":
+                self._expect(self._DONE, 0)
+            else:
+                self._expect(self._HEADER, 8)
