@@ -4,21 +4,27 @@ A callback is answered 200 only once its raw delivery is committed. One commit
 per request caps a single SQLite connection at a few thousand callbacks a
 second (and near the disk's fsync rate with ``synchronous=FULL``), and every
 request would wait its turn for the store's write lock. Here a caller queues
-its delivery and waits; one drain task writes everything queued by then in a
-single transaction, on its own connection and thread, and wakes each caller
-with the status its delivery got. There is no timer: a lone delivery is written
-at once, and deliveries arriving while a batch is being written go together in
-the next one. Each caller still returns only after its own row is committed.
+its delivery and waits; the writer's thread takes everything queued by then and
+writes it in a single transaction, on its own connection, and the event loop
+wakes each caller with the status its delivery got. There is no timer: a lone
+delivery is written at once, and deliveries arriving while a batch is being
+written go together in the next one, which the thread starts at once without
+a round trip through the event loop. Each caller still returns only after its
+own row is committed.
 
-The writer takes the store's write lock for each batch, so its transactions
-never interleave with the store's other writes in this process.
+The writer holds the store's write lock while it writes (for at most
+``SESSION_S`` at a time), so its transactions never interleave with the
+store's other writes in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +35,8 @@ from schemas.errors import StoreUnavailable
 
 # A bound on one transaction, so that a huge backlog still commits in steps.
 MAX_BATCH = 512
+# How long the writer keeps the store's write lock while callbacks keep coming.
+SESSION_S = 0.05
 
 _INSERT = """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
     body, dedupe_key, source, status, job_id) VALUES """
@@ -50,7 +58,8 @@ class InboxWriter:
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = lock
-        self._queue: list[_Waiter] = []
+        # Filled on the event loop, emptied by the writer's thread.
+        self._incoming: queue.SimpleQueue[_Waiter] = queue.SimpleQueue()
         self._drainer: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._con: sqlite3.Connection | None = None
@@ -75,35 +84,51 @@ class InboxWriter:
         """Commit one delivery; PENDING, or DUPLICATE when its dedupe key was seen."""
         if self._executor is None:
             raise StoreUnavailable("store is not open")
-        waiter: asyncio.Future[DeliveryStatus] = asyncio.get_running_loop().create_future()
-        self._queue.append((new, waiter))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[DeliveryStatus] = loop.create_future()
+        self._incoming.put((new, waiter))
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="inbox-writer")
+            self._drainer = asyncio.create_task(self._drain(loop), name="inbox-writer")
         # A caller that goes away (its client hung up) does not take the write with it.
         return await asyncio.shield(waiter)
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        # No await between the last look at the queue and this task's end, so a
+        # delivery queued meanwhile always finds a drainer (write() runs on this loop).
+        while not self._incoming.empty():
+            async with self._lock:
+                await self._run(self._session, loop)
+
+    # in the writer's thread ------------------------------------------------------------
+
+    def _session(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write batch after batch while deliveries keep coming, without going back to
+        the event loop in between (it is told of each batch's outcome as it goes); at
+        most ``SESSION_S``, so that the store's other writers get their turn."""
+        ends = time.monotonic() + SESSION_S
+        while True:
+            batch: list[_Waiter] = []
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < MAX_BATCH:
+                    batch.append(self._incoming.get_nowait())
+            if not batch:
+                return
             try:
-                async with self._lock:
-                    statuses = await self._run(self._write_batch, [new for new, _ in batch])
+                statuses = self._write_batch([new for new, _ in batch])
             except sqlite3.Error as exc:
-                _fail(batch, exc)
+                loop.call_soon_threadsafe(_fail, batch, exc)
             except BaseException as exc:
-                _fail(batch, exc)
+                loop.call_soon_threadsafe(_fail, batch, exc)
                 raise
             else:
-                for (_, waiter), status in zip(batch, statuses, strict=True):
-                    if not waiter.done():
-                        waiter.set_result(status)
+                loop.call_soon_threadsafe(_resolve, batch, statuses)
+            if time.monotonic() >= ends:
+                return
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise StoreUnavailable("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    # in the writer's thread ------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -156,6 +181,12 @@ class InboxWriter:
                 con.execute("ROLLBACK")
             raise
         return statuses
+
+
+def _resolve(batch: Sequence[_Waiter], statuses: Sequence[DeliveryStatus]) -> None:
+    for (_, waiter), status in zip(batch, statuses, strict=True):
+        if not waiter.done():
+            waiter.set_result(status)
 
 
 def _fail(batch: Sequence[_Waiter], exc: BaseException) -> None:
