@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import queue
 import sqlite3
 import time
@@ -45,6 +46,8 @@ _SEEN = "SELECT DISTINCT dedupe_key FROM deliveries WHERE dedupe_key IN ({marks}
 # Below SQLite's default limit on bound parameters (999 before 3.32).
 _KEYS_PER_QUERY = 500
 _ROWS_PER_INSERT = 99  # x 10 columns
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _Waiter = tuple[NewDelivery, "asyncio.Future[DeliveryStatus]"]
@@ -96,8 +99,16 @@ class InboxWriter:
         # No await between the last look at the queue and this task's end, so a
         # delivery queued meanwhile always finds a drainer (write() runs on this loop).
         while not self._incoming.empty():
-            async with self._lock:
-                await self._run(self._session, loop)
+            try:
+                async with self._lock:
+                    await self._run(self._session, loop)
+            except Exception as exc:  # not an SQLite error: nothing queued may hang on it
+                log.exception("inbox writer failed")
+                waiting: list[_Waiter] = []
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        waiting.append(self._incoming.get_nowait())
+                _fail(waiting, exc)
 
     # in the writer's thread ------------------------------------------------------------
 

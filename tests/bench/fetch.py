@@ -122,7 +122,7 @@ def _time_phases() -> None:
 
     fetcher._Spool._write = timed("sha256+write (spool thread)", fetcher._Spool._write)  # type: ignore[method-assign]
     fetcher._Spool._close = timed("final fsync", fetcher._Spool._close)  # type: ignore[method-assign]
-    fetcher.inspect_image = timed("PNG check", fetcher.inspect_image)  # type: ignore[attr-defined]
+    fetcher.inspect_image = timed("image header check", fetcher.inspect_image)  # type: ignore[attr-defined]
     LocalResultStorage._put_file = timed("move into place", LocalResultStorage._put_file)  # type: ignore[method-assign]
 
 
@@ -321,9 +321,9 @@ def run(quick: bool = False, *, size_mb: int = 200, reps: int | None = None) -> 
         note(
             f"  fetcher time breakdown (one extra run with timers): total "
             f"{timed['seconds']:.2f} s; in other threads, overlapping the download: {phases}; "
-            f"plain download {plain_s:.2f} s. Blocks are hashed and written in the spool's "
-            "thread while the next ones are received; the PNG check runs beside the final "
-            "fsync."
+            f"plain download {plain_s:.2f} s. Blocks are hashed, written and (PNG) walked "
+            "chunk by chunk in the spool's thread while the next ones are received; the "
+            "image header check runs beside the final fsync."
         )
     return rows
 

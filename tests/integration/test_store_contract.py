@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -717,5 +718,42 @@ async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None
         )
         assert {d.status for d in stored} == {DeliveryStatus.PENDING}
         assert await store.count_deliveries() == 50
+    finally:
+        await store.close()
+
+
+async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "broken.db")
+    await store.open()
+    try:
+
+        def new(i: int, headers: dict[str, Any]) -> NewDelivery:
+            return NewDelivery(
+                id=f"dlv_broken{i}",
+                provider="upsampler",
+                claimed_job_id=None,
+                received_at=CLOCK.now(),
+                headers=headers,
+                body=b"{}",
+                dedupe_key=f"k{i}",
+            )
+
+        unencodable = {"x-odd": object()}  # cannot be written: a bug, not a database error
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                store.record_delivery(new(0, unencodable)),
+                *(store.record_delivery(new(i, {})) for i in range(1, 30)),
+                return_exceptions=True,
+            ),
+            timeout=10,
+        )
+        assert isinstance(outcomes[0], StoreUnavailable)
+        # Every caller got an answer; those answered 200 are stored.
+        kept = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert await store.count_deliveries() == len(kept)
+        after = await store.record_delivery(new(99, {}))
+        assert after.status is DeliveryStatus.PENDING
     finally:
         await store.close()
