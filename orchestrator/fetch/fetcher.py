@@ -136,6 +136,8 @@ class _Spool:
         """Close and delete; safe to call at any point, more than once. Waits for the
         block being written at the moment, if any (the others are dropped)."""
         for queued in self._queued:
+            if queued.done() and not queued.cancelled():
+                queued.exception()  # already failed: seen here, not logged as unretrieved
             queued.cancel()
         self._queued.clear()
         self._thread.shutdown(wait=True, cancel_futures=True)

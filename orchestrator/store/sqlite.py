@@ -52,7 +52,8 @@ _DUE_STATES = (
 
 
 class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
-    """One connection, WAL journal, one writer at a time (aiosqlite serialises calls)."""
+    """WAL journal, one writer at a time: the store's connection (aiosqlite) and the
+    inbox writer's (incoming callbacks, committed in groups) take turns under one lock."""
 
     def __init__(
         self,

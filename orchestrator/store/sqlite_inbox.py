@@ -156,10 +156,10 @@ class InboxWriter:
         try:
             seen: set[str] = set()
             for at in range(0, len(keys), _KEYS_PER_QUERY):
-                chunk = keys[at : at + _KEYS_PER_QUERY]
-                marks = ",".join("?" * len(chunk))
-                rows = con.execute(_SEEN.format(marks=marks), chunk).fetchall()
-                seen.update(row[0] for row in rows)
+                some_keys = keys[at : at + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(some_keys))
+                found = con.execute(_SEEN.format(marks=marks), some_keys).fetchall()
+                seen.update(key for (key,) in found)
             statuses: list[DeliveryStatus] = []
             for new in batch:
                 duplicate = new.dedupe_key in seen
@@ -183,9 +183,9 @@ class InboxWriter:
             # Many rows per statement: the thread takes the interpreter lock back once per
             # statement, not once per row (and the event loop keeps it busy meanwhile).
             for at in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[at : at + _ROWS_PER_INSERT]
-                values = ",".join([_ROW_MARKS] * len(chunk))
-                con.execute(_INSERT + values, [v for row in chunk for v in row])
+                some_rows = rows[at : at + _ROWS_PER_INSERT]
+                values = ",".join([_ROW_MARKS] * len(some_rows))
+                con.execute(_INSERT + values, [v for row in some_rows for v in row])
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
