@@ -56,7 +56,9 @@ from orchestrator.store.protocol import (
     TransitionListener,
 )
 from orchestrator.store.rows import (
+    DELIVERY_COLUMNS,
     column_values,
+    delivery_values,
     dt,
     req_dt,
     request_hash,
@@ -526,18 +528,9 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
             )
             status = DeliveryStatus.DUPLICATE if existing is not None else DeliveryStatus.PENDING
             await tx.conn.execute(
-                """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
-                   body, dedupe_key, source, status, job_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $3)""",
-                new.id,
-                new.provider,
-                new.claimed_job_id,
-                new.received_at.timestamp(),
-                json.dumps(new.headers),
-                new.body,
-                new.dedupe_key,
-                new.source,
-                status.value,
+                f"""INSERT INTO deliveries ({DELIVERY_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+                *delivery_values(new, status),
             )
         return new.stored(status)
 

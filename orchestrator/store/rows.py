@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
-from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewJob
+from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewDelivery, NewJob
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -160,4 +160,26 @@ def secrets_json(secrets: Sequence[SigningSecret]) -> str:
             }
             for s in secrets
         ]
+    )
+
+
+# The columns of a new delivery's row, in the order of ``delivery_values``.
+DELIVERY_COLUMNS = (
+    "id, provider, claimed_job_id, received_at, headers, body, dedupe_key, source, status, job_id"
+)
+
+
+def delivery_values(new: NewDelivery, status: DeliveryStatus) -> tuple[Any, ...]:
+    """A new delivery's row (its job is the claimed one until matched)."""
+    return (
+        new.id,
+        new.provider,
+        new.claimed_job_id,
+        new.received_at.timestamp(),
+        json.dumps(new.headers),
+        new.body,
+        new.dedupe_key,
+        new.source,
+        status.value,
+        new.claimed_job_id,
     )

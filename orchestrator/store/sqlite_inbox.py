@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import sqlite3
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.store.protocol import DeliveryStatus, NewDelivery
+from orchestrator.store.rows import DELIVERY_COLUMNS, delivery_values
 from schemas.errors import StoreUnavailable
 
 # A bound on one transaction, so that a huge backlog still commits in steps.
@@ -39,8 +39,7 @@ MAX_BATCH = 512
 # How long the writer keeps the store's write lock while callbacks keep coming.
 SESSION_S = 0.05
 
-_INSERT = """INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers,
-    body, dedupe_key, source, status, job_id) VALUES """
+_INSERT = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES "
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SEEN = "SELECT DISTINCT dedupe_key FROM deliveries WHERE dedupe_key IN ({marks})"
 # Below SQLite's default limit on bound parameters (999 before 3.32).
@@ -166,19 +165,7 @@ class InboxWriter:
                 seen.add(new.dedupe_key)
                 statuses.append(DeliveryStatus.DUPLICATE if duplicate else DeliveryStatus.PENDING)
             rows = [
-                (
-                    new.id,
-                    new.provider,
-                    new.claimed_job_id,
-                    new.received_at.timestamp(),
-                    json.dumps(new.headers),
-                    new.body,
-                    new.dedupe_key,
-                    new.source,
-                    status.value,
-                    new.claimed_job_id,
-                )
-                for new, status in zip(batch, statuses, strict=True)
+                delivery_values(new, status) for new, status in zip(batch, statuses, strict=True)
             ]
             # Many rows per statement: the thread takes the interpreter lock back once per
             # statement, not once per row (and the event loop keeps it busy meanwhile).
