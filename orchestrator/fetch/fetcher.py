@@ -107,16 +107,16 @@ class _Spool:
     async def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
         """Queue ``chunks``; wait only while ``WRITE_BEHIND`` blocks are queued already."""
         while len(self._queued) >= WRITE_BEHIND:
-            await self._settle(self._queued.popleft())
+            await _local_io(self._queued.popleft())
         loop = asyncio.get_running_loop()
         self._queued.append(loop.run_in_executor(self._thread, self._write, chunks))
 
     async def flushed(self) -> None:
         """Wait for the queued blocks; then the whole file can be read back."""
         while self._queued:
-            await self._settle(self._queued.popleft())
+            await _local_io(self._queued.popleft())
         loop = asyncio.get_running_loop()
-        await self._settle(loop.run_in_executor(self._thread, self._file.flush))
+        await _local_io(loop.run_in_executor(self._thread, self._file.flush))
 
     def png_walked(self) -> bool:
         """Once flushed: True if it is a PNG whose chunks and CRCs were all checked on
@@ -128,7 +128,7 @@ class _Spool:
 
     async def finish(self) -> str:
         """Once flushed: send it to the disk and close it; the sha256 of it all."""
-        await self._settle(asyncio.get_running_loop().run_in_executor(self._thread, self._close))
+        await _local_io(asyncio.get_running_loop().run_in_executor(self._thread, self._close))
         self._thread.shutdown(wait=False)
         return self._sha.hexdigest()
 
@@ -145,13 +145,6 @@ class _Spool:
             self._file.close()
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    async def _settle(queued: asyncio.Future[None]) -> None:
-        try:
-            await queued
-        except OSError as exc:
-            raise FetchTransient(f"cannot write the result locally: {exc.strerror}") from exc
 
     # in the spool's thread ---------------------------------------------------------------
 
@@ -385,8 +378,13 @@ class ResultFetcher:
 
 async def _in_thread(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """Run blocking file work in a thread; a local I/O failure is retryable later."""
+    return await _local_io(asyncio.to_thread(fn, *args, **kwargs))
+
+
+async def _local_io(work: Awaitable[_T]) -> _T:
+    """Await local file work; an OSError becomes FetchTransient (retryable later)."""
     try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await work
     except OSError as exc:
         raise FetchTransient(f"cannot write the result locally: {exc.strerror}") from exc
 
