@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,28 @@ async def _open(kind: str, where: str) -> Store:
     impl = SQLiteStore(Path(where)) if kind == "sqlite" else PostgresStore(where)
     await impl.open()
     return impl
+
+
+@asynccontextmanager
+async def _sqlite(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(path, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _delivery(delivery_id: str, key: str, **fields: Any) -> NewDelivery:
+    """A new delivery for ``upsampler`` (claimed by ``job_x`` unless told otherwise)."""
+    defaults: dict[str, Any] = {
+        "provider": "upsampler",
+        "claimed_job_id": "job_x",
+        "received_at": CLOCK.now(),
+        "headers": {"content-type": "application/json"},
+        "body": b"{}",
+    }
+    return NewDelivery(id=delivery_id, dedupe_key=key, **{**defaults, **fields})
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -219,15 +242,7 @@ async def test_deliveries_and_duplicates(store: Store) -> None:
     now = CLOCK.now()
 
     def new(i: str, key: str) -> NewDelivery:
-        return NewDelivery(
-            id=i,
-            provider="upsampler",
-            claimed_job_id="job_x",
-            received_at=now,
-            headers={"content-type": "application/json"},
-            body=b'{"a":1}',
-            dedupe_key=key,
-        )
+        return _delivery(i, key, received_at=now, body=b'{"a":1}')
 
     first = await store.record_delivery(new("d1", "k"))
     second = await store.record_delivery(new("d2", "k"))
@@ -637,15 +652,8 @@ async def test_a_burst_of_deliveries_is_stored_whole_with_one_first_per_key(stor
     now = CLOCK.now()
 
     def new(i: int) -> NewDelivery:
-        return NewDelivery(
-            id=f"dlv_burst{i:04d}",
-            provider="upsampler",
-            claimed_job_id="job_x",
-            received_at=now,
-            headers={"content-type": "application/json"},
-            body=b'{"n":%d}' % (i % 100),
-            dedupe_key=f"key-{i % 100}",
-        )
+        body = b'{"n":%d}' % (i % 100)
+        return _delivery(f"dlv_burst{i:04d}", f"key-{i % 100}", received_at=now, body=body)
 
     await store.record_delivery(new(0))  # key-0 seen before the burst
     stored = await asyncio.gather(*(store.record_delivery(new(i)) for i in range(1, 600)))
@@ -664,21 +672,10 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
     import sqlite3
     from contextlib import closing
 
-    store = SQLiteStore(tmp_path / "locked.db", busy_timeout_ms=50)
-    await store.open()
-    try:
+    def new(i: int) -> NewDelivery:
+        return _delivery(f"dlv_locked{i}", f"k{i}", claimed_job_id=None, headers={})
 
-        def new(i: int) -> NewDelivery:
-            return NewDelivery(
-                id=f"dlv_locked{i}",
-                provider="upsampler",
-                claimed_job_id=None,
-                received_at=CLOCK.now(),
-                headers={},
-                body=b"{}",
-                dedupe_key=f"k{i}",
-            )
-
+    async with _sqlite(tmp_path / "locked.db", busy_timeout_ms=50) as store:
         with closing(sqlite3.connect(tmp_path / "locked.db")) as other:
             other.execute("BEGIN EXCLUSIVE")
             outcomes = await asyncio.gather(
@@ -690,56 +687,31 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
         again = await store.record_delivery(new(0))
         assert again.status is DeliveryStatus.PENDING
         assert await store.count_deliveries() == 1
-    finally:
-        await store.close()
 
 
 async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "full.db", synchronous="FULL")
-    await store.open()
-    try:
+    async with _sqlite(tmp_path / "full.db", synchronous="FULL") as store:
         mode = await store._one("PRAGMA synchronous", ())
         assert mode is not None and mode[0] == 2  # FULL
         stored = await asyncio.gather(
             *(
                 store.record_delivery(
-                    NewDelivery(
-                        id=f"dlv_full{i}",
-                        provider="upsampler",
-                        claimed_job_id=None,
-                        received_at=CLOCK.now(),
-                        headers={},
-                        body=b"{}",
-                        dedupe_key=f"k{i}",
-                    )
+                    _delivery(f"dlv_full{i}", f"k{i}", claimed_job_id=None, headers={})
                 )
                 for i in range(50)
             )
         )
         assert {d.status for d in stored} == {DeliveryStatus.PENDING}
         assert await store.count_deliveries() == 50
-    finally:
-        await store.close()
 
 
 async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
     tmp_path: Path,
 ) -> None:
-    store = SQLiteStore(tmp_path / "broken.db")
-    await store.open()
-    try:
+    def new(i: int, headers: dict[str, Any]) -> NewDelivery:
+        return _delivery(f"dlv_broken{i}", f"k{i}", claimed_job_id=None, headers=headers)
 
-        def new(i: int, headers: dict[str, Any]) -> NewDelivery:
-            return NewDelivery(
-                id=f"dlv_broken{i}",
-                provider="upsampler",
-                claimed_job_id=None,
-                received_at=CLOCK.now(),
-                headers=headers,
-                body=b"{}",
-                dedupe_key=f"k{i}",
-            )
-
+    async with _sqlite(tmp_path / "broken.db") as store:
         unencodable = {"x-odd": object()}  # cannot be written: a bug, not a database error
         outcomes = await asyncio.wait_for(
             asyncio.gather(
@@ -755,5 +727,3 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
         assert await store.count_deliveries() == len(kept)
         after = await store.record_delivery(new(99, {}))
         assert after.status is DeliveryStatus.PENDING
-    finally:
-        await store.close()
