@@ -100,8 +100,10 @@ def _is_public_v6(ip: ipaddress.IPv6Address) -> bool:
         # translator will send the packets.
         return _is_public_v4(ipaddress.IPv4Address(int(bare) & 0xFFFFFFFF))
     sixtofour = bare.sixtofour
-    if sixtofour is not None and not _is_public_v4(sixtofour):
-        return False
+    if sixtofour is not None:
+        # Judged by the IPv4 address inside, like the two above: whether the stdlib
+        # calls 2002::/16 itself private changed between Python 3.11 releases.
+        return _is_public_v4(sixtofour)
     if bare.teredo is not None or bare.is_site_local:
         return False
     if any(bare in net for net in _V6_FORBIDDEN):
