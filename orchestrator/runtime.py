@@ -238,8 +238,15 @@ def build_runtime(
     config = EngineConfig(
         public_base=public_base,
         job_deadline_s=settings.job_deadline_s,
-        # A submitting job is held as long as the longest provider call may take.
-        submit_timeout_s=max(settings.submit_timeout_s, settings.sync_timeout_s),
+        submit_timeout_s=settings.submit_timeout_s,
+        # A submitting job is held as long as its own provider's call may take:
+        # a synchronous provider's call is the whole upscale (the sync timeout).
+        submit_timeouts_s={
+            name: (
+                settings.sync_timeout_s if p.callback_mode == "none" else settings.submit_timeout_s
+            )
+            for name, p in providers.items()
+        },
         input_url_ttl_s=settings.input_url_ttl_s,
         poll=PollPolicy(
             grace_s=settings.poll_grace_s, base_s=settings.poll_base_s, cap_s=settings.poll_cap_s
