@@ -39,6 +39,7 @@ from orchestrator.storage_url import inputs_url, open_result_storage
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
+from orchestrator.store.sqlite_watch import DataVersionWatch
 from schemas.api import job_to_public
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Runtime:
     sole_process: bool = True
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
+    # SQLite: notices other processes' commits (PostgreSQL has LISTEN/NOTIFY).
+    watch: DataVersionWatch | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -75,6 +78,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.watch is not None:
+            self.watch.start()
         if self.run_loops:
             self._stop.clear()
             self._tasks.append(
@@ -90,6 +95,8 @@ class Runtime:
         for task in self._tasks:
             await task
         self._tasks.clear()
+        if self.watch is not None:
+            await self.watch.stop()
         for client in self.clients:
             await client.aclose()
         await self.results.aclose()
@@ -270,6 +277,16 @@ def build_runtime(
         rng=random.Random(),
         metrics=metrics,
     )
+    watch = None
+    if not settings.uses_postgres:
+
+        def changed() -> None:
+            # Another connection committed: perhaps a job, a callback or an event
+            # from another process. Look now instead of after the idle wait.
+            orchestrator.wake()
+            store.events_written.notify()
+
+        watch = DataVersionWatch(settings.database_path, changed)
     return Runtime(
         settings=settings,
         store=store,
@@ -290,6 +307,7 @@ def build_runtime(
         run_loops=run_loops,
         sole_process=not settings.uses_postgres,
         dispatcher=dispatcher,
+        watch=watch,
         metrics=metrics,
         clients=[api_client, fetch_client, webhook_client],
     )
