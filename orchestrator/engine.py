@@ -49,7 +49,15 @@ from schemas.errors import (
     ProviderUncertain,
     RejectedPayload,
 )
-from schemas.jobs import Failure, FailureReason, Job, JobState, ResultInfo, UpdateStatus
+from schemas.jobs import (
+    Failure,
+    FailureReason,
+    Job,
+    JobState,
+    ProviderUpdate,
+    ResultInfo,
+    UpdateStatus,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -681,6 +689,27 @@ class Orchestrator:
         else:
             assert failure is not None
             await self._result_failed(got.job, failure)
+
+    async def operator_poll(self, job: Job, *, call: str = "reconcile") -> ProviderUpdate:
+        """One status call an operator asked for: it waits for the provider's status
+        budget like the scheduler's polls, is counted and logged like them, and a
+        429 cools the budget down for everyone."""
+        assert job.provider_job_id is not None
+        provider = self.providers[job.provider]
+        for _ in range(10_000):
+            wait = await self.budgets.try_acquire(job.provider, "status", self.clock.now())
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)  # the budget's own answer: when a call is free
+        else:
+            raise ProviderThrottled("the status budget stayed spent", retry_after_s=60.0)
+        try:
+            return await self._provider_call(job, call, provider.poll(job.provider_job_id))
+        except ProviderThrottled as exc:
+            await self.budgets.cool_down(
+                job.provider, "status", self.clock.now(), exc.retry_after_s
+            )
+            raise
 
     async def _provider_call(self, job: Job, call: str, request: Awaitable[T]) -> T:
         """Await one provider call, counted and logged (never with its URL or key)."""
