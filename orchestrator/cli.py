@@ -510,31 +510,44 @@ def _inject(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    params = {"dry_run": "1"} if args.dry_run else {}
     with _client(args) as client:
         if args.job_id:
-            job_ids = [args.job_id]
-        elif args.stuck:
-            job_ids = [j["id"] for j in _check(client.get("/v1/stuck"))["jobs"]]
-        elif args.since or args.state:
-            query = {k: v for k, v in (("since", args.since), ("state", args.state)) if v}
-            listing = _check(client.get("/v1/jobs", params={**query, "limit": 500}))
-            job_ids = [
-                j["id"]
-                for j in listing["jobs"]
-                if j["state"] not in ("succeeded", "failed", "cancelled")
-            ]
+            params = {"dry_run": "1"} if args.dry_run else {}
+            results = [_check(client.post(f"/v1/jobs/{args.job_id}/reconcile", params=params))]
+        elif args.stuck or args.since or args.state:
+            body: dict[str, Any] = {"dry_run": args.dry_run}
+            if args.stuck:
+                body["stuck"] = True
+            body.update({k: v for k, v in (("since", args.since), ("state", args.state)) if v})
+            results = _reconcile_stream(client, body)
         else:
             raise SystemExit("error: give a job id, --stuck, --since or --state")
-        results = []
-        for n, job_id in enumerate(job_ids, start=1):
-            results.append(_check(client.post(f"/v1/jobs/{job_id}/reconcile", params=params)))
-            _progress(n, len(job_ids), "reconciling")
     verb = "would go" if args.dry_run else "went"
     for r in results:
         change = f"{verb} {r['before']} -> {r['after']}" if r["after"] else "unchanged"
         print(f"{r['job_id']}: {change} ({r['note']})")
     return 0
+
+
+def _reconcile_stream(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Queue a bulk reconcile and follow its progress until every job has its result."""
+    results: list[dict[str, Any]] = []
+    total = 0
+    # The service answers at once; results come as the provider's status budget allows.
+    with client.stream("POST", "/v1/reconcile", json=body, timeout=None) as response:
+        if response.status_code >= 400:
+            response.read()
+            _check(response)
+        for line in response.iter_lines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            if "queued" in item:
+                total = len(item["queued"])
+            elif "result" in item:
+                results.append(item["result"])
+                _progress(len(results), total, "reconciling")
+    return results
 
 
 def _jobs_stuck(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
@@ -49,7 +49,15 @@ from schemas.errors import (
     ProviderUncertain,
     RejectedPayload,
 )
-from schemas.jobs import Failure, FailureReason, Job, JobState, ResultInfo, UpdateStatus
+from schemas.jobs import (
+    Failure,
+    FailureReason,
+    Job,
+    JobState,
+    ProviderUpdate,
+    ResultInfo,
+    UpdateStatus,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +79,8 @@ class Fetcher(Protocol):
 class EngineConfig:
     public_base: str
     job_deadline_s: float
+    # How long a submit call may take; per provider where it differs (a synchronous
+    # provider answers with the result, so its call may take much longer).
     submit_timeout_s: float
     input_url_ttl_s: float
     poll: PollPolicy
@@ -82,6 +92,18 @@ class EngineConfig:
     max_idle_s: float = 60.0
     # How long a worker holds a due job; a dead worker's jobs are taken over after it.
     lease_s: float = 300.0
+    submit_timeouts_s: Mapping[str, float] = field(default_factory=dict)
+
+    def submit_hold_s(self, provider: str) -> float:
+        """How long a job is held in ``submitting`` for its provider's call: a worker
+        killed during the call leaves the job ``uncertain`` once this has passed."""
+        return self.submit_timeouts_s.get(provider, self.submit_timeout_s) + SUBMIT_LEASE_MARGIN_S
+
+    @property
+    def longest_submit_hold_s(self) -> float:
+        """The longest of them: how long an answer to any submit may still come."""
+        longest = max([self.submit_timeout_s, *self.submit_timeouts_s.values()])
+        return longest + SUBMIT_LEASE_MARGIN_S
 
 
 class Orchestrator:
@@ -252,7 +274,7 @@ class Orchestrator:
 
     async def process_inbox(self, *, limit: int = 100) -> int:
         now = self.clock.now()
-        hold = timedelta(seconds=self.config.submit_timeout_s + SUBMIT_LEASE_MARGIN_S)
+        hold = timedelta(seconds=self.config.longest_submit_hold_s)
         await self.store.expire_waiting(before=now - hold, now=now)
         pending = await self.store.pending_deliveries(limit=limit)
         for delivery in pending:
@@ -530,8 +552,7 @@ class Orchestrator:
         if wait > 0:
             await self._reschedule(job, wait)
             return
-        hold = self.config.submit_timeout_s + SUBMIT_LEASE_MARGIN_S
-        until = now + timedelta(seconds=hold)
+        until = now + timedelta(seconds=self.config.submit_hold_s(job.provider))
         started = await transition(
             self.store,
             job,
@@ -668,6 +689,27 @@ class Orchestrator:
         else:
             assert failure is not None
             await self._result_failed(got.job, failure)
+
+    async def operator_poll(self, job: Job, *, call: str = "reconcile") -> ProviderUpdate:
+        """One status call an operator asked for: it waits for the provider's status
+        budget like the scheduler's polls, is counted and logged like them, and a
+        429 cools the budget down for everyone."""
+        assert job.provider_job_id is not None
+        provider = self.providers[job.provider]
+        for _ in range(10_000):
+            wait = await self.budgets.try_acquire(job.provider, "status", self.clock.now())
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)  # the budget's own answer: when a call is free
+        else:
+            raise ProviderThrottled("the status budget stayed spent", retry_after_s=60.0)
+        try:
+            return await self._provider_call(job, call, provider.poll(job.provider_job_id))
+        except ProviderThrottled as exc:
+            await self.budgets.cool_down(
+                job.provider, "status", self.clock.now(), exc.retry_after_s
+            )
+            raise
 
     async def _provider_call(self, job: Job, call: str, request: Awaitable[T]) -> T:
         """Await one provider call, counted and logged (never with its URL or key)."""

@@ -6,9 +6,11 @@ and says what it did (or, for a dry run, what it would do).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,7 +118,8 @@ async def inject(
 async def reconcile(
     orchestrator: Orchestrator, job: Job, *, dry_run: bool = False
 ) -> ReconcileResult:
-    """Ask the provider's status endpoint now and apply the answer (or say what it would do)."""
+    """Ask the provider's status endpoint and apply the answer (or say what it would do).
+    The call waits for the provider's status budget, as the scheduler's polls do."""
     if job.state.terminal:
         return ReconcileResult(job.id, job.state, None, False, "final state: nothing to ask")
     if job.provider_job_id is None:
@@ -127,9 +130,8 @@ async def reconcile(
             False,
             "the provider never gave a job id: nothing to ask it about",
         )
-    provider = orchestrator.providers[job.provider]
     try:
-        update = await provider.poll(job.provider_job_id)
+        update = await orchestrator.operator_poll(job)
     except ProviderError as exc:
         return ReconcileResult(job.id, job.state, None, False, f"provider: {exc.message}")
     if update.status is UpdateStatus.RUNNING:
@@ -149,6 +151,43 @@ async def reconcile(
     orchestrator.wake()
     after = applied.job.state if applied.changed else None
     return ReconcileResult(job.id, job.state, after, applied.changed, note)
+
+
+@dataclass
+class ReconcileRun:
+    """Jobs being reconciled in the background, one at a time within the budget;
+    ``results`` yields each job's result as it comes."""
+
+    job_ids: list[str]
+    dry_run: bool
+    _results: asyncio.Queue[ReconcileResult | None] = field(default_factory=asyncio.Queue)
+
+    async def results(self) -> AsyncIterator[ReconcileResult]:
+        while (result := await self._results.get()) is not None:
+            yield result
+
+
+def start_reconcile(
+    orchestrator: Orchestrator,
+    jobs: list[Job],
+    *,
+    dry_run: bool,
+    spawn: Callable[[Coroutine[Any, Any, None]], object],
+) -> ReconcileRun:
+    """Queue jobs for reconcile and return at once; ``spawn`` runs the work on a
+    task that outlives the request that asked for it."""
+    run = ReconcileRun([j.id for j in jobs], dry_run)
+
+    async def work() -> None:
+        try:
+            for job in jobs:
+                fresh = await orchestrator.store.get_job(job.id) or job
+                run._results.put_nowait(await reconcile(orchestrator, fresh, dry_run=dry_run))
+        finally:
+            run._results.put_nowait(None)
+
+    spawn(work())
+    return run
 
 
 async def stuck_jobs(

@@ -7,9 +7,10 @@ import hashlib
 import hmac
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,6 +40,7 @@ from orchestrator.storage_url import inputs_url, open_result_storage
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
+from orchestrator.store.sqlite_watch import DataVersionWatch
 from schemas.api import job_to_public
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,19 @@ class Runtime:
     sole_process: bool = True
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
+    # SQLite: notices other processes' commits (PostgreSQL has LISTEN/NOTIFY).
+    watch: DataVersionWatch | None = None
     clients: list[httpx.AsyncClient] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run work that outlives the request that asked for it (until stop)."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     @property
     def providers(self) -> Mapping[str, Provider]:
@@ -75,6 +87,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.watch is not None:
+            self.watch.start()
         if self.run_loops:
             self._stop.clear()
             self._tasks.append(
@@ -87,9 +101,15 @@ class Runtime:
 
     async def stop(self) -> None:
         self._stop.set()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background))
         for task in self._tasks:
             await task
         self._tasks.clear()
+        if self.watch is not None:
+            await self.watch.stop()
         for client in self.clients:
             await client.aclose()
         await self.results.aclose()
@@ -238,8 +258,15 @@ def build_runtime(
     config = EngineConfig(
         public_base=public_base,
         job_deadline_s=settings.job_deadline_s,
-        # A submitting job is held as long as the longest provider call may take.
-        submit_timeout_s=max(settings.submit_timeout_s, settings.sync_timeout_s),
+        submit_timeout_s=settings.submit_timeout_s,
+        # A submitting job is held as long as its own provider's call may take:
+        # a synchronous provider's call is the whole upscale (the sync timeout).
+        submit_timeouts_s={
+            name: (
+                settings.sync_timeout_s if p.callback_mode == "none" else settings.submit_timeout_s
+            )
+            for name, p in providers.items()
+        },
         input_url_ttl_s=settings.input_url_ttl_s,
         poll=PollPolicy(
             grace_s=settings.poll_grace_s, base_s=settings.poll_base_s, cap_s=settings.poll_cap_s
@@ -263,6 +290,16 @@ def build_runtime(
         rng=random.Random(),
         metrics=metrics,
     )
+    watch = None
+    if not settings.uses_postgres:
+
+        def changed() -> None:
+            # Another connection committed: perhaps a job, a callback or an event
+            # from another process. Look now instead of after the idle wait.
+            orchestrator.wake()
+            store.events_written.notify()
+
+        watch = DataVersionWatch(settings.database_path, changed)
     return Runtime(
         settings=settings,
         store=store,
@@ -283,6 +320,7 @@ def build_runtime(
         run_loops=run_loops,
         sole_process=not settings.uses_postgres,
         dispatcher=dispatcher,
+        watch=watch,
         metrics=metrics,
         clients=[api_client, fetch_client, webhook_client],
     )

@@ -563,7 +563,15 @@ OPERATION_PATHS: dict[str, Any] = {
             "security": _SECURED,
             "requestBody": _OBJECT_BODY,
             "responses": {
-                "200": _answer("The transition each job took (or would take)"),
+                "202": {
+                    "description": (
+                        "Queued; answered at once. Newline-delimited JSON: first "
+                        "{dry_run, queued: [job ids]}, then {result: ...} per job as its "
+                        "status call (within the provider's status budget) comes back, "
+                        "then {done: n}"
+                    ),
+                    "content": {"application/x-ndjson": {"schema": {"type": "object"}}},
+                },
                 **_ERRORS,
             },
         }

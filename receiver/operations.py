@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from orchestrator import operations
 from orchestrator.durations import parse_duration
@@ -179,8 +180,25 @@ async def reconcile_many(request: Request) -> Response:
             limit=1000,
         )
         jobs = [j for j in jobs if not j.state.terminal]
-    results = [await operations.reconcile(runtime.orchestrator, j, dry_run=dry_run) for j in jobs]
-    return JSONResponse({"dry_run": dry_run, "results": [r.to_json() for r in results]})
+    run = operations.start_reconcile(
+        runtime.orchestrator, jobs, dry_run=dry_run, spawn=runtime.spawn
+    )
+
+    async def progress() -> AsyncIterator[bytes]:
+        # What was queued at once, then each job's result as it comes (the work
+        # goes on if the caller stops listening).
+        yield _line({"dry_run": dry_run, "queued": run.job_ids})
+        done = 0
+        async for result in run.results():
+            done += 1
+            yield _line({"result": result.to_json()})
+        yield _line({"done": done})
+
+    return StreamingResponse(progress(), status_code=202, media_type="application/x-ndjson")
+
+
+def _line(item: dict[str, Any]) -> bytes:
+    return json.dumps(item).encode() + b"\n"
 
 
 async def stuck(request: Request) -> Response:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -14,9 +17,47 @@ from starlette.applications import Starlette
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import load_settings
 from receiver.app import create_app
+from tests.processes import command, marked, parent, wait_gone
 
 API_TOKEN = "test-token"
 BASE = "http://testserver"
+
+# Every process this test run starts inherits this mark (the e2e harness keeps
+# variables other than UPSCALE_*), so one left running is found at the end even
+# after it was handed to another parent.
+RUN_MARK = "ORCHESTRATOR_TEST_RUN"
+os.environ[RUN_MARK] = uuid.uuid4().hex
+
+
+def _left_behind() -> set[int]:
+    """Processes of this run still running, other than this one and its own
+    multiprocessing resource tracker (which ends with this process)."""
+    me = os.getpid()
+    return {
+        pid
+        for pid in marked(RUN_MARK, os.environ[RUN_MARK]) - {me}
+        if not (parent(pid) == me and "multiprocessing.resource_tracker" in command(pid))
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test left a process it started running."""
+    if not Path("/proc/self/environ").exists():
+        return
+    left = wait_gone(_left_behind(), timeout_s=5.0)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  {pid}: {command(pid)[:200]}" for pid in sorted(left)]
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line("processes started by this test run were left running:", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    for pid in left:  # ours: end them, so the next run starts clean
+        with suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @asynccontextmanager

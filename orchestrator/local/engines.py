@@ -52,6 +52,7 @@ from typing import Any, Final
 
 from PIL import Image, ImageOps
 
+from orchestrator.local.lifeline import bind_to_parent
 from schemas.errors import RejectedInput, UpscaleError
 
 __all__ = [
@@ -268,10 +269,13 @@ def default_engine() -> str:
 # --- worker process ------------------------------------------------------------------
 
 
-def init_worker(threads: int) -> None:
-    """Pool initializer: how many threads a native engine may use in this process."""
+def init_worker(threads: int, parent_pid: int | None = None) -> None:
+    """Pool initializer: how many threads a native engine may use in this process;
+    with ``parent_pid``, the worker ends when that process (its parent) dies."""
     global _threads
     _threads = max(1, int(threads))
+    if parent_pid is not None:
+        bind_to_parent(parent_pid)
 
 
 def warm_up() -> list[str]:

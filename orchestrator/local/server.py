@@ -181,7 +181,8 @@ class _Workers:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=engines.init_worker,
-            initargs=(self._threads,),
+            # Workers end with this process, even when it is killed outright.
+            initargs=(self._threads, os.getpid()),
         )
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -199,11 +199,21 @@ class PostgresOutbox:
             return await tx.conn.fetch(sql, *params)
 
     async def next_outbound_due_at(self) -> datetime | None:
+        """When ``lease_outbound`` may next hand something out. A delivery behind an
+        earlier pending one of its job counts only through that one; one whose job
+        has a delivery in flight, no sooner than that lease runs out."""
         row = await self._one(
-            """SELECT MIN(GREATEST(o.next_attempt_at, COALESCE(o.lease_until, 0)))
+            """SELECT MIN(GREATEST(o.next_attempt_at, COALESCE(
+                          (SELECT MAX(f.lease_until) FROM outbound f
+                           WHERE f.subscription_id = o.subscription_id AND f.job_id = o.job_id
+                             AND f.status = 'pending'), 0)))
                FROM outbound o JOIN subscriptions s ON s.id = o.subscription_id
                WHERE o.status = 'pending' AND o.next_attempt_at IS NOT NULL
-                 AND s.disabled_at IS NULL"""
+                 AND s.disabled_at IS NULL
+                 AND NOT EXISTS (
+                     SELECT 1 FROM outbound p
+                     WHERE p.subscription_id = o.subscription_id AND p.job_id = o.job_id
+                       AND p.event_seq < o.event_seq AND p.status = 'pending')"""
         )
         return dt(row[0]) if row is not None else None
 

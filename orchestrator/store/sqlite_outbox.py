@@ -140,7 +140,8 @@ class SQLiteOutbox:
     async def lease_outbound(
         self, *, now: datetime, lease_s: float, limit: int
     ) -> list[OutboundTask]:
-        """Due deliveries whose earlier events (same subscription and job) are settled."""
+        """Due deliveries whose earlier events (same subscription and job) are settled,
+        and none of whose job's deliveries is in flight (the rule of both stores)."""
         ts = now.timestamp()
         rows = await self._all(
             """SELECT o.id AS o_id, o.attempts AS o_attempts,
@@ -155,9 +156,10 @@ class SQLiteOutbox:
                  AND NOT EXISTS (
                      SELECT 1 FROM outbound p
                      WHERE p.subscription_id = o.subscription_id AND p.job_id = o.job_id
-                       AND p.event_seq < o.event_seq AND p.status = 'pending')
+                       AND p.id <> o.id AND p.status = 'pending'
+                       AND (p.event_seq < o.event_seq OR p.lease_until > ?))
                ORDER BY o.next_attempt_at, o.event_seq LIMIT ?""",
-            (ts, ts, limit),
+            (ts, ts, ts, limit),
         )
         if not rows:
             return []
@@ -180,10 +182,21 @@ class SQLiteOutbox:
         ]
 
     async def next_outbound_due_at(self) -> datetime | None:
+        """When ``lease_outbound`` may next hand something out. A delivery behind an
+        earlier pending one of its job counts only through that one; one whose job
+        has a delivery in flight, no sooner than that lease runs out."""
         row = await self._one(
-            """SELECT MIN(MAX(o.next_attempt_at, COALESCE(o.lease_until, 0))) FROM outbound o
-               JOIN subscriptions s ON s.id = o.subscription_id
-               WHERE o.status = 'pending' AND s.disabled_at IS NULL""",
+            """SELECT MIN(MAX(o.next_attempt_at, COALESCE(
+                          (SELECT MAX(f.lease_until) FROM outbound f
+                           WHERE f.subscription_id = o.subscription_id AND f.job_id = o.job_id
+                             AND f.status = 'pending'), 0)))
+               FROM outbound o JOIN subscriptions s ON s.id = o.subscription_id
+               WHERE o.status = 'pending' AND o.next_attempt_at IS NOT NULL
+                 AND s.disabled_at IS NULL
+                 AND NOT EXISTS (
+                     SELECT 1 FROM outbound p
+                     WHERE p.subscription_id = o.subscription_id AND p.job_id = o.job_id
+                       AND p.event_seq < o.event_seq AND p.status = 'pending')""",
             (),
         )
         return dt(row[0]) if row is not None else None

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests.processes import command, descendants, wait_gone
+
 TOKEN = "e2e-token"
 SECRET = "e2e-secret-key-0123456789"
 SETTLED = {"succeeded", "failed", "cancelled", "uncertain"}
@@ -65,10 +67,14 @@ class Proc:
         self.popen = None
 
     def kill(self) -> None:
+        """SIGKILL, as the OOM killer would; the processes it started must end with it."""
         assert self.popen is not None
+        helpers = descendants(self.popen.pid)
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(5)
         self.popen = None
+        left = wait_gone(helpers, timeout_s=10)
+        assert not left, f"left running after a kill: {[command(pid) for pid in left]}"
 
     def log(self) -> str:
         try:

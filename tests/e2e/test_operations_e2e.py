@@ -138,3 +138,48 @@ def test_cancel_and_retry(tmp_path: Path, sandbox: Sandbox, service: Service) ->
         assert svc.wait([new["id"]])[new["id"]]["state"] == "succeeded"
     finally:
         svc.close()
+
+
+def test_bulk_reconcile_answers_at_once_and_keeps_the_status_budget(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    env = {
+        "UPSCALE_POLL_GRACE_S": "3600",
+        "UPSCALE_STUCK_AFTER_S": "0",
+        "UPSCALE_UPSAMPLER_STATUS_PER_MIN": "2",
+    }
+    sandbox.faults(drop_callback=1)  # every job stuck at submitted
+    svc = start_service(tmp_path, sandbox, env=env)
+    try:
+        ids = [svc.submit(make_png(10 + i, 8))["id"] for i in range(4)]
+        svc.wait(ids, done=lambda j: j["state"] == "submitted")
+        calls_before = sandbox.stats().get("status_calls", 0)
+
+        started = time.monotonic()
+        lines: list[dict[str, object]] = []
+        with svc.client.stream("POST", "/v1/reconcile", json={"stuck": True}) as response:
+            assert response.status_code == 202
+            stream = response.iter_lines()
+            first = json.loads(next(stream))
+            # What was queued comes back at once, not after the provider calls.
+            assert time.monotonic() - started < 2.0
+            assert sorted(first["queued"]) == sorted(ids)  # type: ignore[call-overload]
+            while time.monotonic() - started < 5.0:
+                lines.append(json.loads(next(stream)))
+                if len(lines) == 2:
+                    break
+        time.sleep(3.0)  # the rest waits for the status budget (2 a minute)
+
+        assert [line["result"]["after"] for line in lines] == ["fetching", "fetching"]  # type: ignore[index]
+        assert sandbox.stats().get("status_calls", 0) - calls_before == 2
+        states = sorted(svc.job(i)["state"] for i in ids)
+        assert states.count("submitted") == 2, states
+        metrics = svc.client.get("/metrics").text
+        counted = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("upscale_provider_calls_total") and 'call="reconcile"' in line
+        ]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == 2.0, counted
+    finally:
+        svc.close()

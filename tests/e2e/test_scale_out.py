@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -208,3 +209,64 @@ def test_the_same_scenario_on_sqlite_with_one_process(
         _check_outcome(jobs, svc, sandbox, consumer, sub["secret"])
     finally:
         svc.close()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(180)
+def test_a_web_process_and_a_worker_on_sqlite_react_within_a_second(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    env = _env(tmp_path, sandbox, f"sqlite:///{tmp_path / 'shared' / 'upscale.db'}", public)
+    # Polling would settle the job after its grace period anyway: make that far
+    # off, so only the worker noticing the web process's writes can be quick.
+    env["UPSCALE_POLL_GRACE_S"] = "60"
+    web_proc = Proc(
+        [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--web-only"],
+        env,
+        tmp_path / "web.log",
+        f"{public}/healthz",
+    )
+    worker = Proc(
+        [sys.executable, "-m", "orchestrator.cli", "worker"],
+        env,
+        tmp_path / "worker.log",
+        f"{public}/healthz",
+    )
+    web_proc.start()
+    web = Service(port, tmp_path / "shared", web_proc)
+    try:
+        worker.start()
+        assert worker.popen is not None and web_proc.popen is not None
+        # The worker is up once it has settled a first job (its health is the web's).
+        first = web.submit(make_png(8, 8))
+        web.wait([first["id"]], timeout_s=90)
+        for n in range(3):
+            time.sleep(2.0)  # idle: the worker is in its longest wait
+            started = time.monotonic()
+            job = web.submit(make_png(9 + n, 8))
+            # Created by the web process, submitted by the worker, called back by
+            # the sandbox to the web process, applied and fetched by the worker.
+            done = web.wait([job["id"]], timeout_s=90)[job["id"]]
+            took = time.monotonic() - started
+            assert done["state"] == "succeeded", done
+            assert took < 3.0, took
+            causes = [h["cause"] for h in web.history(job["id"])]
+            assert any(c.startswith("callback:") for c in causes), causes
+
+        time.sleep(2.0)
+        pids = (worker.popen.pid, web_proc.popen.pid)
+        before = [_cpu_s(pid) for pid in pids]
+        time.sleep(5.0)
+        idle = [(_cpu_s(pid) - b) / 5.0 for pid, b in zip(pids, before, strict=True)]
+        assert max(idle) < 0.01, idle  # under 1% of a core each while idle
+    finally:
+        web.client.close()
+        worker.stop()
+        web_proc.stop()

@@ -727,3 +727,48 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
         assert await store.count_deliveries() == len(kept)
         after = await store.record_delivery(new(99, {}))
         assert after.status is DeliveryStatus.PENDING
+
+
+async def _job_with_two_deliveries(store: Store, now: datetime) -> None:
+    from orchestrator.outbound.subscriptions import new_subscription
+
+    await store.create_subscription(new_subscription("sub_1", "https://h.example/x", None, now=now))
+    job, _ = await store.create_job(make_new_job(now))
+    await store.apply_transition(job, Event.CANCEL, JobState.CANCELLED, cause="t", now=now)
+
+
+async def test_next_outbound_due_skips_deliveries_waiting_behind_a_failed_one(
+    store: Store,
+) -> None:
+    """A job's second event cannot go out before its first: while the first waits
+    for its retry, the next due time is that retry, not now."""
+    now = CLOCK.now()
+    await _job_with_two_deliveries(store, now)
+    (first,) = await store.lease_outbound(now=now, lease_s=60, limit=10)
+    retry_at = now + timedelta(seconds=600)
+    await store.record_attempt(
+        first.id,
+        "sub_1",
+        now=now,
+        ok=False,
+        status_code=500,
+        error="answered 500",
+        duration_ms=1.0,
+        retry_at=retry_at,
+        disable_after=50,
+    )
+    assert await store.lease_outbound(now=now, lease_s=60, limit=10) == []
+    assert await store.next_outbound_due_at() == retry_at
+    # At the retry the first goes out, and only then the second.
+    (again,) = await store.lease_outbound(now=retry_at, lease_s=60, limit=10)
+    assert again.id == first.id
+
+
+async def test_next_outbound_due_skips_deliveries_waiting_behind_one_in_flight(
+    store: Store,
+) -> None:
+    now = CLOCK.now()
+    await _job_with_two_deliveries(store, now)
+    (first,) = await store.lease_outbound(now=now, lease_s=60, limit=10)
+    assert first.event.type == "job.queued"
+    assert await store.next_outbound_due_at() == now + timedelta(seconds=60)
