@@ -44,6 +44,7 @@ from schemas.api import CreateJob
 from schemas.errors import (
     FetchError,
     ProviderError,
+    ProviderJobIdTaken,
     ProviderRejected,
     ProviderThrottled,
     ProviderUncertain,
@@ -337,9 +338,20 @@ class Orchestrator:
             await self.store.update_job(job, Changes(next_check_at=now), now=now)
             self.wake()
         else:
-            await apply_update(
-                self.store, job, update, cause=cause or f"callback:{delivery.id}", now=now
-            )
+            try:
+                await apply_update(
+                    self.store, job, update, cause=cause or f"callback:{delivery.id}", now=now
+                )
+            except ProviderJobIdTaken as exc:
+                # Nothing was written: the job stays as it was, the delivery is kept.
+                await self._mark(
+                    delivery,
+                    DeliveryStatus.DEAD,
+                    job_id=job.id,
+                    provider_job_id=update.provider_job_id,
+                    error=exc.message,
+                )
+                return DeliveryStatus.DEAD
         await self._mark(
             delivery,
             DeliveryStatus.APPLIED,
@@ -425,16 +437,24 @@ class Orchestrator:
                 elif job.state is JobState.FETCHING:
                     await self._fetch(job)
             except Exception:
-                # A bug must not park the job until its lease runs out: log it and
-                # look again later (a stale version makes this a no-op).
                 log.exception(
                     "job.handler_crashed",
                     extra={"job_id": job.id, "provider": job.provider, "action": "crashed"},
                 )
-                attempts = job.attempts + 1
-                await self._reschedule(
-                    job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
-                )
+                await self._crashed(job)
+
+    async def _crashed(self, job: Job) -> None:
+        """A bug must not park the job until its lease runs out. A submit cut off by
+        it may have reached the provider: the job is uncertain now, as after a
+        restart. Anything else is looked at again later."""
+        current = await self.store.get_job(job.id) or job
+        if current.state is JobState.SUBMITTING and job.state is JobState.QUEUED:
+            await self._interrupted(current)
+            return
+        attempts = current.attempts + 1
+        await self._reschedule(
+            current, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+        )
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> None:
         """Process everything that is due now, then return (for tests and batch use)."""
@@ -598,19 +618,33 @@ class Orchestrator:
             await self._settle_sync(job, accepted)
             return
         now = self.clock.now()
-        applied = await transition(
-            self.store,
-            job,
-            Event.SUBMIT_ACCEPTED,
-            cause="submit",
-            now=now,
-            changes=Changes(
-                provider_job_id=accepted.provider_job_id,
-                cost=accepted.cost,
-                attempts=0,
-                next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
-            ),
-        )
+        try:
+            applied = await transition(
+                self.store,
+                job,
+                Event.SUBMIT_ACCEPTED,
+                cause="submit",
+                now=now,
+                changes=Changes(
+                    provider_job_id=accepted.provider_job_id,
+                    cost=accepted.cost,
+                    attempts=0,
+                    next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
+                ),
+            )
+        except ProviderJobIdTaken as exc:
+            # The provider took the job (and may bill it), but named it with an id
+            # another job holds: neither its callbacks nor its polls can be told
+            # apart. Say so now instead of leaving the job in ``submitting``.
+            await transition(
+                self.store,
+                job,
+                Event.SUBMIT_UNCERTAIN,
+                cause="submit",
+                now=self.clock.now(),
+                changes=Changes(failure=Failure("submission_uncertain", exc.message)),
+            )
+            return
         job = applied.job
         for delivery in await self.store.deliveries_waiting_for(
             job.id, job.provider, job.provider_job_id
@@ -619,6 +653,36 @@ class Orchestrator:
 
     async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
         """A synchronous provider answered with the outcome itself."""
+        update = accepted.update
+        assert update is not None
+        result: ResultInfo | None = None
+        failure: Failure | None = None
+        if update.status is UpdateStatus.SUCCEEDED and update.result_bytes is not None:
+            # Inline image data: store it before leaving ``submitting``, so a crash
+            # cannot lose a result that was paid for.
+            try:
+                result = await self.fetcher.store_bytes(update.result_bytes, job.id)
+            except FetchError as exc:
+                failure = Failure(exc.reason, exc.message)
+        try:
+            await self._record_answer(job, accepted, result, failure)
+        except ProviderJobIdTaken:
+            # The answer is this call's outcome, paid for, whatever id the provider
+            # gave it: keep it under that id qualified by ours.
+            own = f"{accepted.provider_job_id}~{job.id}"
+            log.warning(
+                "submit.id_taken",
+                extra={"job_id": job.id, "provider": job.provider, "action": "id_taken"},
+            )
+            await self._record_answer(job, replace(accepted, provider_job_id=own), result, failure)
+
+    async def _record_answer(
+        self,
+        job: Job,
+        accepted: Accepted,
+        result: ResultInfo | None,
+        failure: Failure | None,
+    ) -> None:
         update = accepted.update
         assert update is not None
         if update.status is not UpdateStatus.SUCCEEDED or update.result_bytes is None:
@@ -631,14 +695,6 @@ class Orchestrator:
                 now=self.clock.now(),
             )
             return
-        # Inline image data: store it before leaving ``submitting``, so a crash
-        # cannot lose a result that was paid for.
-        result: ResultInfo | None = None
-        failure: Failure | None = None
-        try:
-            result = await self.fetcher.store_bytes(update.result_bytes, job.id)
-        except FetchError as exc:
-            failure = Failure(exc.reason, exc.message)
         now = self.clock.now()
         got = await transition(
             self.store,

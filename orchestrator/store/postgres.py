@@ -60,6 +60,7 @@ from orchestrator.store.rows import (
     column_values,
     delivery_values,
     dt,
+    provider_job_id_taken,
     req_dt,
     request_hash,
     row_to_delivery,
@@ -79,6 +80,7 @@ _DUE_STATES = [
     JobState.FETCHING.value,
 ]
 _IDEMPOTENCY_CONSTRAINT = "jobs_idempotency_key_key"
+_PROVIDER_JOB_CONSTRAINT = "jobs_provider_job"
 
 
 class PostgresStore(PostgresOutbox, PostgresBudgets):
@@ -396,13 +398,18 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         n = len(values)
         detail = json.dumps(changes.detail) if changes.detail else None
         async with self._transaction() as tx:
-            row = await tx.conn.fetchrow(
-                f"UPDATE jobs SET {assignments}, version = version + 1 "
-                f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
-                *values.values(),
-                job.id,
-                job.version,
-            )
+            try:
+                row = await tx.conn.fetchrow(
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
+                    *values.values(),
+                    job.id,
+                    job.version,
+                )
+            except UniqueViolation as exc:
+                if getattr(exc, "constraint_name", None) != _PROVIDER_JOB_CONSTRAINT:
+                    raise
+                raise provider_job_id_taken(job, changes) from exc
             if row is None:
                 return None
             await tx.conn.execute(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
 from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewDelivery, NewJob
+from schemas.errors import ProviderJobIdTaken
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -137,6 +138,15 @@ def column_values(changes: Changes) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def provider_job_id_taken(job: Job, changes: Changes) -> ProviderJobIdTaken:
+    """The error for a transition that would give ``job`` a provider job id another
+    job holds (both stores raise it from their unique index)."""
+    pjid = changes.items().get("provider_job_id")
+    return ProviderJobIdTaken(
+        f"job {job.id}: another {job.provider} job already holds provider job id {pjid!r}"
+    )
 
 
 def result_json(result: ResultInfo) -> dict[str, Any]:

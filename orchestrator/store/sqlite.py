@@ -30,6 +30,7 @@ from orchestrator.store.protocol import (
 from orchestrator.store.rows import (
     column_values,
     dt,
+    provider_job_id_taken,
     req_dt,
     request_hash,
     row_to_delivery,
@@ -345,11 +346,14 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         assignments = ", ".join(f"{k} = ?" for k in values)
         detail = json.dumps(changes.detail) if changes.detail else None
         async with self._transaction() as db:
-            cur = await db.execute(
-                f"UPDATE jobs SET {assignments}, version = version + 1 "
-                "WHERE id = ? AND version = ?",
-                (*values.values(), job.id, job.version),
-            )
+            try:
+                cur = await db.execute(
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    "WHERE id = ? AND version = ?",
+                    (*values.values(), job.id, job.version),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _taken(exc, job, changes) from exc
             if cur.rowcount != 1:
                 return None
             await db.execute(
@@ -626,6 +630,13 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 "SELECT COUNT(*) FROM deliveries WHERE status = ?", (status.value,)
             )
         return int(row[0]) if row else 0
+
+
+def _taken(exc: sqlite3.IntegrityError, job: Job, changes: Changes) -> Exception:
+    """The project's error for a provider job id another job holds; else ``exc`` itself."""
+    if "provider_job_id" not in str(exc):
+        return exc
+    return provider_job_id_taken(job, changes)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,12 +1,13 @@
 """The orchestrator's decisions, driven step by step with a fake clock.
 
-The Upsampler API and the result host are faked with ``httpx.MockTransport``
-(no monkeypatching); the store is a real SQLite file.
+The Upsampler, Photio and Artnex APIs and the result host are faked with
+``httpx.MockTransport`` (no monkeypatching); the store is a real SQLite file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import random
@@ -23,6 +24,8 @@ from orchestrator.clock import FakeClock
 from orchestrator.engine import EngineConfig, Orchestrator
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.inputs import InputStore
+from orchestrator.providers.artnex import ArtnexProvider
+from orchestrator.providers.photio import PhotioProvider
 from orchestrator.providers.upsampler import UpsamplerProvider
 from orchestrator.results import LocalResultStorage
 from orchestrator.settings import Secret
@@ -78,6 +81,26 @@ class _Body(httpx.AsyncByteStream):
         yield self.data
 
 
+def photio_answer(request: httpx.Request) -> httpx.Response:
+    """Photio's answer: the same image for the same input, as a real upscaler gives."""
+    return httpx.Response(
+        200, json={"status_code": 200, "body": base64.b64encode(make_png(8, 6)).decode()}
+    )
+
+
+def artnex_answer(request: httpx.Request) -> httpx.Response:
+    """An Artnex answer that names its request; the same one for every submit."""
+    return httpx.Response(
+        200,
+        json={
+            "success": True,
+            "image_url": "https://results.example/r/artnex.png",
+            "request_id": "req_same",
+            "credits_used": 100,
+        },
+    )
+
+
 def success(job_id: str) -> httpx.Response:
     return httpx.Response(
         200, json={"id": job_id, "status": "SUCCESS", "imageUrl": RESULT_URL.format(id=job_id)}
@@ -91,17 +114,24 @@ class World:
     clock: FakeClock
     fake: FakeUpsampler
     budgets: Budgets
+    # The synchronous providers' answers (Photio and Artnex), by host.
+    sync: dict[str, Callable[[httpx.Request], httpx.Response]] = field(
+        default_factory=lambda: {"photio.example": photio_answer, "artnex.example": artnex_answer}
+    )
 
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
         assert job is not None
         return job
 
-    async def create(self) -> Job:
+    async def create(self, provider: str = "upsampler") -> Job:
         job, _ = await self.orchestrator.create_job(
-            CreateJob("upsampler", 2.0, {}, None, "https://in.example/a.png", None)
+            CreateJob(provider, 2.0, {}, None, "https://in.example/a.png", None)
         )
         return job
+
+    def answer_sync(self, request: httpx.Request) -> httpx.Response:
+        return self.sync[request.url.host](request)
 
     async def step(self, seconds: float = 0.0) -> None:
         self.clock.advance(seconds)
@@ -113,6 +143,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     clock = FakeClock()
     fake = FakeUpsampler()
     api = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    sync_answers: list[World] = []
+    sync_api = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: sync_answers[0].answer_sync(r))
+    )
     files = httpx.AsyncClient(transport=httpx.MockTransport(fake.results))
     store = SQLiteStore(tmp_path / "engine.db")
     await store.open()
@@ -131,7 +165,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         providers={
             "upsampler": UpsamplerProvider(
                 api, base_url="https://upsampler.example/api/v1", api_key="key"
-            )
+            ),
+            "photio": PhotioProvider(sync_api, base_url="https://photio.example", api_key="key"),
+            "artnex": ArtnexProvider(sync_api, base_url="https://artnex.example", api_key="key"),
         },
         fetcher=ResultFetcher(
             files,
@@ -150,10 +186,13 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         clock=clock,
         rng=random.Random(3),
     )
+    world = World(orchestrator, store, clock, fake, budgets)
+    sync_answers.append(world)
     try:
-        yield World(orchestrator, store, clock, fake, budgets)
+        yield world
     finally:
         await api.aclose()
+        await sync_api.aclose()
         await files.aclose()
         await store.close()
 
@@ -365,3 +404,80 @@ async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
     stop.set()
     await task
     assert calls <= 2
+
+
+# --- store constraints never wedge a job ---------------------------------------------
+
+
+async def test_two_photio_jobs_with_the_same_answer_both_succeed(world: World) -> None:
+    first, second = await world.create("photio"), await world.create("photio")
+    await world.step()
+    done = [await world.job(first.id), await world.job(second.id)]
+    assert [j.state for j in done] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert done[0].provider_job_id != done[1].provider_job_id
+    assert all(j.result is not None and j.result.key.startswith(j.id) for j in done)
+
+
+async def test_a_sync_answer_repeating_another_jobs_id_still_settles_its_job(
+    world: World,
+) -> None:
+    # Artnex names each answer; should it repeat a request_id, the answer is still
+    # the result of this job's call (paid for): the job settles, nothing waits.
+    first, second = await world.create("artnex"), await world.create("artnex")
+    await world.step()
+    done = [await world.job(first.id), await world.job(second.id)]
+    assert [j.state for j in done] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    ids = {j.provider_job_id for j in done}
+    assert len(ids) == 2 and all(i is not None and i.startswith("req_same") for i in ids)
+
+
+async def test_an_async_submit_answer_with_a_taken_id_leaves_the_job_uncertain_at_once(
+    world: World,
+) -> None:
+    first, second = await world.create(), await world.create()
+    await world.step()  # Upsampler answers "up-1" to both
+    assert (await world.job(first.id)).state is JobState.SUBMITTED
+    taken = await world.job(second.id)
+    assert taken.state is JobState.UNCERTAIN  # not left submitting until its lease ends
+    assert taken.failure is not None and "up-1" in taken.failure.message
+    assert world.fake.submits == 2
+
+
+async def test_a_callback_naming_another_jobs_provider_id_is_dead_and_blocks_nothing(
+    world: World,
+) -> None:
+    holder = await world.create()
+    await world.step()  # holds "up-1"
+    world.fake.submit = lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("no answer"))
+    lost = await world.create()
+    await world.step()
+    assert (await world.job(lost.id)).state is JobState.UNCERTAIN
+    bad = await world.orchestrator.receive(
+        CallbackClaims("upsampler", lost.id), {}, success("up-1").content
+    )
+    good = await world.orchestrator.receive(
+        CallbackClaims("upsampler", holder.id), {}, success("up-1").content
+    )
+    await world.step()
+    stored = await world.store.get_delivery(bad.id)
+    assert stored is not None and stored.status is DeliveryStatus.DEAD
+    assert stored.error is not None and "up-1" in stored.error
+    assert (await world.job(lost.id)).state is JobState.UNCERTAIN
+    after = await world.store.get_delivery(good.id)
+    assert after is not None and after.status is DeliveryStatus.APPLIED
+    assert (await world.job(holder.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_submit_handler_that_crashes_leaves_the_job_uncertain_at_once(
+    world: World,
+) -> None:
+    def bug(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug after the call went out")
+
+    world.fake.submit = bug
+    job = await world.create()
+    await world.step()
+    crashed = await world.job(job.id)
+    assert crashed.state is JobState.UNCERTAIN  # not `submitting` until the lease runs out
+    await world.step(3600)
+    assert world.fake.submits == 1

@@ -18,8 +18,8 @@ from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Changes, DeliveryStatus, NewDelivery, Store
 from orchestrator.store.sqlite import SQLiteStore
-from schemas.errors import IdempotencyConflict, StoreUnavailable
-from schemas.jobs import Failure, JobState, ResultInfo
+from schemas.errors import IdempotencyConflict, ProviderJobIdTaken, StoreUnavailable
+from schemas.jobs import Failure, Job, JobState, ResultInfo
 from tests.factories import make_new_job
 from tests.postgres_db import create_schema, migrated_and_empty
 
@@ -187,6 +187,50 @@ async def test_find_by_provider_job_id(store: Store) -> None:
     assert found is not None and found.id == job.id
     assert await store.find_job("upsampler", "nope") is None
     assert await store.find_job("fotor", "abc") is None
+
+
+async def _submitting(store: Store) -> Job:
+    job, _ = await store.create_job(make_new_job(CLOCK.now()))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="t", now=CLOCK.now()
+    )
+    assert started is not None
+    return started
+
+
+async def test_a_provider_job_id_held_by_another_job_is_refused_and_nothing_written(
+    store: Store,
+) -> None:
+    first, second = await _submitting(store), await _submitting(store)
+    accepted = Changes(provider_job_id="same")
+    done = await store.apply_transition(
+        first,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+    )
+    assert done is not None
+    with pytest.raises(ProviderJobIdTaken):
+        await store.apply_transition(
+            second,
+            Event.SUBMIT_ACCEPTED,
+            JobState.SUBMITTED,
+            cause="t",
+            now=CLOCK.now(),
+            changes=accepted,
+        )
+    assert await store.get_job(second.id) == second
+    assert [h.to_state for h in await store.history(second.id)] == [
+        JobState.QUEUED,
+        JobState.SUBMITTING,
+    ]
+    # The job is not wedged: the next transition of the same version goes through.
+    moved = await store.apply_transition(
+        second, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="t", now=CLOCK.now()
+    )
+    assert moved is not None and moved.state is JobState.UNCERTAIN
 
 
 async def test_result_and_failure_round_trip(store: Store) -> None:
