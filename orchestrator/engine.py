@@ -430,6 +430,7 @@ class Orchestrator:
             try:
                 if job.state is JobState.QUEUED:
                     await self._submit(job)
+                    await self._bind_waiting(job.id)
                 elif job.state is JobState.SUBMITTING:
                     await self._interrupted(job)
                 elif job.state is JobState.SUBMITTED:
@@ -526,7 +527,20 @@ class Orchestrator:
         )
         return True
 
+    async def _bind_waiting(self, job_id: str) -> None:
+        """Callbacks that came while the job was being submitted waited for the
+        answer. Once the job has left ``submitting`` (accepted, uncertain, settled),
+        apply them: an early callback settles a job left uncertain, too."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.state in (JobState.QUEUED, JobState.SUBMITTING):
+            return
+        for delivery in await self.store.deliveries_waiting_for(
+            job.id, job.provider, job.provider_job_id
+        ):
+            await self.process_delivery(delivery)
+
     async def _interrupted(self, job: Job) -> None:
+        """A submit call was cut off (a restart, a crash, a lease run out)."""
         await transition(
             self.store,
             job,
@@ -540,6 +554,7 @@ class Orchestrator:
                 )
             ),
         )
+        await self._bind_waiting(job.id)
 
     async def _submit(self, job: Job) -> None:
         if await self._past_deadline(job):
@@ -619,7 +634,7 @@ class Orchestrator:
             return
         now = self.clock.now()
         try:
-            applied = await transition(
+            await transition(
                 self.store,
                 job,
                 Event.SUBMIT_ACCEPTED,
@@ -644,12 +659,6 @@ class Orchestrator:
                 now=self.clock.now(),
                 changes=Changes(failure=Failure("submission_uncertain", exc.message)),
             )
-            return
-        job = applied.job
-        for delivery in await self.store.deliveries_waiting_for(
-            job.id, job.provider, job.provider_job_id
-        ):
-            await self.process_delivery(delivery)
 
     async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
         """A synchronous provider answered with the outcome itself."""

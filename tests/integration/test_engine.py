@@ -57,6 +57,7 @@ class FakeUpsampler:
         return httpx.Response(200, json={"id": job_id, "status": "IN_QUEUE", "creditCost": 1})
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        # ``submit`` may be a coroutine function: MockTransport awaits its answer.
         if request.method == "POST":
             self.submits += 1
             return self.submit(request)
@@ -320,6 +321,48 @@ async def test_early_callback_waits_for_the_submit_answer(world: World) -> None:
     await world.step()
     assert (await world.job(job.id)).state is JobState.SUCCEEDED
     assert world.fake.status_calls == []
+
+
+async def test_early_callback_settles_a_job_whose_submit_answer_never_came(
+    world: World,
+) -> None:
+    # The provider did the work and called back while our submit call was still
+    # waiting; then the call timed out. The callback proves the job exists.
+    async def early_then_timeout(request: httpx.Request) -> httpx.Response:
+        claims = CallbackClaims("upsampler", job.id)
+        await world.orchestrator.receive(claims, {}, success("up-1").content)
+        await world.orchestrator.process_inbox()  # the job is submitting: it waits
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = early_then_timeout  # type: ignore[assignment]
+    job = await world.create()
+    await world.step()
+    done = await world.job(job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
+        JobState.UNCERTAIN,
+        JobState.FETCHING,
+        JobState.SUCCEEDED,
+    ]
+    (delivery,) = await world.store.list_deliveries(job_id=job.id)
+    assert delivery.status is DeliveryStatus.APPLIED
+    assert world.fake.submits == 1 and world.fake.status_calls == []
+
+
+async def test_early_callback_settles_a_job_whose_submit_was_cut_off(world: World) -> None:
+    job = await world.create()
+    started = await world.store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="test", now=world.clock.now()
+    )
+    assert started is not None
+    await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    await world.orchestrator.process_inbox()
+    await world.orchestrator.recover(sole_process=True)  # a restart: the call was cut off
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert world.fake.submits == 0
 
 
 @pytest.mark.parametrize(
