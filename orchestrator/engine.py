@@ -284,15 +284,17 @@ class Orchestrator:
         except RejectedPayload as exc:
             await self._mark(delivery, DeliveryStatus.DEAD, error=f"unparseable: {exc.message}")
             return DeliveryStatus.DEAD
-        job: Job | None
+        job: Job | None = None
+        submit_in_flight = False
         if delivery.claimed_job_id is not None:
             job = await self.store.get_job(delivery.claimed_job_id)
         elif update.provider_job_id is not None:
-            job = await self.store.find_job(delivery.provider, update.provider_job_id)
-        else:
-            job = None
+            # One read: a submit answer stored meanwhile shows as the job or as the
+            # submit in flight, never as neither.
+            match = await self.store.match_callback(delivery.provider, update.provider_job_id)
+            job, submit_in_flight = match.job, match.submit_in_flight
         if job is None:
-            if delivery.claimed_job_id is None and await self.store.submitting(delivery.provider):
+            if submit_in_flight:
                 # An account-wide callback may have raced a submit answer still on
                 # its way: keep it until that answer is stored (or too long passes).
                 await self._mark(

@@ -26,6 +26,13 @@ from typing import Any
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
 from orchestrator.states import Event
+from orchestrator.store.inbox_sql import (
+    MARK_DELIVERY,
+    MATCH_CALLBACK,
+    mark_params,
+    match_params,
+    numbered,
+)
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.postgres_budgets import PostgresBudgets
 from orchestrator.store.postgres_conn import (
@@ -47,8 +54,10 @@ from orchestrator.store.postgres_conn import (
 from orchestrator.store.postgres_listener import ChannelListener
 from orchestrator.store.postgres_outbox import PostgresOutbox
 from orchestrator.store.protocol import (
+    CallbackMatch,
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     HistoryEntry,
     NewDelivery,
@@ -65,6 +74,7 @@ from orchestrator.store.rows import (
     request_hash,
     row_to_delivery,
     row_to_job,
+    row_to_match,
 )
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
@@ -81,6 +91,8 @@ _DUE_STATES = [
 ]
 _IDEMPOTENCY_CONSTRAINT = "jobs_idempotency_key_key"
 _PROVIDER_JOB_CONSTRAINT = "jobs_provider_job"
+_MATCH_CALLBACK = numbered(MATCH_CALLBACK)
+_MARK_DELIVERY = numbered(MARK_DELIVERY)
 
 
 class PostgresStore(PostgresOutbox, PostgresBudgets):
@@ -566,6 +578,10 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         )
         return [row_to_delivery(r) for r in rows]
 
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        row = await self._one(_MATCH_CALLBACK, *match_params(provider, provider_job_id))
+        return row_to_match(row)
+
     async def mark_delivery(
         self,
         delivery_id: str,
@@ -576,20 +592,8 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        # A delivery left pending here waits for its job's submit answer: it has
-        # been looked at, so the inbox loop does not pick it up again by itself.
-        await self._execute(
-            """UPDATE deliveries SET status = $1, processed_at = $2,
-               job_id = COALESCE($3, job_id),
-               provider_job_id = COALESCE($4, provider_job_id), error = $5
-               WHERE id = $6""",
-            status.value,
-            now.timestamp(),
-            job_id,
-            provider_job_id,
-            error,
-            delivery_id,
-        )
+        mark = DeliveryMark(delivery_id, status, now, job_id, provider_job_id, error)
+        await self._execute(_MARK_DELIVERY, *mark_params(mark))
 
     async def list_deliveries(
         self,

@@ -82,6 +82,28 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryMark:
+    """A delivery's outcome, written with the transition it caused (or alone)."""
+
+    delivery_id: str
+    status: DeliveryStatus
+    at: datetime
+    job_id: str | None = None
+    provider_job_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackMatch:
+    """What a callback naming only a provider job id matches, read in one snapshot:
+    the job holding that id, else whether a submit to the provider is in flight
+    (whose answer, not stored yet, may bring that id)."""
+
+    job: Job | None
+    submit_in_flight: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     at: datetime
     from_state: JobState | None
@@ -202,6 +224,12 @@ class Store(Outbox, Protocol):
         ...
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        """The job holding ``provider_job_id``, and whether a submit to ``provider``
+        is in flight, in one read: a submit answer stored meanwhile is seen by
+        one of the two, never by neither."""
+        ...
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]: ...
 

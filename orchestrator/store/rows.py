@@ -11,7 +11,14 @@ from typing import Any, Protocol
 
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
-from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewDelivery, NewJob
+from orchestrator.store.protocol import (
+    CallbackMatch,
+    Changes,
+    Delivery,
+    DeliveryStatus,
+    NewDelivery,
+    NewJob,
+)
 from schemas.errors import ProviderJobIdTaken
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
@@ -78,6 +85,15 @@ def row_to_delivery(row: Row) -> Delivery:
         error=row["error"],
         replays=row["replays"],
     )
+
+
+def row_to_match(row: Row | None) -> CallbackMatch:
+    """A callback match from the one row of ``MATCH_CALLBACK`` (job columns NULL
+    when no job holds the id)."""
+    if row is None:
+        raise AssertionError("the match statement always reads one row")
+    job = row_to_job(row) if row["id"] is not None else None
+    return CallbackMatch(job, bool(row["submit_in_flight"]))
 
 
 def row_to_event(row: Row, prefix: str = "") -> EventRecord:

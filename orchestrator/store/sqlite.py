@@ -17,10 +17,13 @@ import aiosqlite
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
 from orchestrator.states import Event
+from orchestrator.store.inbox_sql import MARK_DELIVERY, MATCH_CALLBACK, mark_params, match_params
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
+    CallbackMatch,
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     HistoryEntry,
     NewDelivery,
@@ -35,6 +38,7 @@ from orchestrator.store.rows import (
     request_hash,
     row_to_delivery,
     row_to_job,
+    row_to_match,
 )
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
 from orchestrator.store.sqlite_inbox import InboxWriter
@@ -514,6 +518,10 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         )
         return [row_to_delivery(r) for r in rows]
 
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        row = await self._one(MATCH_CALLBACK, match_params(provider, provider_job_id))
+        return row_to_match(row)
+
     async def mark_delivery(
         self,
         delivery_id: str,
@@ -524,20 +532,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        # A delivery left pending here waits for its job's submit answer: it has
-        # been looked at, so the inbox loop does not pick it up again by itself.
-        processed = now.timestamp()
-        await self._write(
-            [
-                (
-                    """UPDATE deliveries SET status = ?, processed_at = ?,
-                       job_id = COALESCE(?, job_id),
-                       provider_job_id = COALESCE(?, provider_job_id), error = ?
-                       WHERE id = ?""",
-                    (status.value, processed, job_id, provider_job_id, error, delivery_id),
-                )
-            ]
-        )
+        mark = DeliveryMark(delivery_id, status, now, job_id, provider_job_id, error)
+        await self._write([(MARK_DELIVERY, mark_params(mark))])
 
     async def list_deliveries(
         self,

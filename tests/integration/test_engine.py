@@ -12,8 +12,10 @@ import itertools
 import json
 import random
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,13 +27,14 @@ from orchestrator.engine import EngineConfig, Orchestrator
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.inputs import InputStore
 from orchestrator.providers.artnex import ArtnexProvider
+from orchestrator.providers.fotor import FotorProvider
 from orchestrator.providers.photio import PhotioProvider
 from orchestrator.providers.upsampler import UpsamplerProvider
 from orchestrator.results import LocalResultStorage
 from orchestrator.settings import Secret
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
 from orchestrator.states import Event
-from orchestrator.store.protocol import DeliveryStatus
+from orchestrator.store.protocol import Changes, DeliveryStatus
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
 from schemas.jobs import Job, JobState
@@ -139,8 +142,11 @@ class World:
         await self.orchestrator.run_until_idle()
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@asynccontextmanager
+async def make_world(
+    tmp_path: Path, wrap: Callable[[SQLiteStore], Any] = lambda store: store
+) -> AsyncIterator[World]:
+    """The orchestrator on a real SQLite store, seen by it through ``wrap``."""
     clock = FakeClock()
     fake = FakeUpsampler()
     api = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
@@ -162,13 +168,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             input_url_ttl_s=600,
             poll=PollPolicy(grace_s=20, base_s=5, cap_s=60),
         ),
-        store=store,
+        store=wrap(store),
         providers={
             "upsampler": UpsamplerProvider(
                 api, base_url="https://upsampler.example/api/v1", api_key="key"
             ),
             "photio": PhotioProvider(sync_api, base_url="https://photio.example", api_key="key"),
             "artnex": ArtnexProvider(sync_api, base_url="https://artnex.example", api_key="key"),
+            "fotor": FotorProvider(sync_api, base_url="https://fotor.example", api_key="key"),
         },
         fetcher=ResultFetcher(
             files,
@@ -196,6 +203,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await sync_api.aclose()
         await files.aclose()
         await store.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as made:
+        yield made
 
 
 async def test_submit_then_poll_after_grace_then_fetch(world: World) -> None:
@@ -524,3 +537,81 @@ async def test_a_submit_handler_that_crashes_leaves_the_job_uncertain_at_once(
     assert crashed.state is JobState.UNCERTAIN  # not `submitting` until the lease runs out
     await world.step(3600)
     assert world.fake.submits == 1
+
+
+# --- an account callback racing its submit answer -------------------------------------
+
+TASK = "3f2a0c9e8b7d4e61a5c0d9e8f7a6b5c4"
+
+
+class AnswerStoredAfterFirstLook:
+    """The store, with a seam: right after the engine's first read for a callback
+    (the job it names, or the atomic match), ``between`` runs once: the place where
+    a submit answer stored by another task or process lands."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.between: Callable[[], Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def _seam(self) -> None:
+        between, self.between = self.between, None
+        if between is not None:
+            await between()
+
+    async def find_job(self, provider: str, provider_job_id: str) -> Job | None:
+        found = await self.inner.find_job(provider, provider_job_id)
+        await self._seam()
+        return found
+
+    async def match_callback(self, provider: str, provider_job_id: str) -> Any:
+        found = await self.inner.match_callback(provider, provider_job_id)
+        await self._seam()
+        return found
+
+
+async def test_an_account_callback_racing_its_submit_answer_is_applied(
+    tmp_path: Path,
+) -> None:
+    seam: list[AnswerStoredAfterFirstLook] = []
+
+    def wrap(store: SQLiteStore) -> AnswerStoredAfterFirstLook:
+        seam.append(AnswerStoredAfterFirstLook(store))
+        return seam[0]
+
+    async with make_world(tmp_path, wrap) as world:
+        job = await world.create("fotor")
+        submitting = await world.store.apply_transition(
+            job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=world.clock.now()
+        )
+        assert submitting is not None
+
+        async def answer_stored() -> None:
+            # What the submit side does when Fotor answers: store the task id, then
+            # apply what waited for it (this delivery is not marked yet: not found).
+            accepted = await world.store.apply_transition(
+                submitting,
+                Event.SUBMIT_ACCEPTED,
+                JobState.SUBMITTED,
+                cause="submit",
+                now=world.clock.now(),
+                changes=Changes(provider_job_id=TASK),
+            )
+            assert accepted is not None
+            waiting = await world.store.deliveries_waiting_for(job.id, "fotor", TASK)
+            assert waiting == []
+
+        seam[0].between = answer_stored
+        body = json.dumps(
+            {"taskId": TASK, "status": 1, "type": "imgupscale", "resultUrl": RESULT_URL}
+        ).encode()
+        delivery = await world.orchestrator.receive(CallbackClaims("fotor", None), {}, body)
+        await world.orchestrator.process_inbox()
+        assert seam[0].between is None  # the seam was crossed
+        stored = await world.store.get_delivery(delivery.id)
+        assert stored is not None and stored.status is DeliveryStatus.APPLIED, stored
+        assert stored.job_id == job.id
+        await world.step()
+        assert (await world.job(job.id)).state is JobState.SUCCEEDED

@@ -16,7 +16,13 @@ from orchestrator.states import Event
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.postgres import PostgresStore
-from orchestrator.store.protocol import Changes, DeliveryStatus, NewDelivery, Store
+from orchestrator.store.protocol import (
+    CallbackMatch,
+    Changes,
+    DeliveryStatus,
+    NewDelivery,
+    Store,
+)
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.errors import IdempotencyConflict, ProviderJobIdTaken, StoreUnavailable
 from schemas.jobs import Failure, Job, JobState, ResultInfo
@@ -303,6 +309,33 @@ async def test_deliveries_and_duplicates(store: Store) -> None:
     got = await store.get_delivery("d1")
     assert got is not None and got.status is DeliveryStatus.APPLIED and got.body == b'{"a":1}'
     assert await store.count_deliveries(DeliveryStatus.DUPLICATE) == 1
+
+
+async def test_a_callback_matches_its_job_or_a_submit_in_flight_in_one_read(
+    store: Store,
+) -> None:
+    nothing = await store.match_callback("fotor", "t-1")
+    assert nothing == CallbackMatch(None, False)
+    other = await _submitting(store)  # an upsampler submit: not fotor's
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(None, False)
+    job, _ = await store.create_job(make_new_job(CLOCK.now(), provider="fotor"))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="t", now=CLOCK.now()
+    )
+    assert started is not None
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(None, True)
+    accepted = await store.apply_transition(
+        started,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=Changes(provider_job_id="t-1"),
+    )
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(accepted, False)
+    assert await store.match_callback("fotor", "t-2") == CallbackMatch(None, False)
+    assert await store.match_callback("upsampler", "t-1") == CallbackMatch(None, True)
+    assert other.state is JobState.SUBMITTING
 
 
 async def test_list_jobs_filters_and_pages(store: Store) -> None:
