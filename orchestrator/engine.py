@@ -35,6 +35,7 @@ from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import (
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     NewDelivery,
     NewJob,
@@ -330,6 +331,15 @@ class Orchestrator:
                 provider_job_id=update.provider_job_id,
             )
             return await self._recheck(delivery, depth)
+        # The delivery's outcome is written in the transaction of the change it
+        # makes: a crash cannot leave an applied delivery pending, or the reverse.
+        applied = DeliveryMark(
+            delivery.id,
+            DeliveryStatus.APPLIED,
+            now,
+            job_id=job.id,
+            provider_job_id=update.provider_job_id,
+        )
         if (
             update.status is not UpdateStatus.RUNNING
             and job.provider in self.config.verify_callbacks
@@ -337,12 +347,20 @@ class Orchestrator:
         ):
             # The callback is unsigned: treat it as a hint and ask the provider's
             # authenticated status endpoint now, instead of trusting its body.
-            await self.store.update_job(job, Changes(next_check_at=now), now=now)
+            checked = await self.store.update_job(
+                job, Changes(next_check_at=now), now=now, mark=applied
+            )
+            written = checked is not None
             self.wake()
         else:
             try:
-                await apply_update(
-                    self.store, job, update, cause=cause or f"callback:{delivery.id}", now=now
+                done = await apply_update(
+                    self.store,
+                    job,
+                    update,
+                    cause=cause or f"callback:{delivery.id}",
+                    now=now,
+                    mark=applied,
                 )
             except ProviderJobIdTaken as exc:
                 # Nothing was written: the job stays as it was, the delivery is kept.
@@ -354,12 +372,18 @@ class Orchestrator:
                     error=exc.message,
                 )
                 return DeliveryStatus.DEAD
-        await self._mark(
-            delivery,
-            DeliveryStatus.APPLIED,
-            job_id=job.id,
-            provider_job_id=update.provider_job_id,
-        )
+            written = done.changed
+        if written:
+            self._processed(delivery, applied)
+        else:
+            # It changed nothing (a duplicate or late signal): applying it again
+            # after a crash changes nothing either, so the mark may come alone.
+            await self._mark(
+                delivery,
+                DeliveryStatus.APPLIED,
+                job_id=job.id,
+                provider_job_id=update.provider_job_id,
+            )
         return DeliveryStatus.APPLIED
 
     async def _mark(
@@ -371,24 +395,29 @@ class Orchestrator:
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        if status is not DeliveryStatus.PENDING:
-            self.metrics.callbacks_outcome.labels(delivery.provider, status.value).inc()
+        mark = DeliveryMark(delivery.id, status, self.clock.now(), job_id, provider_job_id, error)
         await self.store.mark_delivery(
-            delivery.id,
-            status,
-            now=self.clock.now(),
-            job_id=job_id,
-            provider_job_id=provider_job_id,
-            error=error,
+            mark.delivery_id,
+            mark.status,
+            now=mark.at,
+            job_id=mark.job_id,
+            provider_job_id=mark.provider_job_id,
+            error=mark.error,
         )
+        self._processed(delivery, mark)
+
+    def _processed(self, delivery: Delivery, mark: DeliveryMark) -> None:
+        """Count and log a delivery's outcome, once it is written."""
+        if mark.status is not DeliveryStatus.PENDING:
+            self.metrics.callbacks_outcome.labels(delivery.provider, mark.status.value).inc()
         log.info(
             "callback.processed",
             extra={
                 "provider": delivery.provider,
-                "job_id": job_id,
-                "action": status.value,
+                "job_id": mark.job_id,
+                "action": mark.status.value,
                 "delivery_id": delivery.id,
-                "error": error,
+                "error": mark.error,
             },
         )
 

@@ -398,6 +398,7 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
@@ -437,24 +438,33 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
             )
             done = row_to_job(row)
             await self._emit(tx, job.state, done, now)
+            if mark is not None:
+                await tx.conn.execute(_MARK_DELIVERY, *mark_params(mark))
         for listener in self.transition_listeners:
             listener(job, done, cause)
         return done
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
         values = column_values(changes)
         values["updated_at"] = now.timestamp()
         values["lease_until"] = None
         assignments = ", ".join(f"{k} = ${i}" for i, k in enumerate(values, start=1))
         n = len(values)
-        row = await self._one(
-            f"UPDATE jobs SET {assignments}, version = version + 1 "
-            f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
-            *values.values(),
-            job.id,
-            job.version,
-        )
-        return None if row is None else row_to_job(row)
+        async with self._transaction() as tx:
+            row = await tx.conn.fetchrow(
+                f"UPDATE jobs SET {assignments}, version = version + 1 "
+                f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
+                *values.values(),
+                job.id,
+                job.version,
+            )
+            if row is None:
+                return None
+            if mark is not None:
+                await tx.conn.execute(_MARK_DELIVERY, *mark_params(mark))
+        return row_to_job(row)
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
         ts = now.timestamp()

@@ -190,13 +190,19 @@ class Store(Outbox, Protocol):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         """Compare-and-set: apply only if the job is still at ``job.version``.
-        Writes a history row in the same transaction. None if another writer won."""
+        Writes a history row in the same transaction, and ``mark``, the outcome of
+        the delivery that caused it, if given. None (and nothing written, the mark
+        neither) if another writer won."""
         ...
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
-        """Compare-and-set change of non-state columns (schedule, attempts)."""
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
+        """Compare-and-set change of non-state columns (schedule, attempts), with
+        ``mark`` in the same transaction if given."""
         ...
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:

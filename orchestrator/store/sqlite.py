@@ -339,6 +339,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
@@ -378,26 +379,29 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             assert row is not None
             done = row_to_job(row)
             await self._emit(db, job.state, done, now)
+            if mark is not None:
+                await db.execute(MARK_DELIVERY, mark_params(mark))
         for listener in self.transition_listeners:
             listener(job, done, cause)
         return done
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
         values = column_values(changes)
         values["updated_at"] = now.timestamp()
         values["lease_until"] = None
         assignments = ", ".join(f"{k} = ?" for k in values)
-        counts = await self._write(
-            [
-                (
-                    f"UPDATE jobs SET {assignments}, version = version + 1 "
-                    "WHERE id = ? AND version = ?",
-                    (*values.values(), job.id, job.version),
-                )
-            ]
-        )
-        if counts[0] != 1:
-            return None
+        async with self._transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET {assignments}, version = version + 1 "
+                "WHERE id = ? AND version = ?",
+                (*values.values(), job.id, job.version),
+            )
+            if cur.rowcount != 1:
+                return None
+            if mark is not None:
+                await db.execute(MARK_DELIVERY, mark_params(mark))
         return await self.get_job(job.id)
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:

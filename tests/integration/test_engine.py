@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import random
@@ -37,6 +38,7 @@ from orchestrator.states import Event
 from orchestrator.store.protocol import Changes, DeliveryStatus
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
+from schemas.errors import StoreUnavailable
 from schemas.jobs import Job, JobState
 from tests.factories import make_png
 
@@ -615,3 +617,35 @@ async def test_an_account_callback_racing_its_submit_answer_is_applied(
         assert stored.job_id == job.id
         await world.step()
         assert (await world.job(job.id)).state is JobState.SUCCEEDED
+
+
+# --- a callback's change and its delivery's mark commit together ----------------------
+
+
+class MarkOnItsOwnCrashes:
+    """The store, where a delivery mark written on its own fails as if the process
+    died right before it (after whatever was committed before)."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def mark_delivery(self, *args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the process died before this commit")
+
+
+async def test_an_applied_callback_is_never_left_pending_by_a_crash(tmp_path: Path) -> None:
+    async with make_world(tmp_path, MarkOnItsOwnCrashes) as world:
+        job = await world.create()
+        await world.step()
+        delivery = await world.orchestrator.receive(
+            CallbackClaims("upsampler", job.id), {}, success("up-1").content
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await world.orchestrator.process_inbox()
+        stored = await world.store.get_delivery(delivery.id)
+        assert (await world.job(job.id)).state is JobState.FETCHING
+        assert stored is not None and stored.status is DeliveryStatus.APPLIED
+        assert stored.job_id == job.id and stored.provider_job_id == "up-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import (
     CallbackMatch,
     Changes,
+    DeliveryMark,
     DeliveryStatus,
     NewDelivery,
     Store,
@@ -336,6 +338,55 @@ async def test_a_callback_matches_its_job_or_a_submit_in_flight_in_one_read(
     assert await store.match_callback("fotor", "t-2") == CallbackMatch(None, False)
     assert await store.match_callback("upsampler", "t-1") == CallbackMatch(None, True)
     assert other.state is JobState.SUBMITTING
+
+
+async def test_a_transition_and_its_deliverys_mark_commit_together(store: Store) -> None:
+    job = await _submitting(store)
+    await store.record_delivery(_delivery("d1", "k1", claimed_job_id=job.id))
+    mark = DeliveryMark("d1", DeliveryStatus.APPLIED, CLOCK.now(), job.id, "p-1")
+    accepted = Changes(provider_job_id="p-1")
+    stale = replace(job, version=job.version - 1)
+    lost = await store.apply_transition(
+        stale,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+        mark=mark,
+    )
+    assert lost is None
+    waiting = await store.get_delivery("d1")
+    assert waiting is not None and waiting.status is DeliveryStatus.PENDING  # no mark either
+    assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d1"]
+    done = await store.apply_transition(
+        job,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+        mark=mark,
+    )
+    assert done is not None and done.state is JobState.SUBMITTED
+    marked = await store.get_delivery("d1")
+    assert marked is not None and marked.status is DeliveryStatus.APPLIED
+    assert (marked.job_id, marked.provider_job_id) == (job.id, "p-1")
+    assert await store.pending_deliveries(limit=10) == []
+
+
+async def test_a_schedule_change_and_its_deliverys_mark_commit_together(store: Store) -> None:
+    job, _ = await store.create_job(make_new_job(CLOCK.now()))
+    await store.record_delivery(_delivery("d2", "k2", claimed_job_id=job.id))
+    mark = DeliveryMark("d2", DeliveryStatus.APPLIED, CLOCK.now(), job.id)
+    soon = Changes(next_check_at=CLOCK.now())
+    assert await store.update_job(replace(job, version=0), soon, now=CLOCK.now(), mark=mark) is None
+    waiting = await store.get_delivery("d2")
+    assert waiting is not None and waiting.status is DeliveryStatus.PENDING
+    updated = await store.update_job(job, soon, now=CLOCK.now(), mark=mark)
+    assert updated is not None and updated.version == job.version + 1
+    marked = await store.get_delivery("d2")
+    assert marked is not None and marked.status is DeliveryStatus.APPLIED
 
 
 async def test_list_jobs_filters_and_pages(store: Store) -> None:
