@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.states import Event, next_state
-from orchestrator.store.protocol import Changes, Store
+from orchestrator.store.protocol import Changes, DeliveryMark, Store
 from schemas.jobs import Failure, FailureReason, Job, JobState, ProviderUpdate, UpdateStatus
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,14 @@ async def transition(
     cause: str,
     now: datetime,
     changes: Changes | None = None,
+    mark: DeliveryMark | None = None,
 ) -> Applied:
     """Apply ``event`` with compare-and-set, re-reading the job when another writer won.
 
     Illegal events (a late callback for a terminal job, a second success) are
-    no-ops: the job is returned unchanged.
+    no-ops: the job is returned unchanged. ``mark`` (the outcome of the delivery
+    that brought the event) is written in the transition's transaction, so only
+    when ``changed``; otherwise marking it is the caller's.
     """
     current = job
     for _ in range(_MAX_RACES):
@@ -75,7 +78,7 @@ async def transition(
         if target is None:
             return Applied(current, False)
         done = await store.apply_transition(
-            current, event, target, cause=cause, changes=changes, now=now
+            current, event, target, cause=cause, changes=changes, now=now, mark=mark
         )
         if done is not None:
             log.info(
@@ -98,10 +101,16 @@ async def transition(
 
 
 async def apply_update(
-    store: Store, job: Job, update: ProviderUpdate, *, cause: str, now: datetime
+    store: Store,
+    job: Job,
+    update: ProviderUpdate,
+    *,
+    cause: str,
+    now: datetime,
+    mark: DeliveryMark | None = None,
 ) -> Applied:
     """Apply a provider signal. Whatever order signals come in, duplicates included,
-    the job ends in the same state."""
+    the job ends in the same state. ``mark`` as for :func:`transition`."""
     event = _EVENTS[update.status]
     if event is Event.PROVIDER_RUNNING:
         # Progress changes nothing we store; polling goes on at its own pace.
@@ -112,5 +121,11 @@ async def apply_update(
             extra={"job_id": job.id, "provider": job.provider, "action": "ignored"},
         )
     return await transition(
-        store, job, event, cause=cause, now=now, changes=update_changes(job, update, now)
+        store,
+        job,
+        event,
+        cause=cause,
+        now=now,
+        changes=update_changes(job, update, now),
+        mark=mark,
     )

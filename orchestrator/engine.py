@@ -35,6 +35,7 @@ from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import (
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     NewDelivery,
     NewJob,
@@ -44,6 +45,7 @@ from schemas.api import CreateJob
 from schemas.errors import (
     FetchError,
     ProviderError,
+    ProviderJobIdTaken,
     ProviderRejected,
     ProviderThrottled,
     ProviderUncertain,
@@ -305,15 +307,17 @@ class Orchestrator:
         except RejectedPayload as exc:
             await self._mark(delivery, DeliveryStatus.DEAD, error=f"unparseable: {exc.message}")
             return DeliveryStatus.DEAD
-        job: Job | None
+        job: Job | None = None
+        submit_in_flight = False
         if delivery.claimed_job_id is not None:
             job = await self.store.get_job(delivery.claimed_job_id)
         elif update.provider_job_id is not None:
-            job = await self.store.find_job(delivery.provider, update.provider_job_id)
-        else:
-            job = None
+            # One read: a submit answer stored meanwhile shows as the job or as the
+            # submit in flight, never as neither.
+            match = await self.store.match_callback(delivery.provider, update.provider_job_id)
+            job, submit_in_flight = match.job, match.submit_in_flight
         if job is None:
-            if delivery.claimed_job_id is None and await self.store.submitting(delivery.provider):
+            if submit_in_flight:
                 # An account-wide callback may have raced a submit answer still on
                 # its way: keep it until that answer is stored (or too long passes).
                 await self._mark(
@@ -349,6 +353,15 @@ class Orchestrator:
                 provider_job_id=update.provider_job_id,
             )
             return await self._recheck(delivery, depth)
+        # The delivery's outcome is written in the transaction of the change it
+        # makes: a crash cannot leave an applied delivery pending, or the reverse.
+        applied = DeliveryMark(
+            delivery.id,
+            DeliveryStatus.APPLIED,
+            now,
+            job_id=job.id,
+            provider_job_id=update.provider_job_id,
+        )
         if (
             update.status is not UpdateStatus.RUNNING
             and job.provider in self.config.verify_callbacks
@@ -356,18 +369,43 @@ class Orchestrator:
         ):
             # The callback is unsigned: treat it as a hint and ask the provider's
             # authenticated status endpoint now, instead of trusting its body.
-            await self.store.update_job(job, Changes(next_check_at=now), now=now)
+            checked = await self.store.update_job(
+                job, Changes(next_check_at=now), now=now, mark=applied
+            )
+            written = checked is not None
             self.wake()
         else:
-            await apply_update(
-                self.store, job, update, cause=cause or f"callback:{delivery.id}", now=now
+            try:
+                done = await apply_update(
+                    self.store,
+                    job,
+                    update,
+                    cause=cause or f"callback:{delivery.id}",
+                    now=now,
+                    mark=applied,
+                )
+            except ProviderJobIdTaken as exc:
+                # Nothing was written: the job stays as it was, the delivery is kept.
+                await self._mark(
+                    delivery,
+                    DeliveryStatus.DEAD,
+                    job_id=job.id,
+                    provider_job_id=update.provider_job_id,
+                    error=exc.message,
+                )
+                return DeliveryStatus.DEAD
+            written = done.changed
+        if written:
+            self._processed(delivery, applied)
+        else:
+            # It changed nothing (a duplicate or late signal): applying it again
+            # after a crash changes nothing either, so the mark may come alone.
+            await self._mark(
+                delivery,
+                DeliveryStatus.APPLIED,
+                job_id=job.id,
+                provider_job_id=update.provider_job_id,
             )
-        await self._mark(
-            delivery,
-            DeliveryStatus.APPLIED,
-            job_id=job.id,
-            provider_job_id=update.provider_job_id,
-        )
         return DeliveryStatus.APPLIED
 
     async def _mark(
@@ -379,24 +417,29 @@ class Orchestrator:
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        if status is not DeliveryStatus.PENDING:
-            self.metrics.callbacks_outcome.labels(delivery.provider, status.value).inc()
+        mark = DeliveryMark(delivery.id, status, self.clock.now(), job_id, provider_job_id, error)
         await self.store.mark_delivery(
-            delivery.id,
-            status,
-            now=self.clock.now(),
-            job_id=job_id,
-            provider_job_id=provider_job_id,
-            error=error,
+            mark.delivery_id,
+            mark.status,
+            now=mark.at,
+            job_id=mark.job_id,
+            provider_job_id=mark.provider_job_id,
+            error=mark.error,
         )
+        self._processed(delivery, mark)
+
+    def _processed(self, delivery: Delivery, mark: DeliveryMark) -> None:
+        """Count and log a delivery's outcome, once it is written."""
+        if mark.status is not DeliveryStatus.PENDING:
+            self.metrics.callbacks_outcome.labels(delivery.provider, mark.status.value).inc()
         log.info(
             "callback.processed",
             extra={
                 "provider": delivery.provider,
-                "job_id": job_id,
-                "action": status.value,
+                "job_id": mark.job_id,
+                "action": mark.status.value,
                 "delivery_id": delivery.id,
-                "error": error,
+                "error": mark.error,
             },
         )
 
@@ -440,6 +483,7 @@ class Orchestrator:
             try:
                 if job.state is JobState.QUEUED:
                     await self._submit(job)
+                    await self._bind_waiting(job.id)
                 elif job.state is JobState.SUBMITTING:
                     await self._interrupted(job)
                 elif job.state is JobState.SUBMITTED:
@@ -447,16 +491,24 @@ class Orchestrator:
                 elif job.state is JobState.FETCHING:
                     await self._fetch(job)
             except Exception:
-                # A bug must not park the job until its lease runs out: log it and
-                # look again later (a stale version makes this a no-op).
                 log.exception(
                     "job.handler_crashed",
                     extra={"job_id": job.id, "provider": job.provider, "action": "crashed"},
                 )
-                attempts = job.attempts + 1
-                await self._reschedule(
-                    job, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
-                )
+                await self._crashed(job)
+
+    async def _crashed(self, job: Job) -> None:
+        """A bug must not park the job until its lease runs out. A submit cut off by
+        it may have reached the provider: the job is uncertain now, as after a
+        restart. Anything else is looked at again later."""
+        current = await self.store.get_job(job.id) or job
+        if current.state is JobState.SUBMITTING and job.state is JobState.QUEUED:
+            await self._interrupted(current)
+            return
+        attempts = current.attempts + 1
+        await self._reschedule(
+            current, self.config.poll.delay_s(attempts, self.rng), attempts=attempts
+        )
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> None:
         """Process everything that is due now, then return (for tests and batch use)."""
@@ -528,7 +580,20 @@ class Orchestrator:
         )
         return True
 
+    async def _bind_waiting(self, job_id: str) -> None:
+        """Callbacks that came while the job was being submitted waited for the
+        answer. Once the job has left ``submitting`` (accepted, uncertain, settled),
+        apply them: an early callback settles a job left uncertain, too."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.state in (JobState.QUEUED, JobState.SUBMITTING):
+            return
+        for delivery in await self.store.deliveries_waiting_for(
+            job.id, job.provider, job.provider_job_id
+        ):
+            await self.process_delivery(delivery)
+
     async def _interrupted(self, job: Job) -> None:
+        """A submit call was cut off (a restart, a crash, a lease run out)."""
         await transition(
             self.store,
             job,
@@ -542,6 +607,7 @@ class Orchestrator:
                 )
             ),
         )
+        await self._bind_waiting(job.id)
 
     async def _submit(self, job: Job) -> None:
         if await self._past_deadline(job):
@@ -619,27 +685,65 @@ class Orchestrator:
             await self._settle_sync(job, accepted)
             return
         now = self.clock.now()
-        applied = await transition(
-            self.store,
-            job,
-            Event.SUBMIT_ACCEPTED,
-            cause="submit",
-            now=now,
-            changes=Changes(
-                provider_job_id=accepted.provider_job_id,
-                cost=accepted.cost,
-                attempts=0,
-                next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
-            ),
-        )
-        job = applied.job
-        for delivery in await self.store.deliveries_waiting_for(
-            job.id, job.provider, job.provider_job_id
-        ):
-            await self.process_delivery(delivery)
+        try:
+            await transition(
+                self.store,
+                job,
+                Event.SUBMIT_ACCEPTED,
+                cause="submit",
+                now=now,
+                changes=Changes(
+                    provider_job_id=accepted.provider_job_id,
+                    cost=accepted.cost,
+                    attempts=0,
+                    next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
+                ),
+            )
+        except ProviderJobIdTaken as exc:
+            # The provider took the job (and may bill it), but named it with an id
+            # another job holds: neither its callbacks nor its polls can be told
+            # apart. Say so now instead of leaving the job in ``submitting``.
+            await transition(
+                self.store,
+                job,
+                Event.SUBMIT_UNCERTAIN,
+                cause="submit",
+                now=self.clock.now(),
+                changes=Changes(failure=Failure("submission_uncertain", exc.message)),
+            )
 
     async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
         """A synchronous provider answered with the outcome itself."""
+        update = accepted.update
+        assert update is not None
+        result: ResultInfo | None = None
+        failure: Failure | None = None
+        if update.status is UpdateStatus.SUCCEEDED and update.result_bytes is not None:
+            # Inline image data: store it before leaving ``submitting``, so a crash
+            # cannot lose a result that was paid for.
+            try:
+                result = await self.fetcher.store_bytes(update.result_bytes, job.id)
+            except FetchError as exc:
+                failure = Failure(exc.reason, exc.message)
+        try:
+            await self._record_answer(job, accepted, result, failure)
+        except ProviderJobIdTaken:
+            # The answer is this call's outcome, paid for, whatever id the provider
+            # gave it: keep it under that id qualified by ours.
+            own = f"{accepted.provider_job_id}~{job.id}"
+            log.warning(
+                "submit.id_taken",
+                extra={"job_id": job.id, "provider": job.provider, "action": "id_taken"},
+            )
+            await self._record_answer(job, replace(accepted, provider_job_id=own), result, failure)
+
+    async def _record_answer(
+        self,
+        job: Job,
+        accepted: Accepted,
+        result: ResultInfo | None,
+        failure: Failure | None,
+    ) -> None:
         update = accepted.update
         assert update is not None
         if update.status is not UpdateStatus.SUCCEEDED or update.result_bytes is None:
@@ -652,14 +756,6 @@ class Orchestrator:
                 now=self.clock.now(),
             )
             return
-        # Inline image data: store it before leaving ``submitting``, so a crash
-        # cannot lose a result that was paid for.
-        result: ResultInfo | None = None
-        failure: Failure | None = None
-        try:
-            result = await self.fetcher.store_bytes(update.result_bytes, job.id)
-        except FetchError as exc:
-            failure = Failure(exc.reason, exc.message)
         now = self.clock.now()
         got = await transition(
             self.store,

@@ -20,7 +20,8 @@
      │    ├── ResultExpired        403/404/410 from the result host
      │    ├── ResultInvalid        not an image, too large, or a decompression bomb
      │    └── FetchTransient       network trouble or 5xx; retryable
-     └── StoreUnavailable          the database could not commit; retryable
+     ├── StoreUnavailable          the database could not commit; retryable
+     └── ProviderJobIdTaken        another job already holds that provider job id
 
 Whether an error is worth retrying is the class attribute ``retryable``,
 never a string match on the message.
@@ -146,3 +147,11 @@ class StoreUnavailable(UpscaleError):
     retryable = True
     status_code = 503
     code = "store_unavailable"
+
+
+class ProviderJobIdTaken(UpscaleError):
+    """A transition would give a job the provider job id another job already holds
+    (``UNIQUE(provider, provider_job_id)``); nothing of it was written."""
+
+    status_code = 409
+    code = "provider_job_id_taken"

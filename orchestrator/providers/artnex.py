@@ -37,7 +37,8 @@ Where the documentation is silent:
   without an http(s) ``image_url`` is ``ProviderRejected(result_invalid)``: the
   call was answered and maybe billed, so it is final.
 - ``provider_job_id`` is ``request_id``, else ``artnex-`` + 24 hex digits of the
-  SHA-256 of the answer; the cost is ``credits_used`` when given (never assumed).
+  SHA-256 of our job id and the answer (unique per submit: the same input twice
+  may get the same answer); the cost is ``credits_used`` when given (never assumed).
 """
 
 from __future__ import annotations
@@ -197,13 +198,15 @@ def _error(
 
 
 def classify_submit(
+    submit_id: str,
     status_code: int,
     headers: Mapping[str, str],
     body: bytes,
     *,
     now: datetime | None = None,
 ) -> Accepted:
-    """Map the answer to the upscale POST to :class:`Accepted` or a ``ProviderError``.
+    """Map the answer to the upscale POST for our job ``submit_id`` to
+    :class:`Accepted` or a ``ProviderError``.
 
     On success the :class:`Accepted` carries a SUCCEEDED update with the result
     URL. See the module docstring for every other outcome.
@@ -220,7 +223,7 @@ def classify_submit(
     url = answer.image_url
     if url is None or not url.lower().startswith(("https://", "http://")):
         raise result_invalid("Artnex reported success without an http(s) image_url")
-    job_id = answer.request_id or answer_id(NAME, body)
+    job_id = answer.request_id or answer_id(NAME, submit_id, body)
     update = ProviderUpdate(
         provider=NAME,
         provider_job_id=job_id,
@@ -288,7 +291,7 @@ class ArtnexProvider:
             ),
         )
         return classify_submit(
-            answer.status_code, answer.headers, answer.body, now=self._clock.now()
+            request.job_id, answer.status_code, answer.headers, answer.body, now=self._clock.now()
         )
 
     async def poll(self, provider_job_id: str) -> ProviderUpdate:

@@ -13,7 +13,8 @@ Where the documentation is silent:
 - Success needs HTTP 2xx **and** ``status_code == 200`` **and** a ``body`` that
   decodes (optional ``data:*;base64,`` prefix stripped) to bytes whose magic
   says image. The provider job id is synthesized: ``photio-`` + the first 24 hex
-  digits of the SHA-256 of the whole answer.
+  digits of the SHA-256 of our job id and the whole answer, so that two jobs with
+  the same answer (the same input twice) keep ids of their own.
 - A 2xx whose body is unreadable, lacks ``status_code``, or carries no usable
   image is ``ProviderRejected(result_invalid)``: the call was answered (and maybe
   billed), so it is final; resubmitting is the user's decision, not ours.
@@ -200,6 +201,7 @@ def _http_error(
 
 
 def classify_submit(
+    submit_id: str,
     status_code: int,
     headers: Mapping[str, str],
     body: bytes,
@@ -207,7 +209,8 @@ def classify_submit(
     now: datetime | None = None,
     max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> Accepted:
-    """Map the answer to the upscale POST to :class:`Accepted` or a ``ProviderError``.
+    """Map the answer to the upscale POST for our job ``submit_id`` to
+    :class:`Accepted` or a ``ProviderError``.
 
     On success the :class:`Accepted` carries a SUCCEEDED update with the decoded
     image in ``result_bytes``. See the module docstring for every other outcome.
@@ -239,7 +242,7 @@ def classify_submit(
         raise result_invalid(f"Photio's image body does not decode ({exc.message})") from exc
     if sniff_format(image[:SNIFF_BYTES]) is None:
         raise result_invalid("Photio's image body is not an image we recognise")
-    job_id = answer_id(NAME, body)
+    job_id = answer_id(NAME, submit_id, body)
     update = ProviderUpdate(
         provider=NAME,
         provider_job_id=job_id,
@@ -310,6 +313,7 @@ class PhotioProvider:
             ),
         )
         return classify_submit(
+            request.job_id,
             answer.status_code,
             answer.headers,
             answer.body,

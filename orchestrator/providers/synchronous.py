@@ -40,6 +40,12 @@ def server_trouble(provider: str, status_code: int, msg: str) -> ProviderError |
     return None
 
 
-def answer_id(provider: str, body: bytes) -> str:
-    """A job id for an answer that names none: ``{provider}-`` and 24 hex digits of its hash."""
-    return f"{provider}-{hashlib.sha256(body).hexdigest()[:24]}"
+def answer_id(provider: str, submit_id: str, body: bytes) -> str:
+    """A job id for an answer that names none: ``{provider}-`` and 24 hex digits of the
+    hash of our job id and the answer.
+
+    Unique per submit, never per answer alone: the same input twice (or two inputs
+    with the same output) gets the same answer, and each job must keep its own id.
+    """
+    digest = hashlib.sha256(submit_id.encode() + b"\0" + body).hexdigest()
+    return f"{provider}-{digest[:24]}"

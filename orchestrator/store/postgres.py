@@ -26,6 +26,13 @@ from typing import Any
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
 from orchestrator.states import Event
+from orchestrator.store.inbox_sql import (
+    MARK_DELIVERY,
+    MATCH_CALLBACK,
+    mark_params,
+    match_params,
+    numbered,
+)
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.postgres_budgets import PostgresBudgets
 from orchestrator.store.postgres_conn import (
@@ -47,8 +54,10 @@ from orchestrator.store.postgres_conn import (
 from orchestrator.store.postgres_listener import ChannelListener
 from orchestrator.store.postgres_outbox import PostgresOutbox
 from orchestrator.store.protocol import (
+    CallbackMatch,
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     HistoryEntry,
     NewDelivery,
@@ -60,10 +69,12 @@ from orchestrator.store.rows import (
     column_values,
     delivery_values,
     dt,
+    provider_job_id_taken,
     req_dt,
     request_hash,
     row_to_delivery,
     row_to_job,
+    row_to_match,
 )
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
@@ -79,6 +90,9 @@ _DUE_STATES = [
     JobState.FETCHING.value,
 ]
 _IDEMPOTENCY_CONSTRAINT = "jobs_idempotency_key_key"
+_PROVIDER_JOB_CONSTRAINT = "jobs_provider_job"
+_MATCH_CALLBACK = numbered(MATCH_CALLBACK)
+_MARK_DELIVERY = numbered(MARK_DELIVERY)
 
 
 class PostgresStore(PostgresOutbox, PostgresBudgets):
@@ -384,6 +398,7 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
@@ -396,13 +411,18 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         n = len(values)
         detail = json.dumps(changes.detail) if changes.detail else None
         async with self._transaction() as tx:
-            row = await tx.conn.fetchrow(
-                f"UPDATE jobs SET {assignments}, version = version + 1 "
-                f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
-                *values.values(),
-                job.id,
-                job.version,
-            )
+            try:
+                row = await tx.conn.fetchrow(
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
+                    *values.values(),
+                    job.id,
+                    job.version,
+                )
+            except UniqueViolation as exc:
+                if getattr(exc, "constraint_name", None) != _PROVIDER_JOB_CONSTRAINT:
+                    raise
+                raise provider_job_id_taken(job, changes) from exc
             if row is None:
                 return None
             await tx.conn.execute(
@@ -418,24 +438,33 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
             )
             done = row_to_job(row)
             await self._emit(tx, job.state, done, now)
+            if mark is not None:
+                await tx.conn.execute(_MARK_DELIVERY, *mark_params(mark))
         for listener in self.transition_listeners:
             listener(job, done, cause)
         return done
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
         values = column_values(changes)
         values["updated_at"] = now.timestamp()
         values["lease_until"] = None
         assignments = ", ".join(f"{k} = ${i}" for i, k in enumerate(values, start=1))
         n = len(values)
-        row = await self._one(
-            f"UPDATE jobs SET {assignments}, version = version + 1 "
-            f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
-            *values.values(),
-            job.id,
-            job.version,
-        )
-        return None if row is None else row_to_job(row)
+        async with self._transaction() as tx:
+            row = await tx.conn.fetchrow(
+                f"UPDATE jobs SET {assignments}, version = version + 1 "
+                f"WHERE id = ${n + 1} AND version = ${n + 2} RETURNING *",
+                *values.values(),
+                job.id,
+                job.version,
+            )
+            if row is None:
+                return None
+            if mark is not None:
+                await tx.conn.execute(_MARK_DELIVERY, *mark_params(mark))
+        return row_to_job(row)
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
         ts = now.timestamp()
@@ -559,6 +588,10 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         )
         return [row_to_delivery(r) for r in rows]
 
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        row = await self._one(_MATCH_CALLBACK, *match_params(provider, provider_job_id))
+        return row_to_match(row)
+
     async def mark_delivery(
         self,
         delivery_id: str,
@@ -569,20 +602,8 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        # A delivery left pending here waits for its job's submit answer: it has
-        # been looked at, so the inbox loop does not pick it up again by itself.
-        await self._execute(
-            """UPDATE deliveries SET status = $1, processed_at = $2,
-               job_id = COALESCE($3, job_id),
-               provider_job_id = COALESCE($4, provider_job_id), error = $5
-               WHERE id = $6""",
-            status.value,
-            now.timestamp(),
-            job_id,
-            provider_job_id,
-            error,
-            delivery_id,
-        )
+        mark = DeliveryMark(delivery_id, status, now, job_id, provider_job_id, error)
+        await self._execute(_MARK_DELIVERY, *mark_params(mark))
 
     async def list_deliveries(
         self,

@@ -82,6 +82,28 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryMark:
+    """A delivery's outcome, written with the transition it caused (or alone)."""
+
+    delivery_id: str
+    status: DeliveryStatus
+    at: datetime
+    job_id: str | None = None
+    provider_job_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackMatch:
+    """What a callback naming only a provider job id matches, read in one snapshot:
+    the job holding that id, else whether a submit to the provider is in flight
+    (whose answer, not stored yet, may bring that id)."""
+
+    job: Job | None
+    submit_in_flight: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     at: datetime
     from_state: JobState | None
@@ -168,13 +190,19 @@ class Store(Outbox, Protocol):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         """Compare-and-set: apply only if the job is still at ``job.version``.
-        Writes a history row in the same transaction. None if another writer won."""
+        Writes a history row in the same transaction, and ``mark``, the outcome of
+        the delivery that caused it, if given. None (and nothing written, the mark
+        neither) if another writer won."""
         ...
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
-        """Compare-and-set change of non-state columns (schedule, attempts)."""
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
+        """Compare-and-set change of non-state columns (schedule, attempts), with
+        ``mark`` in the same transaction if given."""
         ...
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
@@ -202,6 +230,12 @@ class Store(Outbox, Protocol):
         ...
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        """The job holding ``provider_job_id``, and whether a submit to ``provider``
+        is in flight, in one read: a submit answer stored meanwhile is seen by
+        one of the two, never by neither."""
+        ...
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]: ...
 

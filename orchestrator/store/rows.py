@@ -11,7 +11,15 @@ from typing import Any, Protocol
 
 from orchestrator.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
-from orchestrator.store.protocol import Changes, Delivery, DeliveryStatus, NewDelivery, NewJob
+from orchestrator.store.protocol import (
+    CallbackMatch,
+    Changes,
+    Delivery,
+    DeliveryStatus,
+    NewDelivery,
+    NewJob,
+)
+from schemas.errors import ProviderJobIdTaken
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -79,6 +87,15 @@ def row_to_delivery(row: Row) -> Delivery:
     )
 
 
+def row_to_match(row: Row | None) -> CallbackMatch:
+    """A callback match from the one row of ``MATCH_CALLBACK`` (job columns NULL
+    when no job holds the id)."""
+    if row is None:
+        raise AssertionError("the match statement always reads one row")
+    job = row_to_job(row) if row["id"] is not None else None
+    return CallbackMatch(job, bool(row["submit_in_flight"]))
+
+
 def row_to_event(row: Row, prefix: str = "") -> EventRecord:
     return EventRecord(
         seq=row[f"{prefix}seq"],
@@ -137,6 +154,15 @@ def column_values(changes: Changes) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def provider_job_id_taken(job: Job, changes: Changes) -> ProviderJobIdTaken:
+    """The error for a transition that would give ``job`` a provider job id another
+    job holds (both stores raise it from their unique index)."""
+    pjid = changes.items().get("provider_job_id")
+    return ProviderJobIdTaken(
+        f"job {job.id}: another {job.provider} job already holds provider job id {pjid!r}"
+    )
 
 
 def result_json(result: ResultInfo) -> dict[str, Any]:

@@ -17,10 +17,13 @@ import aiosqlite
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
 from orchestrator.states import Event
+from orchestrator.store.inbox_sql import MARK_DELIVERY, MATCH_CALLBACK, mark_params, match_params
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
+    CallbackMatch,
     Changes,
     Delivery,
+    DeliveryMark,
     DeliveryStatus,
     HistoryEntry,
     NewDelivery,
@@ -30,10 +33,12 @@ from orchestrator.store.protocol import (
 from orchestrator.store.rows import (
     column_values,
     dt,
+    provider_job_id_taken,
     req_dt,
     request_hash,
     row_to_delivery,
     row_to_job,
+    row_to_match,
 )
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
 from orchestrator.store.sqlite_inbox import InboxWriter
@@ -334,6 +339,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
@@ -345,11 +351,14 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         assignments = ", ".join(f"{k} = ?" for k in values)
         detail = json.dumps(changes.detail) if changes.detail else None
         async with self._transaction() as db:
-            cur = await db.execute(
-                f"UPDATE jobs SET {assignments}, version = version + 1 "
-                "WHERE id = ? AND version = ?",
-                (*values.values(), job.id, job.version),
-            )
+            try:
+                cur = await db.execute(
+                    f"UPDATE jobs SET {assignments}, version = version + 1 "
+                    "WHERE id = ? AND version = ?",
+                    (*values.values(), job.id, job.version),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _taken(exc, job, changes) from exc
             if cur.rowcount != 1:
                 return None
             await db.execute(
@@ -370,26 +379,29 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             assert row is not None
             done = row_to_job(row)
             await self._emit(db, job.state, done, now)
+            if mark is not None:
+                await db.execute(MARK_DELIVERY, mark_params(mark))
         for listener in self.transition_listeners:
             listener(job, done, cause)
         return done
 
-    async def update_job(self, job: Job, changes: Changes, *, now: datetime) -> Job | None:
+    async def update_job(
+        self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None
+    ) -> Job | None:
         values = column_values(changes)
         values["updated_at"] = now.timestamp()
         values["lease_until"] = None
         assignments = ", ".join(f"{k} = ?" for k in values)
-        counts = await self._write(
-            [
-                (
-                    f"UPDATE jobs SET {assignments}, version = version + 1 "
-                    "WHERE id = ? AND version = ?",
-                    (*values.values(), job.id, job.version),
-                )
-            ]
-        )
-        if counts[0] != 1:
-            return None
+        async with self._transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET {assignments}, version = version + 1 "
+                "WHERE id = ? AND version = ?",
+                (*values.values(), job.id, job.version),
+            )
+            if cur.rowcount != 1:
+                return None
+            if mark is not None:
+                await db.execute(MARK_DELIVERY, mark_params(mark))
         return await self.get_job(job.id)
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
@@ -510,6 +522,10 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         )
         return [row_to_delivery(r) for r in rows]
 
+    async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:
+        row = await self._one(MATCH_CALLBACK, match_params(provider, provider_job_id))
+        return row_to_match(row)
+
     async def mark_delivery(
         self,
         delivery_id: str,
@@ -520,20 +536,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         provider_job_id: str | None = None,
         error: str | None = None,
     ) -> None:
-        # A delivery left pending here waits for its job's submit answer: it has
-        # been looked at, so the inbox loop does not pick it up again by itself.
-        processed = now.timestamp()
-        await self._write(
-            [
-                (
-                    """UPDATE deliveries SET status = ?, processed_at = ?,
-                       job_id = COALESCE(?, job_id),
-                       provider_job_id = COALESCE(?, provider_job_id), error = ?
-                       WHERE id = ?""",
-                    (status.value, processed, job_id, provider_job_id, error, delivery_id),
-                )
-            ]
-        )
+        mark = DeliveryMark(delivery_id, status, now, job_id, provider_job_id, error)
+        await self._write([(MARK_DELIVERY, mark_params(mark))])
 
     async def list_deliveries(
         self,
@@ -626,6 +630,13 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 "SELECT COUNT(*) FROM deliveries WHERE status = ?", (status.value,)
             )
         return int(row[0]) if row else 0
+
+
+def _taken(exc: sqlite3.IntegrityError, job: Job, changes: Changes) -> Exception:
+    """The project's error for a provider job id another job holds; else ``exc`` itself."""
+    if "provider_job_id" not in str(exc):
+        return exc
+    return provider_job_id_taken(job, changes)
 
 
 def _split_sql(script: str) -> list[str]:

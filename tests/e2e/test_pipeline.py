@@ -264,6 +264,24 @@ def test_uncertain_job_is_settled_by_its_late_callback(tmp_path: Path, sandbox: 
         svc.close()
 
 
+def test_uncertain_job_is_settled_by_its_early_callback(tmp_path: Path, sandbox: Sandbox) -> None:
+    # The callback comes while the submit call still waits for its answer, which
+    # never comes: the job turns uncertain, and the callback that waited settles it.
+    svc = start_service(tmp_path, sandbox, env={"UPSCALE_SUBMIT_TIMEOUT_S": "3"})
+    try:
+        sandbox.faults(early_callback=1, submit_timeout=1, submit_timeout_s=10)
+        job = svc.submit(make_png(16, 12))
+        done = svc.wait([job["id"]], timeout_s=20, done=lambda j: j["state"] == "succeeded")
+        assert (done[job["id"]]["result"]["width"], done[job["id"]]["result"]["height"]) == (32, 24)
+        states = [h["to"] for h in svc.history(job["id"])]
+        assert states[-3:] == ["uncertain", "fetching", "succeeded"]
+        deliveries = svc.client.get("/v1/deliveries").json()["deliveries"]
+        assert [d["status"] for d in deliveries] == ["applied"]
+        assert sandbox.stats()["submits"] == 1
+    finally:
+        svc.close()
+
+
 def test_sigkill_with_jobs_in_flight_then_restart_finishes_every_job(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:

@@ -231,3 +231,18 @@ def test_artnex_daily_quota_holds_jobs_instead_of_hammering(
     time.sleep(2)
     assert service.job(second["id"])["state"] == "queued"
     assert sandbox.stats("artnex")["submits"] == 2  # one 429, then it waits
+
+
+@pytest.mark.parametrize("provider", ["photio", "artnex"])
+def test_sync_jobs_with_the_same_answer_both_succeed(
+    service: Service, sandbox: Sandbox, provider: str
+) -> None:
+    # The same input twice gets the same answer (for Photio, byte for byte): each
+    # job still gets its own result, promptly, and never waits out a lease.
+    image = make_png(21, 13)
+    ids = [service.submit(image, provider=provider)["id"] for _ in range(2)]
+    jobs = service.wait(ids, timeout_s=20)
+    assert {i: j["state"] for i, j in jobs.items()} == dict.fromkeys(ids, "succeeded")
+    assert jobs[ids[0]]["provider_job_id"] != jobs[ids[1]]["provider_job_id"]
+    assert sorted(p.stem for p in service.result_files()) == sorted(ids)
+    assert sandbox.stats(provider)["submits"] == 2

@@ -1,18 +1,22 @@
 """The orchestrator's decisions, driven step by step with a fake clock.
 
-The Upsampler API and the result host are faked with ``httpx.MockTransport``
-(no monkeypatching); the store is a real SQLite file.
+The Upsampler, Photio and Artnex APIs and the result host are faked with
+``httpx.MockTransport`` (no monkeypatching); the store is a real SQLite file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
 import json
 import random
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,14 +27,18 @@ from orchestrator.clock import FakeClock
 from orchestrator.engine import EngineConfig, Orchestrator
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.inputs import InputStore
+from orchestrator.providers.artnex import ArtnexProvider
+from orchestrator.providers.fotor import FotorProvider
+from orchestrator.providers.photio import PhotioProvider
 from orchestrator.providers.upsampler import UpsamplerProvider
 from orchestrator.results import LocalResultStorage
 from orchestrator.settings import Secret
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
 from orchestrator.states import Event
-from orchestrator.store.protocol import DeliveryStatus
+from orchestrator.store.protocol import Changes, DeliveryStatus
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
+from schemas.errors import StoreUnavailable
 from schemas.jobs import Job, JobState
 from tests.factories import make_png
 
@@ -54,6 +62,7 @@ class FakeUpsampler:
         return httpx.Response(200, json={"id": job_id, "status": "IN_QUEUE", "creditCost": 1})
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        # ``submit`` may be a coroutine function: MockTransport awaits its answer.
         if request.method == "POST":
             self.submits += 1
             return self.submit(request)
@@ -78,6 +87,26 @@ class _Body(httpx.AsyncByteStream):
         yield self.data
 
 
+def photio_answer(request: httpx.Request) -> httpx.Response:
+    """Photio's answer: the same image for the same input, as a real upscaler gives."""
+    return httpx.Response(
+        200, json={"status_code": 200, "body": base64.b64encode(make_png(8, 6)).decode()}
+    )
+
+
+def artnex_answer(request: httpx.Request) -> httpx.Response:
+    """An Artnex answer that names its request; the same one for every submit."""
+    return httpx.Response(
+        200,
+        json={
+            "success": True,
+            "image_url": "https://results.example/r/artnex.png",
+            "request_id": "req_same",
+            "credits_used": 100,
+        },
+    )
+
+
 def success(job_id: str) -> httpx.Response:
     return httpx.Response(
         200, json={"id": job_id, "status": "SUCCESS", "imageUrl": RESULT_URL.format(id=job_id)}
@@ -91,28 +120,42 @@ class World:
     clock: FakeClock
     fake: FakeUpsampler
     budgets: Budgets
+    # The synchronous providers' answers (Photio and Artnex), by host.
+    sync: dict[str, Callable[[httpx.Request], httpx.Response]] = field(
+        default_factory=lambda: {"photio.example": photio_answer, "artnex.example": artnex_answer}
+    )
 
     async def job(self, job_id: str) -> Job:
         job = await self.store.get_job(job_id)
         assert job is not None
         return job
 
-    async def create(self) -> Job:
+    async def create(self, provider: str = "upsampler") -> Job:
         job, _ = await self.orchestrator.create_job(
-            CreateJob("upsampler", 2.0, {}, None, "https://in.example/a.png", None)
+            CreateJob(provider, 2.0, {}, None, "https://in.example/a.png", None)
         )
         return job
+
+    def answer_sync(self, request: httpx.Request) -> httpx.Response:
+        return self.sync[request.url.host](request)
 
     async def step(self, seconds: float = 0.0) -> None:
         self.clock.advance(seconds)
         await self.orchestrator.run_until_idle()
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@asynccontextmanager
+async def make_world(
+    tmp_path: Path, wrap: Callable[[SQLiteStore], Any] = lambda store: store
+) -> AsyncIterator[World]:
+    """The orchestrator on a real SQLite store, seen by it through ``wrap``."""
     clock = FakeClock()
     fake = FakeUpsampler()
     api = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    sync_answers: list[World] = []
+    sync_api = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: sync_answers[0].answer_sync(r))
+    )
     files = httpx.AsyncClient(transport=httpx.MockTransport(fake.results))
     store = SQLiteStore(tmp_path / "engine.db")
     await store.open()
@@ -127,11 +170,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             input_url_ttl_s=600,
             poll=PollPolicy(grace_s=20, base_s=5, cap_s=60),
         ),
-        store=store,
+        store=wrap(store),
         providers={
             "upsampler": UpsamplerProvider(
                 api, base_url="https://upsampler.example/api/v1", api_key="key"
-            )
+            ),
+            "photio": PhotioProvider(sync_api, base_url="https://photio.example", api_key="key"),
+            "artnex": ArtnexProvider(sync_api, base_url="https://artnex.example", api_key="key"),
+            "fotor": FotorProvider(sync_api, base_url="https://fotor.example", api_key="key"),
         },
         fetcher=ResultFetcher(
             files,
@@ -150,12 +196,21 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         clock=clock,
         rng=random.Random(3),
     )
+    world = World(orchestrator, store, clock, fake, budgets)
+    sync_answers.append(world)
     try:
-        yield World(orchestrator, store, clock, fake, budgets)
+        yield world
     finally:
         await api.aclose()
+        await sync_api.aclose()
         await files.aclose()
         await store.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as made:
+        yield made
 
 
 async def test_submit_then_poll_after_grace_then_fetch(world: World) -> None:
@@ -283,6 +338,48 @@ async def test_early_callback_waits_for_the_submit_answer(world: World) -> None:
     assert world.fake.status_calls == []
 
 
+async def test_early_callback_settles_a_job_whose_submit_answer_never_came(
+    world: World,
+) -> None:
+    # The provider did the work and called back while our submit call was still
+    # waiting; then the call timed out. The callback proves the job exists.
+    async def early_then_timeout(request: httpx.Request) -> httpx.Response:
+        claims = CallbackClaims("upsampler", job.id)
+        await world.orchestrator.receive(claims, {}, success("up-1").content)
+        await world.orchestrator.process_inbox()  # the job is submitting: it waits
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = early_then_timeout  # type: ignore[assignment]
+    job = await world.create()
+    await world.step()
+    done = await world.job(job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
+        JobState.UNCERTAIN,
+        JobState.FETCHING,
+        JobState.SUCCEEDED,
+    ]
+    (delivery,) = await world.store.list_deliveries(job_id=job.id)
+    assert delivery.status is DeliveryStatus.APPLIED
+    assert world.fake.submits == 1 and world.fake.status_calls == []
+
+
+async def test_early_callback_settles_a_job_whose_submit_was_cut_off(world: World) -> None:
+    job = await world.create()
+    started = await world.store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="test", now=world.clock.now()
+    )
+    assert started is not None
+    await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    await world.orchestrator.process_inbox()
+    await world.orchestrator.recover(sole_process=True)  # a restart: the call was cut off
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert world.fake.submits == 0
+
+
 @pytest.mark.parametrize(
     ("status", "reason"),
     [(400, "rejected_input"), (401, "provider_auth"), (403, "insufficient_credit")],
@@ -365,3 +462,190 @@ async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
     stop.set()
     await task
     assert calls <= 2
+
+
+# --- store constraints never wedge a job ---------------------------------------------
+
+
+async def test_two_photio_jobs_with_the_same_answer_both_succeed(world: World) -> None:
+    first, second = await world.create("photio"), await world.create("photio")
+    await world.step()
+    done = [await world.job(first.id), await world.job(second.id)]
+    assert [j.state for j in done] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert done[0].provider_job_id != done[1].provider_job_id
+    assert all(j.result is not None and j.result.key.startswith(j.id) for j in done)
+
+
+async def test_a_sync_answer_repeating_another_jobs_id_still_settles_its_job(
+    world: World,
+) -> None:
+    # Artnex names each answer; should it repeat a request_id, the answer is still
+    # the result of this job's call (paid for): the job settles, nothing waits.
+    first, second = await world.create("artnex"), await world.create("artnex")
+    await world.step()
+    done = [await world.job(first.id), await world.job(second.id)]
+    assert [j.state for j in done] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    ids = {j.provider_job_id for j in done}
+    assert len(ids) == 2 and all(i is not None and i.startswith("req_same") for i in ids)
+
+
+async def test_an_async_submit_answer_with_a_taken_id_leaves_the_job_uncertain_at_once(
+    world: World,
+) -> None:
+    first, second = await world.create(), await world.create()
+    await world.step()  # Upsampler answers "up-1" to both
+    assert (await world.job(first.id)).state is JobState.SUBMITTED
+    taken = await world.job(second.id)
+    assert taken.state is JobState.UNCERTAIN  # not left submitting until its lease ends
+    assert taken.failure is not None and "up-1" in taken.failure.message
+    assert world.fake.submits == 2
+
+
+async def test_a_callback_naming_another_jobs_provider_id_is_dead_and_blocks_nothing(
+    world: World,
+) -> None:
+    holder = await world.create()
+    await world.step()  # holds "up-1"
+    world.fake.submit = lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("no answer"))
+    lost = await world.create()
+    await world.step()
+    assert (await world.job(lost.id)).state is JobState.UNCERTAIN
+    bad = await world.orchestrator.receive(
+        CallbackClaims("upsampler", lost.id), {}, success("up-1").content
+    )
+    good = await world.orchestrator.receive(
+        CallbackClaims("upsampler", holder.id), {}, success("up-1").content
+    )
+    await world.step()
+    stored = await world.store.get_delivery(bad.id)
+    assert stored is not None and stored.status is DeliveryStatus.DEAD
+    assert stored.error is not None and "up-1" in stored.error
+    assert (await world.job(lost.id)).state is JobState.UNCERTAIN
+    after = await world.store.get_delivery(good.id)
+    assert after is not None and after.status is DeliveryStatus.APPLIED
+    assert (await world.job(holder.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_submit_handler_that_crashes_leaves_the_job_uncertain_at_once(
+    world: World,
+) -> None:
+    def bug(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug after the call went out")
+
+    world.fake.submit = bug
+    job = await world.create()
+    await world.step()
+    crashed = await world.job(job.id)
+    assert crashed.state is JobState.UNCERTAIN  # not `submitting` until the lease runs out
+    await world.step(3600)
+    assert world.fake.submits == 1
+
+
+# --- an account callback racing its submit answer -------------------------------------
+
+TASK = "3f2a0c9e8b7d4e61a5c0d9e8f7a6b5c4"
+
+
+class AnswerStoredAfterFirstLook:
+    """The store, with a seam: right after the engine's first read for a callback
+    (the job it names, or the atomic match), ``between`` runs once: the place where
+    a submit answer stored by another task or process lands."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.between: Callable[[], Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def _seam(self) -> None:
+        between, self.between = self.between, None
+        if between is not None:
+            await between()
+
+    async def find_job(self, provider: str, provider_job_id: str) -> Job | None:
+        found = await self.inner.find_job(provider, provider_job_id)
+        await self._seam()
+        return found
+
+    async def match_callback(self, provider: str, provider_job_id: str) -> Any:
+        found = await self.inner.match_callback(provider, provider_job_id)
+        await self._seam()
+        return found
+
+
+async def test_an_account_callback_racing_its_submit_answer_is_applied(
+    tmp_path: Path,
+) -> None:
+    seam: list[AnswerStoredAfterFirstLook] = []
+
+    def wrap(store: SQLiteStore) -> AnswerStoredAfterFirstLook:
+        seam.append(AnswerStoredAfterFirstLook(store))
+        return seam[0]
+
+    async with make_world(tmp_path, wrap) as world:
+        job = await world.create("fotor")
+        submitting = await world.store.apply_transition(
+            job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=world.clock.now()
+        )
+        assert submitting is not None
+
+        async def answer_stored() -> None:
+            # What the submit side does when Fotor answers: store the task id, then
+            # apply what waited for it (this delivery is not marked yet: not found).
+            accepted = await world.store.apply_transition(
+                submitting,
+                Event.SUBMIT_ACCEPTED,
+                JobState.SUBMITTED,
+                cause="submit",
+                now=world.clock.now(),
+                changes=Changes(provider_job_id=TASK),
+            )
+            assert accepted is not None
+            waiting = await world.store.deliveries_waiting_for(job.id, "fotor", TASK)
+            assert waiting == []
+
+        seam[0].between = answer_stored
+        body = json.dumps(
+            {"taskId": TASK, "status": 1, "type": "imgupscale", "resultUrl": RESULT_URL}
+        ).encode()
+        delivery = await world.orchestrator.receive(CallbackClaims("fotor", None), {}, body)
+        await world.orchestrator.process_inbox()
+        assert seam[0].between is None  # the seam was crossed
+        stored = await world.store.get_delivery(delivery.id)
+        assert stored is not None and stored.status is DeliveryStatus.APPLIED, stored
+        assert stored.job_id == job.id
+        await world.step()
+        assert (await world.job(job.id)).state is JobState.SUCCEEDED
+
+
+# --- a callback's change and its delivery's mark commit together ----------------------
+
+
+class MarkOnItsOwnCrashes:
+    """The store, where a delivery mark written on its own fails as if the process
+    died right before it (after whatever was committed before)."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def mark_delivery(self, *args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the process died before this commit")
+
+
+async def test_an_applied_callback_is_never_left_pending_by_a_crash(tmp_path: Path) -> None:
+    async with make_world(tmp_path, MarkOnItsOwnCrashes) as world:
+        job = await world.create()
+        await world.step()
+        delivery = await world.orchestrator.receive(
+            CallbackClaims("upsampler", job.id), {}, success("up-1").content
+        )
+        with contextlib.suppress(StoreUnavailable):
+            await world.orchestrator.process_inbox()
+        stored = await world.store.get_delivery(delivery.id)
+        assert (await world.job(job.id)).state is JobState.FETCHING
+        assert stored is not None and stored.status is DeliveryStatus.APPLIED
+        assert stored.job_id == job.id and stored.provider_job_id == "up-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,17 @@ from orchestrator.states import Event
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.postgres import PostgresStore
-from orchestrator.store.protocol import Changes, DeliveryStatus, NewDelivery, Store
+from orchestrator.store.protocol import (
+    CallbackMatch,
+    Changes,
+    DeliveryMark,
+    DeliveryStatus,
+    NewDelivery,
+    Store,
+)
 from orchestrator.store.sqlite import SQLiteStore
-from schemas.errors import IdempotencyConflict, StoreUnavailable
-from schemas.jobs import Failure, JobState, ResultInfo
+from schemas.errors import IdempotencyConflict, ProviderJobIdTaken, StoreUnavailable
+from schemas.jobs import Failure, Job, JobState, ResultInfo
 from tests.factories import make_new_job
 from tests.postgres_db import create_schema, migrated_and_empty
 
@@ -189,6 +197,50 @@ async def test_find_by_provider_job_id(store: Store) -> None:
     assert await store.find_job("fotor", "abc") is None
 
 
+async def _submitting(store: Store) -> Job:
+    job, _ = await store.create_job(make_new_job(CLOCK.now()))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="t", now=CLOCK.now()
+    )
+    assert started is not None
+    return started
+
+
+async def test_a_provider_job_id_held_by_another_job_is_refused_and_nothing_written(
+    store: Store,
+) -> None:
+    first, second = await _submitting(store), await _submitting(store)
+    accepted = Changes(provider_job_id="same")
+    done = await store.apply_transition(
+        first,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+    )
+    assert done is not None
+    with pytest.raises(ProviderJobIdTaken):
+        await store.apply_transition(
+            second,
+            Event.SUBMIT_ACCEPTED,
+            JobState.SUBMITTED,
+            cause="t",
+            now=CLOCK.now(),
+            changes=accepted,
+        )
+    assert await store.get_job(second.id) == second
+    assert [h.to_state for h in await store.history(second.id)] == [
+        JobState.QUEUED,
+        JobState.SUBMITTING,
+    ]
+    # The job is not wedged: the next transition of the same version goes through.
+    moved = await store.apply_transition(
+        second, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="t", now=CLOCK.now()
+    )
+    assert moved is not None and moved.state is JobState.UNCERTAIN
+
+
 async def test_result_and_failure_round_trip(store: Store) -> None:
     job, _ = await store.create_job(make_new_job(CLOCK.now()))
     result = ResultInfo("k.png", "image/png", 10, "ab" * 32, 4, 3, "PNG")
@@ -259,6 +311,82 @@ async def test_deliveries_and_duplicates(store: Store) -> None:
     got = await store.get_delivery("d1")
     assert got is not None and got.status is DeliveryStatus.APPLIED and got.body == b'{"a":1}'
     assert await store.count_deliveries(DeliveryStatus.DUPLICATE) == 1
+
+
+async def test_a_callback_matches_its_job_or_a_submit_in_flight_in_one_read(
+    store: Store,
+) -> None:
+    nothing = await store.match_callback("fotor", "t-1")
+    assert nothing == CallbackMatch(None, False)
+    other = await _submitting(store)  # an upsampler submit: not fotor's
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(None, False)
+    job, _ = await store.create_job(make_new_job(CLOCK.now(), provider="fotor"))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="t", now=CLOCK.now()
+    )
+    assert started is not None
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(None, True)
+    accepted = await store.apply_transition(
+        started,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=Changes(provider_job_id="t-1"),
+    )
+    assert await store.match_callback("fotor", "t-1") == CallbackMatch(accepted, False)
+    assert await store.match_callback("fotor", "t-2") == CallbackMatch(None, False)
+    assert await store.match_callback("upsampler", "t-1") == CallbackMatch(None, True)
+    assert other.state is JobState.SUBMITTING
+
+
+async def test_a_transition_and_its_deliverys_mark_commit_together(store: Store) -> None:
+    job = await _submitting(store)
+    await store.record_delivery(_delivery("d1", "k1", claimed_job_id=job.id))
+    mark = DeliveryMark("d1", DeliveryStatus.APPLIED, CLOCK.now(), job.id, "p-1")
+    accepted = Changes(provider_job_id="p-1")
+    stale = replace(job, version=job.version - 1)
+    lost = await store.apply_transition(
+        stale,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+        mark=mark,
+    )
+    assert lost is None
+    waiting = await store.get_delivery("d1")
+    assert waiting is not None and waiting.status is DeliveryStatus.PENDING  # no mark either
+    assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d1"]
+    done = await store.apply_transition(
+        job,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="t",
+        now=CLOCK.now(),
+        changes=accepted,
+        mark=mark,
+    )
+    assert done is not None and done.state is JobState.SUBMITTED
+    marked = await store.get_delivery("d1")
+    assert marked is not None and marked.status is DeliveryStatus.APPLIED
+    assert (marked.job_id, marked.provider_job_id) == (job.id, "p-1")
+    assert await store.pending_deliveries(limit=10) == []
+
+
+async def test_a_schedule_change_and_its_deliverys_mark_commit_together(store: Store) -> None:
+    job, _ = await store.create_job(make_new_job(CLOCK.now()))
+    await store.record_delivery(_delivery("d2", "k2", claimed_job_id=job.id))
+    mark = DeliveryMark("d2", DeliveryStatus.APPLIED, CLOCK.now(), job.id)
+    soon = Changes(next_check_at=CLOCK.now())
+    assert await store.update_job(replace(job, version=0), soon, now=CLOCK.now(), mark=mark) is None
+    waiting = await store.get_delivery("d2")
+    assert waiting is not None and waiting.status is DeliveryStatus.PENDING
+    updated = await store.update_job(job, soon, now=CLOCK.now(), mark=mark)
+    assert updated is not None and updated.version == job.version + 1
+    marked = await store.get_delivery("d2")
+    assert marked is not None and marked.status is DeliveryStatus.APPLIED
 
 
 async def test_list_jobs_filters_and_pages(store: Store) -> None:

@@ -34,6 +34,7 @@ from schemas.errors import (
 from schemas.jobs import UpdateStatus
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+SUBMIT = "job_01test"
 DOC_SUCCESS = {
     "success": True,
     "image_url": "https://cdn.artnex.ai/upscale/req_ups_abc123xyz/upscaled.jpg",
@@ -65,7 +66,7 @@ def encoded(fmt: str, size: tuple[int, int] = (4, 4)) -> bytes:
 
 
 def test_documented_success() -> None:
-    accepted = classify_submit(200, {}, js(DOC_SUCCESS))
+    accepted = classify_submit(SUBMIT, 200, {}, js(DOC_SUCCESS))
     assert accepted.provider_job_id == "req_ups_abc123xyz"
     assert accepted.cost == 100.0
     update = accepted.update
@@ -84,19 +85,22 @@ def test_success_without_usable_request_id_gets_a_synthesized_id(request_id: Any
     body = {"success": True, "image_url": " https://cdn/x.jpg "}
     if request_id is not None:
         body["request_id"] = request_id
-    accepted = classify_submit(201, {}, js(body))
+    accepted = classify_submit(SUBMIT, 201, {}, js(body))
     assert accepted.provider_job_id.startswith("artnex-")
     assert len(accepted.provider_job_id) == len("artnex-") + 24
     assert accepted.update is not None and accepted.update.result_url == "https://cdn/x.jpg"
-    again = classify_submit(201, {}, js(body))
+    again = classify_submit(SUBMIT, 201, {}, js(body))
     assert again.provider_job_id == accepted.provider_job_id
+    # The same answer to another job's submit (the same input twice): another id.
+    other = classify_submit("job_01other", 201, {}, js(body))
+    assert other.provider_job_id != accepted.provider_job_id
 
 
 @pytest.mark.parametrize("credits", ["100", -1, True, None, [], 1e400])
 def test_odd_credits_are_unknown_not_assumed(credits: Any) -> None:
     body = {**DOC_SUCCESS, "credits_used": credits}
     raw = json.dumps(body).replace("Infinity", "1e400").encode()
-    accepted = classify_submit(200, {}, raw)
+    accepted = classify_submit(SUBMIT, 200, {}, raw)
     assert accepted.cost is None
     assert accepted.update is not None and accepted.update.cost is None
 
@@ -193,7 +197,7 @@ def test_errors(
     code: int, headers: dict[str, str], body: bytes, error: type[ProviderError], reason: str | None
 ) -> None:
     with pytest.raises(ProviderError) as info:
-        classify_submit(code, headers, body, now=NOW)
+        classify_submit(SUBMIT, code, headers, body, now=NOW)
     assert type(info.value) is error
     if reason is not None:
         assert isinstance(info.value, ProviderRejected)
@@ -202,15 +206,15 @@ def test_errors(
 
 def test_messages_carry_code_and_text() -> None:
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(401, {}, failure("invalid_api_key", "The API key is revoked"))
+        classify_submit(SUBMIT, 401, {}, failure("invalid_api_key", "The API key is revoked"))
     assert "invalid_api_key" in info.value.message
     assert "The API key is revoked" in info.value.message
     assert "HTTP 401" in info.value.message
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(400, {}, failure("invalid_scale", "x" * 50_000))
+        classify_submit(SUBMIT, 400, {}, failure("invalid_scale", "x" * 50_000))
     assert len(info.value.message) < 2300
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(200, {}, js({"success": True}))
+        classify_submit(SUBMIT, 200, {}, js({"success": True}))
     assert "may have been billed" in info.value.message
 
 
@@ -237,7 +241,7 @@ def test_quota_429_waits_what_it_is_told_else_an_hour(
         (200, failure("rate_limit_exceeded")),
     ]:
         with pytest.raises(ProviderThrottled) as info:
-            classify_submit(code, headers, body, now=NOW)
+            classify_submit(SUBMIT, code, headers, body, now=NOW)
         assert info.value.retry_after_s == expected
         assert info.value.retryable
         assert "daily quota" in info.value.message

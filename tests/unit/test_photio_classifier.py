@@ -30,6 +30,7 @@ from schemas.jobs import UpdateStatus
 from schemas.photio import decode_image_body, parse_photio_answer, strip_data_uri
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+SUBMIT = "job_01test"
 
 
 def make_png(width: int = 8, height: int = 6) -> bytes:
@@ -63,7 +64,7 @@ def js(obj: Any) -> bytes:
 )
 def test_success_carries_the_decoded_image(body: str) -> None:
     answer = js({"status_code": 200, "body": body})
-    accepted = classify_submit(200, {}, answer)
+    accepted = classify_submit(SUBMIT, 200, {}, answer)
     assert accepted.update is not None
     update = accepted.update
     assert update.status is UpdateStatus.SUCCEEDED
@@ -77,19 +78,25 @@ def test_success_carries_the_decoded_image(body: str) -> None:
     assert B64[:100] not in json.dumps(update.raw)
 
 
-def test_success_id_is_deterministic_per_answer() -> None:
-    one = classify_submit(200, {}, js({"status_code": 200, "body": B64}))
-    again = classify_submit(200, {}, js({"status_code": 200, "body": B64}))
-    other = classify_submit(
-        200, {}, js({"status_code": 200, "body": "data:image/png;base64," + B64})
+def test_success_id_is_unique_per_submit_not_per_answer() -> None:
+    answer = js({"status_code": 200, "body": B64})
+    one = classify_submit(SUBMIT, 200, {}, answer)
+    again = classify_submit(SUBMIT, 200, {}, answer)
+    # The same input twice gets the same answer: each job keeps an id of its own.
+    other_job = classify_submit("job_01other", 200, {}, answer)
+    other_answer = classify_submit(
+        SUBMIT, 200, {}, js({"status_code": 200, "body": "data:image/png;base64," + B64})
     )
     assert one.provider_job_id == again.provider_job_id
-    assert one.provider_job_id != other.provider_job_id
+    assert one.provider_job_id != other_job.provider_job_id
+    assert one.provider_job_id != other_answer.provider_job_id
 
 
 @pytest.mark.parametrize("code", ["200", " 200 ", 200.0])
 def test_status_code_spelled_otherwise_is_accepted(code: Any) -> None:
-    accepted = classify_submit(201, {}, js({"status_code": code, "body": B64, "extra": [1]}))
+    accepted = classify_submit(
+        SUBMIT, 201, {}, js({"status_code": code, "body": B64, "extra": [1]})
+    )
     assert accepted.update is not None and accepted.update.result_bytes == PNG
 
 
@@ -98,7 +105,7 @@ def test_jpeg_and_webp_results_are_recognised() -> None:
         buf = io.BytesIO()
         Image.new("RGB", (4, 4)).save(buf, format=fmt)
         answer = js({"status_code": 200, "body": base64.b64encode(buf.getvalue()).decode()})
-        update = classify_submit(200, {}, answer).update
+        update = classify_submit(SUBMIT, 200, {}, answer).update
         assert update is not None and update.result_bytes == buf.getvalue()
 
 
@@ -184,7 +191,7 @@ def test_errors(
     code: int, headers: dict[str, str], body: bytes, error: type[ProviderError], reason: str | None
 ) -> None:
     with pytest.raises(ProviderError) as info:
-        classify_submit(code, headers, body, now=NOW)
+        classify_submit(SUBMIT, code, headers, body, now=NOW)
     assert type(info.value) is error
     if reason is not None:
         assert isinstance(info.value, ProviderRejected)
@@ -195,7 +202,7 @@ def test_only_unavailable_and_throttled_are_retried() -> None:
     retryable = {}
     for code in (400, 401, 402, 408, 429, 500, 502, 503, 504):
         with pytest.raises(ProviderError) as info:
-            classify_submit(code, {}, b"")
+            classify_submit(SUBMIT, code, {}, b"")
         retryable[code] = info.value.retryable
     assert retryable == {
         400: False,
@@ -218,7 +225,7 @@ def test_billed_outcomes_say_so() -> None:
         (200, b"nope"),
     ]:
         with pytest.raises(ProviderError) as info:
-            classify_submit(code, {}, body)
+            classify_submit(SUBMIT, code, {}, body)
         assert "may have been billed" in info.value.message, code
 
 
@@ -234,29 +241,29 @@ def test_billed_outcomes_say_so() -> None:
 def test_429_retry_after(headers: dict[str, str], expected: float) -> None:
     for code, body in [(429, b""), (200, js({"status_code": 429}))]:
         with pytest.raises(ProviderThrottled) as info:
-            classify_submit(code, headers, body, now=NOW)
+            classify_submit(SUBMIT, code, headers, body, now=NOW)
         assert info.value.retry_after_s == expected
         assert info.value.retryable
 
 
 def test_messages_carry_the_provider_message_bounded() -> None:
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(200, {}, js({"status_code": 401, "body": "API key is not valid"}))
+        classify_submit(SUBMIT, 200, {}, js({"status_code": 401, "body": "API key is not valid"}))
     assert "API key is not valid" in info.value.message
     assert "status_code 401" in info.value.message
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(400, {}, js({"status_code": 400, "body": "x" * 100_000}))
+        classify_submit(SUBMIT, 400, {}, js({"status_code": 400, "body": "x" * 100_000}))
     assert len(info.value.message) < 2300
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(500, {}, b"upstream \n\t exploded")
+        classify_submit(SUBMIT, 500, {}, b"upstream \n\t exploded")
     assert "upstream exploded" in info.value.message
 
 
 def test_max_bytes_is_respected_for_the_json_decode() -> None:
     answer = js({"status_code": 200, "body": B64})
-    assert classify_submit(200, {}, answer, max_bytes=len(answer)).update is not None
+    assert classify_submit(SUBMIT, 200, {}, answer, max_bytes=len(answer)).update is not None
     with pytest.raises(ProviderRejected) as info:
-        classify_submit(200, {}, answer, max_bytes=len(answer) - 1)
+        classify_submit(SUBMIT, 200, {}, answer, max_bytes=len(answer) - 1)
     assert info.value.reason == "result_invalid"
 
 
