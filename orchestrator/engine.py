@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.applying import apply_update, transition
 from orchestrator.backoff import PollPolicy
@@ -151,19 +151,20 @@ class Orchestrator:
         image_digest = (
             hashlib.sha256(request.image_bytes).hexdigest() if request.image_bytes else None
         )
+        hashed: list[Any] = [
+            request.provider,
+            request.scale,
+            options,
+            request.metadata,
+            request.image_url,
+            image_digest,
+        ]
+        if request.webhook_url is not None:
+            # Part of what was asked: the same key with another webhook is a conflict.
+            # (Only when set, so the digests of jobs stored before stay the same.)
+            hashed.append({"webhook_url": request.webhook_url})
         digest = hashlib.sha256(
-            json.dumps(
-                [
-                    request.provider,
-                    request.scale,
-                    options,
-                    request.metadata,
-                    request.image_url,
-                    image_digest,
-                ],
-                sort_keys=True,
-                default=str,
-            ).encode()
+            json.dumps(hashed, sort_keys=True, default=str).encode()
         ).hexdigest()
         input_key = None
         if request.image_bytes is not None:

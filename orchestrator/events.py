@@ -56,7 +56,7 @@ def event_seq(event_id_text: str) -> int | None:
     if not event_id_text.startswith("evt_"):
         return None
     digits = event_id_text[4:]
-    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 def envelope(kind: str, at: datetime, data: dict[str, Any]) -> str:

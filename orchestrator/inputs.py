@@ -16,7 +16,7 @@ from orchestrator.fetch.imagecheck import sniff_format
 from orchestrator.results import ResultStorage, ResultStream
 from schemas.errors import NotFound, PayloadTooLarge, RejectedInput
 
-_KEY = re.compile(r"^[A-Za-z0-9_]+\.(png|jpg|webp|gif|bmp|tiff)$")
+_KEY = re.compile(r"[A-Za-z0-9_]+\.(png|jpg|webp|gif|bmp|tiff)")
 _EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 CONTENT_TYPES = {
     "png": "image/png",
@@ -61,7 +61,7 @@ class InputStore:
 
     async def open(self, key: str) -> ResultStream:
         """A stream of the input's bytes; NotFound for unknown or malformed keys."""
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise NotFound("no such input")
         try:
             return await self.storage.read_stream(key)

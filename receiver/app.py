@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from orchestrator.local.server import LOCAL_MOUNT, create_local_app
@@ -25,7 +27,8 @@ from receiver import (
     providers,
     subscriptions,
 )
-from receiver.errors import handle_upscale_error
+from receiver.errors import handle_http_exception, handle_upscale_error
+from receiver.unexpected import UnexpectedErrors
 from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
@@ -122,7 +125,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={UpscaleError: handle_upscale_error},
+        middleware=[Middleware(UnexpectedErrors)],
+        exception_handlers={
+            UpscaleError: handle_upscale_error,
+            HTTPException: handle_http_exception,
+        },
     )
     app.state.runtime = runtime
     return app

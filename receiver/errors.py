@@ -1,20 +1,44 @@
-"""Turn the project's errors into clear JSON answers (never a 500 for bad input)."""
+"""Turn the project's errors into clear JSON answers (never a 500 for bad input).
+
+Every error answer has one shape, ``{"error": {"code", "message"}}``: the
+project's own errors, and Starlette's routing and parsing errors (unknown path,
+method not allowed, a multipart body without a boundary) translated into the
+error tree here, at the boundary.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
-from schemas.errors import NotFound, UpscaleError
+from schemas.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RejectedInput,
+    UpscaleError,
+)
 
 log = logging.getLogger(__name__)
 
+# How long a client should wait before retrying an answer that says "try again".
+RETRY_AFTER_S = 5
+
 
 def error_response(exc: UpscaleError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
+    if exc.retryable and exc.status_code == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return JSONResponse(
-        {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status_code
+        {"error": {"code": exc.code, "message": exc.message}},
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 
@@ -32,3 +56,36 @@ async def handle_upscale_error(request: Request, exc: Exception) -> Response:
         # Reveal nothing about why a callback URL is not accepted.
         return JSONResponse({"error": {"code": "not_found", "message": "not found"}}, 404)
     return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (routing, form parsing) in the project's terms."""
+    assert isinstance(exc, HTTPException)
+    return await handle_upscale_error(request, translate_http_exception(request, exc))
+
+
+def translate_http_exception(request: Request, exc: HTTPException) -> UpscaleError:
+    if exc.status_code == 404:
+        return NotFound("no such route")
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        return MethodNotAllowed(f"{request.method} is not allowed here", allowed)
+    if exc.status_code == 413:
+        return PayloadTooLarge(exc.detail)
+    # The rest come from parsing the request, e.g. "Missing boundary in multipart.":
+    # fixed messages of the parser's, never the body.
+    return RejectedInput(exc.detail)
+
+
+def allowed_methods(request: Request) -> tuple[str, ...]:
+    """Every method some route of the app takes at this request's path.
+
+    Starlette's own ``Allow`` names only the first route that matches the path,
+    and this app declares one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods.update(route.methods)
+    return tuple(sorted(methods))

@@ -13,8 +13,9 @@ from orchestrator.events import EVENT_TYPES, event_seq
 from orchestrator.outbound.feed import cursor, follow_events_or_idle
 from orchestrator.store.outbox import EventRecord
 from receiver.auth import require_token
-from receiver.bodies import read_capped
+from receiver.json_bodies import read_object
 from schemas.errors import NotFound, RejectedInput
+from schemas.fields import only_fields, optional_text, query_int
 
 
 def _types(request: Request) -> list[str] | None:
@@ -33,10 +34,7 @@ def public_event(event: EventRecord) -> dict[str, Any]:
 
 async def list_events(request: Request) -> Response:
     runtime = require_token(request)
-    try:
-        limit = max(1, min(int(request.query_params.get("limit", "100")), 1000))
-    except ValueError:
-        raise RejectedInput("limit must be an integer") from None
+    limit = query_int(request.query_params, "limit", default=100, low=1, high=1000)
     after = cursor(request.query_params.get("after"))
     events = await runtime.store.list_events(after=after, limit=limit, types=_types(request))
     next_cursor = events[-1].id if events else request.query_params.get("after")
@@ -81,18 +79,9 @@ async def redeliver(request: Request) -> Response:
     seq = event_seq(request.path_params["event_id"])
     if seq is None or await runtime.store.get_event(seq) is None:
         raise NotFound("no such event")
-    raw = await read_capped(request, 64 * 1024)
-    subscription_id = None
-    if raw.strip():
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise RejectedInput("body must be JSON") from None
-        if not isinstance(payload, dict):
-            raise RejectedInput("body must be a JSON object")
-        subscription_id = payload.get("subscription_id")
-        if subscription_id is not None and not isinstance(subscription_id, str):
-            raise RejectedInput("subscription_id must be a string")
+    payload = await read_object(request)
+    only_fields(payload, ("subscription_id",))
+    subscription_id = optional_text(payload, "subscription_id")
     if (
         subscription_id is not None
         and await runtime.store.get_subscription(subscription_id) is None

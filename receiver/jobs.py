@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -18,11 +17,14 @@ from orchestrator.results import ResultStream
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
 from receiver.bodies import read_capped, replay
+from receiver.json_bodies import parse_json
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
+from schemas.fields import optional_choice, optional_text, query_int
 from schemas.jobs import Job, JobState
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_JOB_STATES = frozenset(s.value for s in JobState)
 # Room for the multipart envelope and the other fields around the image.
 _FORM_OVERHEAD = 64 * 1024
 
@@ -54,10 +56,7 @@ def _json_field(fields: dict[str, Any], name: str) -> Any:
     raw = fields.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise RejectedInput(f"form field {name!r} must be JSON") from None
+    return parse_json(raw, what=f"form field {name!r}")
 
 
 async def create_job(request: Request) -> Response:
@@ -68,7 +67,7 @@ async def create_job(request: Request) -> Response:
         fields, data = await _parse_multipart(request, runtime)
         scale_raw = fields.get("scale") or "2"
         try:
-            scale = float(scale_raw)
+            scale = float(scale_raw[:64])
         except ValueError:
             raise RejectedInput("scale must be a number") from None
         body = {
@@ -83,13 +82,10 @@ async def create_job(request: Request) -> Response:
         # base64 grows an image by a third; leave room for it and the JSON around it.
         cap = runtime.settings.max_upload_bytes * 4 // 3 + _FORM_OVERHEAD
         raw = await read_capped(request, cap)
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise RejectedInput("body must be JSON (or multipart/form-data)") from None
+        payload = parse_json(raw, what="body (JSON, or multipart/form-data)")
         request_data = parse_create_job(payload, known_providers=known)
     key = request.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
     job, created = await runtime.orchestrator.create_job(request_data, idempotency_key=key)
     body = public_job(runtime, job)
@@ -139,30 +135,21 @@ async def job_history(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     runtime = require_token(request)
     params = request.query_params
-    state = params.get("state")
-    if state is not None and state not in {s.value for s in JobState}:
-        raise RejectedInput(f"unknown state {state!r}")
-    provider = params.get("provider")
-    if provider is not None and provider not in runtime.providers:
-        raise RejectedInput(f"unknown provider {provider!r}")
-    try:
-        limit = int(params.get("limit", "50"))
-    except ValueError:
-        raise RejectedInput("limit must be an integer") from None
-    limit = max(1, min(limit, 500))
+    state = optional_choice(params, "state", _JOB_STATES)
+    provider = optional_choice(params, "provider", runtime.providers)
+    limit = query_int(params, "limit", default=50, low=1, high=500)
     since = params.get("since")
     created_after = None
     if since:
         try:
-            created_after = runtime.orchestrator.clock.now() - timedelta(
-                seconds=parse_duration(since)
-            )
+            seconds = parse_duration(since)
         except ValueError as exc:
-            raise RejectedInput(str(exc)) from None
+            raise RejectedInput(f"since: {exc}") from exc
+        created_after = runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
     jobs = await runtime.store.list_jobs(
         state=JobState(state) if state else None,
         provider=provider,
-        after=params.get("after"),
+        after=optional_text(params, "after"),
         limit=limit + 1,
         created_after=created_after,
     )

@@ -24,6 +24,16 @@ _ERRORS = {
     "400": _answer("Invalid request", _ERROR),
     "401": _answer("Missing or unknown API token", _ERROR),
 }
+_RETRY_HEADER: dict[str, Any] = {
+    "headers": {
+        "Retry-After": {
+            "required": True,
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "string"},
+        }
+    }
+}
+_RETRY_LATER = {**_answer("The store is unavailable; retry", _ERROR), **_RETRY_HEADER}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -41,6 +51,10 @@ DOCUMENT: dict[str, Any] = {
                         "properties": {
                             "code": {"type": "string"},
                             "message": {"type": "string"},
+                            "request_id": {
+                                "type": "string",
+                                "description": "On a 500: quote it; it matches one log line",
+                            },
                         },
                         "required": ["code", "message"],
                     }
@@ -172,6 +186,7 @@ DOCUMENT: dict[str, Any] = {
                     "200": _answer("Same Idempotency-Key and body: the existing job", _JOB),
                     "409": _answer("Idempotency-Key reused with another body", _ERROR),
                     "413": _answer("Image too large", _ERROR),
+                    "429": {**_answer("Too many uploads at once; retry", _ERROR), **_RETRY_HEADER},
                     **_ERRORS,
                 },
             },
@@ -261,10 +276,10 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": {"content": {"application/json": {"schema": {}}}},
                 "responses": {
                     "200": _answer("Stored"),
-                    "403": _answer("Source address not on the provider's list"),
-                    "404": _answer("Unknown, expired or foreign token"),
-                    "413": _answer("Body over the cap"),
-                    "503": _answer("Not stored; retry"),
+                    "403": _answer("Source address not on the provider's list", _ERROR),
+                    "404": _answer("Unknown, expired or foreign token", _ERROR),
+                    "413": _answer("Body over the cap", _ERROR),
+                    "503": _RETRY_LATER,
                 },
             }
         },
@@ -276,7 +291,7 @@ DOCUMENT: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": {"description": "The image"},
-                    "404": _answer("Unknown or expired token"),
+                    "404": _answer("Unknown or expired token", _ERROR),
                 },
             }
         },
@@ -318,7 +333,10 @@ DOCUMENT: dict[str, Any] = {
         "/readyz": {
             "get": {
                 "summary": "Store reachable",
-                "responses": {"200": _answer("Ready"), "503": _answer("Store unavailable")},
+                "responses": {
+                    "200": _answer("Ready"),
+                    "503": {**_answer("Store unavailable"), **_RETRY_HEADER},
+                },
             }
         },
         "/openapi.json": {
@@ -499,7 +517,24 @@ EVENT_PATHS: dict[str, Any] = {
 DOCUMENT["paths"].update(EVENT_PATHS)
 
 _DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_OBJECT_BODY = {"content": {"application/json": {"schema": {"type": "object"}}}}
+_DELIVERY_STATUSES = ["pending", "applied", "duplicate", "unmatched", "dead"]
+_JOB_STATES = [
+    "queued",
+    "submitting",
+    "submitted",
+    "fetching",
+    "succeeded",
+    "failed",
+    "uncertain",
+    "cancelled",
+]
+
+
+def _body(properties: dict[str, Any]) -> dict[str, Any]:
+    """An optional JSON object body with these fields and no others."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"content": {"application/json": {"schema": schema}}}
+
 
 OPERATION_PATHS: dict[str, Any] = {
     "/v1/deliveries": {
@@ -515,9 +550,17 @@ OPERATION_PATHS: dict[str, Any] = {
     },
     "/v1/deliveries/replay": {
         "post": {
-            "summary": "Replay every delivery of a status (default dead) since a time",
+            "summary": "Replay every delivery of a status (default dead) since a time; "
+            'with no filter only with "all": true',
             "security": _SECURED,
-            "requestBody": _OBJECT_BODY,
+            "requestBody": _body(
+                {
+                    "status": {"type": "string", "enum": _DELIVERY_STATUSES},
+                    "since": {"type": "string", "description": "e.g. 24h"},
+                    "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
+                    "all": {"type": "boolean"},
+                }
+            ),
             "responses": {"200": _answer("What each replay did"), **_ERRORS},
         }
     },
@@ -559,9 +602,18 @@ OPERATION_PATHS: dict[str, Any] = {
     },
     "/v1/reconcile": {
         "post": {
-            "summary": "Ask providers now about stuck jobs, or jobs since a time or in a state",
+            "summary": "Ask providers now about stuck jobs, or jobs since a time or in a state; "
+            'every unfinished job only with "all": true',
             "security": _SECURED,
-            "requestBody": _OBJECT_BODY,
+            "requestBody": _body(
+                {
+                    "stuck": {"type": "boolean"},
+                    "since": {"type": "string", "description": "e.g. 2h"},
+                    "state": {"type": "string", "enum": _JOB_STATES},
+                    "dry_run": {"type": "boolean"},
+                    "all": {"type": "boolean"},
+                }
+            ),
             "responses": {
                 "202": {
                     "description": (
@@ -603,7 +655,7 @@ OPERATION_PATHS: dict[str, Any] = {
             "summary": "A new job from a failed or uncertain one (uncertain: confirm_uncertain)",
             "security": _SECURED,
             "parameters": [_JOB_ID],
-            "requestBody": _OBJECT_BODY,
+            "requestBody": _body({"confirm_uncertain": {"type": "boolean"}}),
             "responses": {
                 "202": _answer("The new job", _JOB),
                 "404": _answer("No such job", _ERROR),
@@ -613,6 +665,28 @@ OPERATION_PATHS: dict[str, Any] = {
     },
 }
 DOCUMENT["paths"].update(OPERATION_PATHS)
+
+
+def _add_error_answers(document: dict[str, Any]) -> None:
+    """The errors every operation can give, from what it takes: a token (401, and
+    503 when the store is down), a body (400, 413), parameters (400), path ids (404)."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            responses = operation["responses"]
+            parameters = operation.get("parameters", [])
+            if "security" in operation:
+                responses.setdefault("401", _ERRORS["401"])
+                responses.setdefault("503", _RETRY_LATER)
+            if "requestBody" in operation:
+                responses.setdefault("400", _ERRORS["400"])
+                responses.setdefault("413", _answer("Body over the cap", _ERROR))
+            if any(p["in"] in ("query", "header") for p in parameters):
+                responses.setdefault("400", _ERRORS["400"])
+            if any(p["in"] == "path" for p in parameters):
+                responses.setdefault("404", _answer("Not found", _ERROR))
+
+
+_add_error_answers(DOCUMENT)
 
 
 async def openapi(request: Request) -> Response:

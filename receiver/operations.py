@@ -18,8 +18,20 @@ from orchestrator.store.protocol import Delivery, DeliveryStatus
 from receiver.auth import require_token
 from receiver.bodies import read_capped
 from receiver.jobs import public_job
+from receiver.json_bodies import read_object
 from schemas.errors import NotFound, RejectedInput
+from schemas.fields import (
+    only_fields,
+    optional_bool,
+    optional_choice,
+    optional_text,
+    query_flag,
+    query_int,
+)
 from schemas.jobs import JobState
+
+_DELIVERY_STATUSES = frozenset(s.value for s in DeliveryStatus)
+_JOB_STATES = frozenset(s.value for s in JobState)
 
 
 def _iso(value: Any) -> str:
@@ -50,34 +62,21 @@ def public_delivery(d: Delivery, *, full: bool = False) -> dict[str, Any]:
 def _status(value: str | None) -> DeliveryStatus | None:
     if value is None:
         return None
-    try:
-        return DeliveryStatus(value)
-    except ValueError:
-        names = ", ".join(s.value for s in DeliveryStatus)
-        raise RejectedInput(f"status must be one of: {names}") from None
+    if value not in _DELIVERY_STATUSES:
+        names = ", ".join(sorted(_DELIVERY_STATUSES))
+        raise RejectedInput(f"status must be one of: {names}")
+    return DeliveryStatus(value)
 
 
 def _since(runtime: Runtime, value: str | None) -> Any:
+    """The time ``value`` (a duration such as 24h) ago; bounded, so never an overflow."""
     if value is None or value == "":
         return None
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
-        raise RejectedInput(str(exc)) from None
+        raise RejectedInput(f"since: {exc}") from exc
     return runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await read_capped(request, 64 * 1024)
-    if not raw.strip():
-        return {}
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        raise RejectedInput("body must be JSON") from None
-    if not isinstance(payload, dict):
-        raise RejectedInput("body must be a JSON object")
-    return payload
 
 
 async def list_deliveries(request: Request) -> Response:
@@ -88,9 +87,7 @@ async def list_deliveries(request: Request) -> Response:
         provider=q.get("provider"),
         since=_since(runtime, q.get("since")),
         job_id=q.get("job_id"),
-        limit=max(
-            1, min(int(q.get("limit", "100")) if q.get("limit", "").isdigit() else 100, 1000)
-        ),
+        limit=query_int(q, "limit", default=100, low=1, high=1000),
     )
     return JSONResponse({"deliveries": [public_delivery(d) for d in found]})
 
@@ -122,19 +119,29 @@ async def replay_delivery(request: Request) -> Response:
     return JSONResponse(result.to_json())
 
 
+_REPLAY_FIELDS = ("status", "since", "provider", "all")
+
+
 async def replay_deliveries(request: Request) -> Response:
+    """Bulk replay. A body with no filter would replay every dead delivery there is:
+    it must say so with ``"all": true``."""
     runtime = require_token(request)
-    payload = await _json(request)
-    status = _status(payload.get("status", "dead"))
-    assert status is not None
-    since = payload.get("since")
-    if since is not None and not isinstance(since, str):
-        raise RejectedInput("since must be a duration such as 24h")
+    payload = await read_object(request)
+    only_fields(payload, _REPLAY_FIELDS)
+    status = _status(optional_choice(payload, "status", _DELIVERY_STATUSES))
+    since = optional_text(payload, "since")
+    provider = optional_choice(payload, "provider", runtime.providers)
+    everything = optional_bool(payload, "all")
+    if status is None and since is None and provider is None and not everything:
+        raise RejectedInput(
+            "say which deliveries to replay (status, since, provider), "
+            'or send "all": true to replay every dead delivery'
+        )
     results = await operations.replay_many(
         runtime.orchestrator,
-        status=status,
+        status=status or DeliveryStatus.DEAD,
         since=_since(runtime, since),
-        provider=payload.get("provider"),
+        provider=provider,
     )
     return JSONResponse({"replayed": [r.to_json() for r in results]})
 
@@ -143,9 +150,8 @@ async def inject(request: Request) -> Response:
     runtime = require_token(request)
     provider = request.path_params["provider"]
     body = await read_capped(request, runtime.settings.max_callback_bytes)
-    delivery, status = await operations.inject(
-        runtime.orchestrator, provider, body, job_id=request.query_params.get("job_id")
-    )
+    job_id = optional_text(request.query_params, "job_id")
+    delivery, status = await operations.inject(runtime.orchestrator, provider, body, job_id=job_id)
     return JSONResponse({"delivery": delivery.id, "status": status.value}, status_code=201)
 
 
@@ -154,29 +160,37 @@ async def reconcile_job(request: Request) -> Response:
     job = await runtime.store.get_job(request.path_params["job_id"])
     if job is None:
         raise NotFound("no such job")
-    dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+    dry_run = query_flag(request.query_params, "dry_run")
     result = await operations.reconcile(runtime.orchestrator, job, dry_run=dry_run)
     return JSONResponse(result.to_json())
 
 
+_RECONCILE_FIELDS = ("dry_run", "state", "stuck", "since", "all")
+
+
 async def reconcile_many(request: Request) -> Response:
+    """Bulk reconcile: stuck jobs, or jobs since a time or in a state; with no filter
+    (every unfinished job) only with ``"all": true``."""
     runtime = require_token(request)
-    payload = await _json(request)
-    dry_run = bool(payload.get("dry_run", False))
-    state = payload.get("state")
-    if state is not None and state not in {s.value for s in JobState}:
-        raise RejectedInput(f"unknown state {state!r}")
-    if payload.get("stuck"):
+    payload = await read_object(request)
+    only_fields(payload, _RECONCILE_FIELDS)
+    dry_run = optional_bool(payload, "dry_run")
+    state = optional_choice(payload, "state", _JOB_STATES)
+    stuck_only = optional_bool(payload, "stuck")
+    since = optional_text(payload, "since")
+    created_after = _since(runtime, since)
+    if not (stuck_only or state or since or optional_bool(payload, "all")):
+        raise RejectedInput(
+            'say which jobs to reconcile (stuck, since, state), or send "all": true'
+        )
+    if stuck_only:
         jobs = await operations.stuck_jobs(
             runtime.orchestrator, older_than_s=runtime.settings.stuck_after_s
         )
     else:
-        since = payload.get("since")
-        if since is not None and not isinstance(since, str):
-            raise RejectedInput("since must be a duration such as 2h")
         jobs = await runtime.store.list_jobs(
             state=JobState(state) if state else None,
-            created_after=_since(runtime, since),
+            created_after=created_after,
             limit=1000,
         )
         jobs = [j for j in jobs if not j.state.terminal]
@@ -219,8 +233,9 @@ async def retry_job(request: Request) -> Response:
     job = await runtime.store.get_job(request.path_params["job_id"])
     if job is None:
         raise NotFound("no such job")
-    payload = await _json(request)
+    payload = await read_object(request)
+    only_fields(payload, ("confirm_uncertain",))
     new = await operations.retry(
-        runtime.orchestrator, job, confirm_uncertain=bool(payload.get("confirm_uncertain"))
+        runtime.orchestrator, job, confirm_uncertain=optional_bool(payload, "confirm_uncertain")
     )
     return JSONResponse(public_job(runtime, new), status_code=202)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.durations import MAX_DURATION_S, bounded_seconds
 from orchestrator.ids import new_id
 from orchestrator.outbound.subscriptions import new_subscription, public_subscription, rotated
 from orchestrator.runtime import Runtime
 from orchestrator.store.outbox import OutboundStatus, Subscription
 from receiver.auth import require_token
-from receiver.bodies import read_capped
+from receiver.json_bodies import read_object
 from schemas.errors import NotFound, RejectedInput
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await read_capped(request, 64 * 1024)
-    if not raw.strip():
-        return {}
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        raise RejectedInput("body must be JSON") from None
-    if not isinstance(payload, dict):
-        raise RejectedInput("body must be a JSON object")
-    return payload
+from schemas.fields import only_fields, optional_choice
 
 
 async def _get(runtime: Runtime, subscription_id: str) -> Subscription:
@@ -39,7 +25,8 @@ async def _get(runtime: Runtime, subscription_id: str) -> Subscription:
 
 async def create(request: Request) -> Response:
     runtime = require_token(request)
-    payload = await _json(request)
+    payload = await read_object(request)
+    only_fields(payload, ("url", "types"))
     now = runtime.orchestrator.clock.now()
     sub = new_subscription(new_id("sub", now), payload.get("url"), payload.get("types"), now=now)
     await runtime.store.create_subscription(sub)
@@ -71,11 +58,15 @@ async def delete(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     runtime = require_token(request)
     sub = await _get(runtime, request.path_params["subscription_id"])
-    payload = await _json(request)
-    grace = payload.get("grace_s", runtime.settings.secret_grace_s)
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
-        raise RejectedInput("grace_s must be a non-negative number of seconds")
-    fresh, _ = rotated(sub, now=runtime.orchestrator.clock.now(), grace_s=float(grace))
+    payload = await read_object(request)
+    only_fields(payload, ("grace_s",))
+    try:
+        grace = bounded_seconds(payload.get("grace_s", runtime.settings.secret_grace_s))
+    except ValueError as exc:
+        raise RejectedInput(
+            f"grace_s must be a number of seconds from 0 to {MAX_DURATION_S:.0f}: {exc}"
+        ) from exc
+    fresh, _ = rotated(sub, now=runtime.orchestrator.clock.now(), grace_s=grace)
     await runtime.store.set_subscription_secrets(sub.id, fresh.secrets)
     return JSONResponse(public_subscription(fresh, with_secret=True))
 
@@ -91,9 +82,9 @@ async def enable(request: Request) -> Response:
 async def deliveries(request: Request) -> Response:
     runtime = require_token(request)
     sub = await _get(runtime, request.path_params["subscription_id"])
-    status = request.query_params.get("status")
-    if status is not None and status not in {s.value for s in OutboundStatus}:
-        raise RejectedInput(f"unknown status {status!r}")
+    status = optional_choice(
+        request.query_params, "status", frozenset(s.value for s in OutboundStatus)
+    )
     records = await runtime.store.list_outbound(
         subscription_id=sub.id, status=OutboundStatus(status) if status else None, limit=200
     )

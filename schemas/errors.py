@@ -5,10 +5,11 @@
     UpscaleError
      ├── RejectedInput             a client sent something we will not take (400)
      │    ├── PayloadTooLarge      body or upload over its cap (413)
-     │    └── IdempotencyConflict  same Idempotency-Key, different body (409)
+     │    ├── IdempotencyConflict  same Idempotency-Key, different body (409)
+     │    └── MethodNotAllowed     a known path asked with a method it does not take (405)
      ├── RejectedPayload           a provider payload we cannot parse (dead letter)
      ├── NotAuthorized             missing or wrong API token (401)
- │    └── CallbackSourceRefused  a callback from an address not on the provider's list (403)
+     │    └── CallbackSourceRefused  a callback from an address not on the provider's list (403)
      ├── NotFound                  unknown job, bad callback token, unknown route (404)
      ├── ProviderError             a provider call did not give a usable answer
      │    ├── ProviderRejected     the provider refused the job; final (reason code)
@@ -55,6 +56,17 @@ class PayloadTooLarge(RejectedInput):
 class IdempotencyConflict(RejectedInput):
     status_code = 409
     code = "idempotency_conflict"
+
+
+class MethodNotAllowed(RejectedInput):
+    """The answer carries ``Allow`` with the methods the path does take."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class RejectedPayload(UpscaleError):

@@ -18,8 +18,12 @@ from schemas.errors import RejectedInput
 def check_url(url: Any) -> str:
     if not isinstance(url, str) or len(url) > 2048:
         raise RejectedInput("url must be an http(s) URL")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise RejectedInput("url must be an http(s) URL") from exc
+    if parts.scheme not in ("http", "https") or not host:
         raise RejectedInput("url must be an http(s) URL with a host")
     return url.strip()
 

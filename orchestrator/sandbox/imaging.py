@@ -7,6 +7,7 @@ These functions are CPU-bound and blocking: call them from async code through
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 from PIL import Image
@@ -22,6 +23,18 @@ UNREADABLE_IMAGE_ERRORS: tuple[type[BaseException], ...] = (
     Image.DecompressionBombError,
     Image.DecompressionBombWarning,
 )
+
+
+# Pillow names the buffer it read in its messages: "<_io.BytesIO object at 0x...>".
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def unreadable_message(exc: BaseException) -> str:
+    """Why an input is not a readable image, without Python's reprs of our objects."""
+    detail = _OBJECT_REPR.sub("the input", str(exc)).strip()
+    if not detail:
+        detail = type(exc).__name__
+    return f"input is not a readable image: {detail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +87,7 @@ def _upscale(data: bytes, factor: float, max_pixels: int) -> Image.Image:
     except ValueError:
         raise
     except UNREADABLE_IMAGE_ERRORS as exc:
-        raise ValueError(f"input is not a readable image: {exc}") from None
+        raise ValueError(unreadable_message(exc)) from None
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:

@@ -40,7 +40,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from orchestrator.sandbox.context import DownloadFailed, SandboxContext, retry_after_value
-from orchestrator.sandbox.imaging import UNREADABLE_IMAGE_ERRORS, upscale_image
+from orchestrator.sandbox.imaging import (
+    UNREADABLE_IMAGE_ERRORS,
+    unreadable_message,
+    upscale_image,
+)
 from orchestrator.sandbox.wire import is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
@@ -190,7 +194,7 @@ def upscale_capped(data: bytes, factor: float, max_side: int, max_pixels: int) -
         with Image.open(io.BytesIO(data)) as opened:
             width, height = opened.size
     except UNREADABLE_IMAGE_ERRORS as exc:
-        raise ValueError(f"input is not a readable image: {exc}") from None
+        raise ValueError(unreadable_message(exc)) from None
     long_side = max(width, height)
     if long_side > max_side:
         raise ValueError(f"input is already larger than the {max_side} px output limit")
