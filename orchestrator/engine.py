@@ -127,6 +127,9 @@ class Orchestrator:
         image_digest = (
             hashlib.sha256(request.image_bytes).hexdigest() if request.image_bytes else None
         )
+        staged = request.image_staged
+        if staged is not None:
+            image_digest = staged.sha256
         digest = hashlib.sha256(
             json.dumps(
                 [
@@ -146,6 +149,8 @@ class Orchestrator:
             self.inputs.check(request.image_bytes)
         if request.image_bytes is not None:
             input_key = await self.inputs.save(job_id, request.image_bytes)
+        if staged is not None:
+            input_key = await self.inputs.save_staged(job_id, staged)
         new = NewJob(
             id=job_id,
             provider=request.provider,

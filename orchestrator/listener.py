@@ -31,6 +31,10 @@ _HEADERS_TOO_LARGE = (
 )
 
 
+# How long a refused connection's input is read and dropped before it is closed.
+LINGER_S = 2.0
+
+
 def _base_protocol() -> type[asyncio.Protocol]:
     """uvicorn's ``http="auto"`` choice: httptools when installed, else h11."""
     try:
@@ -56,24 +60,56 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
     class GuardedProtocol(base):  # type: ignore[misc]
         _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
+        _refused = False
         _waiting_for: object = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._await_headers()
 
-        def data_received(self, data: bytes) -> None:
-            if self._waiting_for is self.cycle and self._header_timer is not None:
-                self._header_bytes += len(data)
-            super().data_received(data)
-            if self._header_timer is None:
-                return
-            if self.cycle is not self._waiting_for:
-                self._headers_done()
-            elif self._header_bytes > max_header_bytes and not self.transport.is_closing():
+        # httptools' callbacks (h11 limits the size of headers itself).
+        def on_message_begin(self) -> None:
+            self._header_bytes = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count_header_bytes(len(url))
+            if not self._refused:
+                super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count_header_bytes(len(name) + len(value) + 4)
+            if not self._refused:
+                super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            if not self._refused:  # a refused request never reaches the app
+                super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self._refused:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if not self._refused:
+                super().on_message_complete()
+
+        def _count_header_bytes(self, n: int) -> None:
+            self._header_bytes += n
+            if self._header_bytes > max_header_bytes and not self._refused:
+                self._refused = True
                 self._headers_done()
                 self.transport.write(_HEADERS_TOO_LARGE)
-                self.transport.close()
+                # Read and drop what is still coming for a moment before closing, so
+                # that the client reads the answer rather than a connection reset.
+                self.loop.call_later(LINGER_S, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            super().data_received(data)
+            if self._header_timer is not None and self.cycle is not self._waiting_for:
+                self._headers_done()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -89,7 +125,6 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
         def _await_headers(self) -> None:
             self._headers_done()
             self._waiting_for = self.cycle
-            self._header_bytes = 0
             self._header_timer = self.loop.call_later(header_timeout_s, self._too_slow)
 
         def _idle(self) -> bool:

@@ -26,6 +26,7 @@ from receiver import (
     subscriptions,
 )
 from receiver.errors import handle_upscale_error
+from receiver.uploads import UploadSlots
 from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def create_app(
         exception_handlers={UpscaleError: handle_upscale_error},
     )
     app.state.runtime = runtime
+    app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads)
     return app
 
 

@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import Message
 
 from schemas.errors import BodyTimeout, ClientGone, PayloadTooLarge, RejectedInput
 
@@ -68,17 +67,3 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
 async def read_capped(request: Request, limit: int) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes ``limit`` bytes."""
     return b"".join([chunk async for chunk in body_chunks(request, limit)])
-
-
-def replay(request: Request, body: bytes) -> Request:
-    """A copy of ``request`` whose body is ``body`` (already read and capped)."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(request.scope, receive)

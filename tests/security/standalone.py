@@ -15,7 +15,7 @@ from tests.e2e.harness import SECRET, TOKEN, Proc, Service, _upscale_cmd, free_p
 @contextmanager
 def standalone_service(tmp: Path, **env: str) -> Iterator[Service]:
     port = free_port()
-    data_dir = tmp / "data"
+    data_dir = Path(env.get("UPSCALE_DATA_DIR") or tmp / "data")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("UPSCALE_")}
     full_env.update(
         {
