@@ -22,7 +22,6 @@ _DATA_URI = re.compile(rb"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _SCHEME = re.compile(rb"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _WHITESPACE = b" \t\r\n"
 _CONTROL = bytes(range(32))
-_ALPHABET = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _SIMPLE_ESCAPES = {
     ord('"'): b'"',
     ord("\\"): b"\\",
@@ -58,10 +57,10 @@ class Base64Stream:
     def _decode(self, text: bytes) -> bytes:
         if not text:
             return b""
-        if self._padded or not _ALPHABET.fullmatch(text):
+        if self._padded:  # padding ended the data already
             raise RejectedInput(_NOT_BASE64)
         self._padded = text.endswith(b"=")
-        try:
+        try:  # strict: any character outside the alphabet, or misplaced padding, is an error
             return binascii.a2b_base64(text, strict_mode=True)
         except binascii.Error:
             raise RejectedInput(_NOT_BASE64) from None
