@@ -8,6 +8,7 @@ from the mode given to ``open``/``mkdir``, and a loose one would leave them on).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def create_private_file(path: Path, *, exclusive: bool = True) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def ensure_private_file(path: Path) -> None:
+    """Create ``path`` empty and private (and its missing directories) unless it exists."""
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(create_private_file(path))
