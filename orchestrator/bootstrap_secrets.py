@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+from orchestrator.private_files import create_private_file, make_private_dir
 from orchestrator.settings import Secret
 
 SECRET_KEYS_FILE = "secret_keys"  # noqa: S105 (a file name)
@@ -13,9 +14,9 @@ API_TOKEN_FILE = "api_token"  # noqa: S105 (a file name)
 
 
 def _read_or_create(path: Path, make: str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = create_private_file(path)
     except FileExistsError:
         return path.read_text("utf-8").strip()
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -30,6 +30,8 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["UPSCALE_LISTEN_URL"] = f"http://{local_host}:{args.port}"
     # A web process of a multi-process deployment answers HTTP only; workers run the loops.
     os.environ["UPSCALE_RUN_LOOPS"] = "false" if args.web_only else "true"
+    from orchestrator.listener import server_options
+
     # No access log: it would write signed callback and input URLs, and it halves
     # the throughput of the callback path.
     uvicorn.run(
@@ -39,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         lifespan="on",
+        **server_options(load_settings()),
     )
     return 0
 

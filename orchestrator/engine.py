@@ -151,6 +151,9 @@ class Orchestrator:
         image_digest = (
             hashlib.sha256(request.image_bytes).hexdigest() if request.image_bytes else None
         )
+        staged = request.image_staged
+        if staged is not None:
+            image_digest = staged.sha256
         hashed: list[Any] = [
             request.provider,
             request.scale,
@@ -171,6 +174,8 @@ class Orchestrator:
             self.inputs.check(request.image_bytes)
         if request.image_bytes is not None:
             input_key = await self.inputs.save(job_id, request.image_bytes)
+        if staged is not None:
+            input_key = await self.inputs.save_staged(job_id, staged)
         new = NewJob(
             id=job_id,
             provider=request.provider,

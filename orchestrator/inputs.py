@@ -6,14 +6,13 @@ the S3 bucket), so whichever web process a provider reaches can serve them.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from orchestrator.fetch.imagecheck import sniff_format
 from orchestrator.results import ResultStorage, ResultStream
+from orchestrator.spool import Opener, SpoolWriter, disk_error, open_part_file
+from schemas.api import StagedImage
 from schemas.errors import NotFound, PayloadTooLarge, RejectedInput
 
 _KEY = re.compile(r"[A-Za-z0-9_]+\.(png|jpg|webp|gif|bmp|tiff)")
@@ -29,35 +28,52 @@ CONTENT_TYPES = {
 
 
 class InputStore:
-    def __init__(self, storage: ResultStorage, spool: Path, *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        storage: ResultStorage,
+        spool: Path,
+        *,
+        max_bytes: int,
+        opener: Opener = open_part_file,
+    ) -> None:
         self.storage = storage
         self.spool = spool
         self.max_bytes = max_bytes
+        self._opener = opener
 
     def check(self, data: bytes) -> str:
         """The file extension for ``data``, or RejectedInput if it is not an image we take."""
-        if len(data) > self.max_bytes:
+        return self.check_head(data[:64], len(data))
+
+    def check_head(self, head: bytes, size: int) -> str:
+        """The file extension for an image of ``size`` bytes that starts with ``head``."""
+        if size > self.max_bytes:
             raise PayloadTooLarge(f"image is larger than {self.max_bytes} bytes")
-        fmt = sniff_format(data[:64])
+        fmt = sniff_format(head[:64])
         if fmt is None or fmt.upper() not in _EXT:
             raise RejectedInput("image is not a PNG, JPEG, WebP, GIF, BMP or TIFF file")
         return _EXT[fmt.upper()]
 
-    async def save(self, stem: str, data: bytes) -> str:
-        key = f"{stem}.{self.check(data)}"
-        tmp = await asyncio.to_thread(self._spool, data)
-        try:
-            await self.storage.put_file(tmp, key)
-        finally:
-            await asyncio.to_thread(tmp.unlink, True)
-        return key
+    def spool_writer(self) -> SpoolWriter:
+        """Where an upload is written as it arrives (``async with``; nothing left behind)."""
+        return SpoolWriter(self.spool, max_bytes=self.max_bytes, opener=self._opener)
 
-    def _spool(self, data: bytes) -> Path:
-        self.spool.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.spool, prefix=".input-", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return Path(name)
+    async def save(self, stem: str, data: bytes) -> str:
+        async with self.spool_writer() as writer:
+            await writer.write(data)
+            return await self.save_staged(stem, await writer.finish())
+
+    async def save_staged(self, stem: str, staged: StagedImage) -> str:
+        """Move a staged upload into the input store; its key."""
+        key = f"{stem}.{self.check_head(staged.head, staged.size)}"
+        try:
+            await self.storage.put_file(staged.path, key)
+        except OSError as exc:
+            mapped = disk_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return key
 
     async def open(self, key: str) -> ResultStream:
         """A stream of the input's bytes; NotFound for unknown or malformed keys."""

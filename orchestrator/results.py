@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
+from orchestrator.private_files import make_private_dir
+
 __all__ = [
     "READ_CHUNK",
     "LocalResultStorage",
@@ -155,7 +157,7 @@ class LocalResultStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp_dir = root / ".tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.tmp_dir)
 
     def path_for(self, key: str) -> Path:
         return self.root / validate_key(key)

@@ -48,6 +48,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator.private_files import make_private_dir
 from orchestrator.results import READ_CHUNK, ResultStream, validate_key
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ class S3ResultStorage:
         """The object copied into a temporary file (kept in memory up to 1 MiB)."""
         stream = await self.read_stream(key)
         if self._spool_dir is not None:
-            await asyncio.to_thread(self._spool_dir.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_dir, self._spool_dir)
         spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - handed to the caller
             max_size=_SPOOL_IN_MEMORY, dir=None if self._spool_dir is None else str(self._spool_dir)
         )

@@ -110,6 +110,15 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_result_pixels: int = 178_000_000
     worker_concurrency: int = 8
+    # The listener faces the internet: how long a client may take to send its request
+    # line and headers, and its body; how large its headers may be; how many
+    # connections and requests are served at once; how many uploads stream at once.
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    body_timeout_s: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    limit_concurrency: int = 1000
+    max_concurrent_uploads: int = 8
     # SQLite durability: NORMAL (a power cut may lose the last commits, never corrupts)
     # or FULL (every commit survives a power cut; group commit keeps callbacks fast).
     sqlite_synchronous: str = "NORMAL"
@@ -241,6 +250,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_result_bytes=_int(env, "UPSCALE_MAX_RESULT_BYTES", 512 * 1024 * 1024),
         max_result_pixels=_int(env, "UPSCALE_MAX_RESULT_PIXELS", 178_000_000),
         worker_concurrency=max(1, _int(env, "UPSCALE_WORKER_CONCURRENCY", 8)),
+        header_timeout_s=_float(env, "UPSCALE_HEADER_TIMEOUT_S", 10.0),
+        keep_alive_timeout_s=_float(env, "UPSCALE_KEEP_ALIVE_TIMEOUT_S", 5.0),
+        body_timeout_s=_float(env, "UPSCALE_BODY_TIMEOUT_S", 60.0),
+        max_header_bytes=max(1024, _int(env, "UPSCALE_MAX_HEADER_BYTES", 64 * 1024)),
+        limit_concurrency=_int(env, "UPSCALE_LIMIT_CONCURRENCY", 1000),
+        max_concurrent_uploads=max(1, _int(env, "UPSCALE_MAX_CONCURRENT_UPLOADS", 8)),
         sqlite_synchronous=_choice(env, "UPSCALE_SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
         sqlite_busy_timeout_ms=_int(env, "UPSCALE_SQLITE_BUSY_TIMEOUT_MS", 5000),
         log_level=env.get("UPSCALE_LOG_LEVEL", "INFO").upper(),

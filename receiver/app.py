@@ -29,6 +29,7 @@ from receiver import (
 )
 from receiver.errors import handle_http_exception, handle_upscale_error
 from receiver.unexpected import UnexpectedErrors
+from receiver.uploads import UploadSlots
 from schemas.errors import UpscaleError
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def create_app(
         },
     )
     app.state.runtime = runtime
+    app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads)
     return app
 
 

@@ -16,10 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from schemas.errors import (
+    BodyTimeout,
+    ClientGone,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RejectedInput,
+    TooManyUploads,
     UpscaleError,
 )
 
@@ -35,6 +38,11 @@ def error_response(exc: UpscaleError) -> JSONResponse:
         headers["Allow"] = ", ".join(exc.allowed)
     if exc.retryable and exc.status_code == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
+    if isinstance(exc, TooManyUploads):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    if isinstance(exc, BodyTimeout | ClientGone):
+        # The rest of the body is not read: the connection cannot carry another request.
+        headers["Connection"] = "close"
     return JSONResponse(
         {"error": {"code": exc.code, "message": exc.message}},
         status_code=exc.status_code,
@@ -46,6 +54,10 @@ async def handle_upscale_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpscaleError)
     route = request.scope.get("route")
     path = getattr(route, "path", "?")
+    if isinstance(exc, ClientGone):
+        # Routine on the internet (a closed tab, a dropped link): one debug line.
+        log.debug("request.abandoned", extra={"action": exc.code, "route": path})
+        return error_response(exc)
     level = logging.WARNING if exc.status_code < 500 else logging.ERROR
     log.log(
         level,

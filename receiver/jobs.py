@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -16,8 +15,7 @@ from orchestrator.outbound.subscriptions import current_secret
 from orchestrator.results import ResultStream
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
-from receiver.bodies import read_capped, replay
-from receiver.json_bodies import parse_json
+from receiver.uploads import received_job
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import optional_choice, optional_text, query_int
@@ -25,8 +23,6 @@ from schemas.jobs import Job, JobState
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _JOB_STATES = frozenset(s.value for s in JobState)
-# Room for the multipart envelope and the other fields around the image.
-_FORM_OVERHEAD = 64 * 1024
 
 
 def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
@@ -34,60 +30,16 @@ def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
     return job_to_public(job, result_url=f"{base}/v1/jobs/{job.id}/result")
 
 
-async def _parse_multipart(request: Request, runtime: Runtime) -> Any:
-    body = await read_capped(request, runtime.settings.max_upload_bytes + _FORM_OVERHEAD)
-    form = await replay(request, body).form(max_files=1, max_fields=16)
-    try:
-        image = form.get("image")
-        if not isinstance(image, UploadFile):
-            raise RejectedInput("multipart body needs a file part named 'image'")
-        data = await image.read()
-        fields: dict[str, Any] = {}
-        for name in ("provider", "scale", "options", "metadata", "webhook_url"):
-            value = form.get(name)
-            if isinstance(value, str):
-                fields[name] = value
-        return fields, data
-    finally:
-        await form.close()
-
-
-def _json_field(fields: dict[str, Any], name: str) -> Any:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return None
-    return parse_json(raw, what=f"form field {name!r}")
-
-
 async def create_job(request: Request) -> Response:
     runtime = require_token(request)
-    content_type = request.headers.get("content-type", "")
     known = frozenset(runtime.providers)
-    if content_type.startswith("multipart/form-data"):
-        fields, data = await _parse_multipart(request, runtime)
-        scale_raw = fields.get("scale") or "2"
-        try:
-            scale = float(scale_raw[:64])
-        except ValueError:
-            raise RejectedInput("scale must be a number") from None
-        body = {
-            "provider": fields.get("provider"),
-            "scale": scale,
-            "options": _json_field(fields, "options") or {},
-            "metadata": _json_field(fields, "metadata"),
-            "webhook_url": fields.get("webhook_url") or None,
-        }
-        request_data = parse_create_job(body, known_providers=known, upload=data)
-    else:
-        # base64 grows an image by a third; leave room for it and the JSON around it.
-        cap = runtime.settings.max_upload_bytes * 4 // 3 + _FORM_OVERHEAD
-        raw = await read_capped(request, cap)
-        payload = parse_json(raw, what="body (JSON, or multipart/form-data)")
-        request_data = parse_create_job(payload, known_providers=known)
-    key = request.headers.get("idempotency-key")
-    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
-    job, created = await runtime.orchestrator.create_job(request_data, idempotency_key=key)
+    # The image streams to a staged file, kept until the job has taken it.
+    async with received_job(request, runtime) as (payload, staged):
+        request_data = parse_create_job(payload, known_providers=known, staged=staged)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
+        job, created = await runtime.orchestrator.create_job(request_data, idempotency_key=key)
     body = public_job(runtime, job)
     hook = await runtime.store.job_subscription(job.id)
     if hook is not None:

@@ -7,6 +7,7 @@ import binascii
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from schemas.errors import RejectedInput
@@ -16,10 +17,20 @@ _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]*)(;[\w=.-]+)*;base64,", re.IGNO
 
 
 @dataclass(frozen=True, slots=True)
+class StagedImage:
+    """An uploaded image already written to a file as it arrived (capped and hashed)."""
+
+    path: Path
+    size: int
+    sha256: str
+    head: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CreateJob:
     """A validated request to create a job.
 
-    Exactly one of ``image_url`` and ``image_bytes`` is set.
+    Exactly one of ``image_url``, ``image_bytes`` and ``image_staged`` is set.
     """
 
     provider: str
@@ -29,6 +40,7 @@ class CreateJob:
     image_url: str | None
     image_bytes: bytes | None
     webhook_url: str | None = None
+    image_staged: StagedImage | None = None
 
 
 def decode_base64_image(text: str) -> bytes:
@@ -45,9 +57,14 @@ def decode_base64_image(text: str) -> bytes:
 
 
 def parse_create_job(
-    body: Any, *, known_providers: frozenset[str], upload: bytes | None = None
+    body: Any,
+    *,
+    known_providers: frozenset[str],
+    upload: bytes | None = None,
+    staged: StagedImage | None = None,
 ) -> CreateJob:
-    """Validate a ``POST /v1/jobs`` body; ``upload`` is the image of a multipart request."""
+    """Validate a ``POST /v1/jobs`` body; ``upload`` (in memory) or ``staged`` (streamed
+    to a file) is the image when it did not come inside ``body``."""
     if not isinstance(body, dict):
         raise RejectedInput("body must be a JSON object")
     provider = body.get("provider")
@@ -72,6 +89,21 @@ def parse_create_job(
     ):
         raise RejectedInput("webhook_url must be an http(s) URL")
     image = body.get("image")
+    if staged is not None:
+        if image is not None:
+            raise RejectedInput("image is given twice")
+        if staged.size == 0:
+            raise RejectedInput("the image file is empty")
+        return CreateJob(
+            provider=provider,
+            scale=float(scale),
+            options=dict(options),
+            metadata=body.get("metadata"),
+            image_url=None,
+            image_bytes=None,
+            webhook_url=webhook_url,
+            image_staged=staged,
+        )
     if upload is not None:
         if not upload:
             raise RejectedInput("the image file is empty")

@@ -6,7 +6,11 @@
      ├── RejectedInput             a client sent something we will not take (400)
      │    ├── PayloadTooLarge      body or upload over its cap (413)
      │    ├── IdempotencyConflict  same Idempotency-Key, different body (409)
-     │    └── MethodNotAllowed     a known path asked with a method it does not take (405)
+     │    ├── MethodNotAllowed     a known path asked with a method it does not take (405)
+     │    ├── BodyTimeout          the body did not arrive within its deadline (408)
+     │    └── TooManyUploads       uploads at their concurrent cap; retry later (429)
+     ├── ClientGone                the client disconnected before its body was read
+     ├── InsufficientStorage       no room (or no permission) to write an upload (507)
      ├── RejectedPayload           a provider payload we cannot parse (dead letter)
      ├── NotAuthorized             missing or wrong API token (401)
      │    └── CallbackSourceRefused  a callback from an address not on the provider's list (403)
@@ -67,6 +71,36 @@ class MethodNotAllowed(RejectedInput):
     def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
         super().__init__(message)
         self.allowed = allowed
+
+
+class BodyTimeout(RejectedInput):
+    status_code = 408
+    code = "request_timeout"
+
+
+class TooManyUploads(RejectedInput):
+    retryable = True
+    status_code = 429
+    code = "too_many_uploads"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClientGone(UpscaleError):
+    """The client went away mid-request: nobody is left to answer, nothing went wrong here."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
+class InsufficientStorage(UpscaleError):
+    """An upload could not be written: the disk is full or not writable. Nothing is kept."""
+
+    retryable = True
+    status_code = 507
+    code = "insufficient_storage"
 
 
 class RejectedPayload(UpscaleError):

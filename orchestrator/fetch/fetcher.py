@@ -52,6 +52,7 @@ from orchestrator.fetch.imagecheck import (
     inspect_image,
     sniff_format,
 )
+from orchestrator.private_files import make_private_dir
 from orchestrator.results import ResultStorage, validate_key
 from schemas.errors import FetchTransient, ForbiddenURL, ResultExpired, ResultInvalid
 from schemas.jobs import ResultInfo
@@ -207,7 +208,7 @@ class ResultFetcher:
         self._max_redirects = max_redirects
         self._sleep = sleep
         self._clock = clock
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(tmp_dir)
         pillow_limit = Image.MAX_IMAGE_PIXELS
         if pillow_limit is not None and max_pixels > 2 * pillow_limit:
             logger.warning(

@@ -53,6 +53,7 @@ from typing import Any, Final
 from PIL import Image, ImageOps
 
 from orchestrator.local.lifeline import bind_to_parent
+from orchestrator.private_files import create_private_file
 from schemas.errors import RejectedInput, UpscaleError
 
 __all__ = [
@@ -345,7 +346,8 @@ def _decode(src: str) -> Image.Image:
 def _write_png(image: Image.Image, dst: str) -> None:
     part = f"{dst}.part"
     try:
-        image.save(part, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        with os.fdopen(create_private_file(Path(part), exclusive=False), "wb") as out:
+            image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         os.replace(part, dst)
     except BaseException:
         with contextlib.suppress(OSError):

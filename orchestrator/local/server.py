@@ -78,6 +78,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator.local import engines
+from orchestrator.private_files import make_private_dir
 from schemas.errors import RejectedInput, RejectedPayload, UpscaleError
 from schemas.payloads import decode_json
 
@@ -283,7 +284,7 @@ class LocalServer:
             (self.inputs_dir, ("*.img",)),
             (self.results_dir, ("*.png", "*.part")),
         ):
-            directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(directory)
             for pattern in patterns:
                 for stale in directory.glob(pattern):
                     with contextlib.suppress(OSError):

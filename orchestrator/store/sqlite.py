@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
+from orchestrator.private_files import ensure_private_file
 from orchestrator.signals import Broadcast
 from orchestrator.states import Event
 from orchestrator.store.inbox_sql import MARK_DELIVERY, MATCH_CALLBACK, mark_params, match_params
@@ -92,7 +93,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         return self._db
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private, before SQLite does: its -wal and -shm files copy the mode.
+        await asyncio.to_thread(ensure_private_file, self._path)
         db = await aiosqlite.connect(self._path, isolation_level=None)
         db.row_factory = sqlite3.Row
         await db.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,278 @@
+"""A JSON job body whose ``image`` is base64, split as it streams in.
+
+``{"provider": "local", "image": "<33 MB of base64>"}`` must not be held in
+memory, neither as text nor decoded. :class:`JsonImageSplitter` is fed the body
+chunk by chunk; the value of the top-level ``image`` key, when it is long and
+not a URL, comes out of :meth:`~JsonImageSplitter.feed` as decoded bytes (for
+the caller to write to disk), and the rest of the document is kept with
+``null`` in its place, to be parsed as usual once the body is complete. Short
+values (and URLs) stay in the document untouched. No I/O here.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+
+from schemas.errors import PayloadTooLarge, RejectedInput
+
+# Enough to tell a URL from base64, and to hold a data URI's prefix.
+HEAD_CHARS = 256
+_DATA_URI = re.compile(rb"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+_SCHEME = re.compile(rb"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+_WHITESPACE = b" \t\r\n"
+_CONTROL = bytes(range(32))
+_SIMPLE_ESCAPES = {
+    ord('"'): b'"',
+    ord("\\"): b"\\",
+    ord("/"): b"/",
+    ord("b"): b"\b",
+    ord("f"): b"\f",
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+}
+_NOT_BASE64 = "image is neither an http(s) URL nor valid base64"
+
+
+class Base64Stream:
+    """Decodes base64 text fed in pieces (whitespace ignored, as ``decode_base64_image`` does)."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._padded = False
+
+    def feed(self, text: bytes) -> bytes:
+        text = self._carry + text.translate(None, _WHITESPACE)
+        usable = len(text) - len(text) % 4
+        self._carry = text[usable:]
+        return self._decode(text[:usable])
+
+    def close(self) -> bytes:
+        text, self._carry = self._carry, b""
+        if not text:
+            return b""
+        return self._decode(text + b"=" * (-len(text) % 4))
+
+    def _decode(self, text: bytes) -> bytes:
+        if not text:
+            return b""
+        if self._padded:  # padding ended the data already
+            raise RejectedInput(_NOT_BASE64)
+        self._padded = text.endswith(b"=")
+        try:  # strict: any character outside the alphabet, or misplaced padding, is an error
+            return binascii.a2b_base64(text, strict_mode=True)
+        except binascii.Error:
+            raise RejectedInput(_NOT_BASE64) from None
+
+
+class JsonImageSplitter:
+    """Feed a JSON body; get the top-level ``image`` decoded, and the rest as a document.
+
+    ``rest_limit`` caps everything but the streamed image (PayloadTooLarge past it).
+    Syntax is left to ``json.loads`` of :attr:`rest`, except inside the image string.
+    """
+
+    def __init__(self, rest_limit: int) -> None:
+        self.rest_limit = rest_limit
+        self.streamed = False
+        self._rest = bytearray()
+        self._depth = 0
+        self._in_string = False
+        self._escape = False
+        self._expect_key = False
+        self._key: bytearray | None = None
+        self._last_key = b""
+        self._head: bytearray | None = None  # the image value while deciding what it is
+        self._decoder: Base64Stream | None = None  # set while streaming the image
+        self._pending_escape = b""
+
+    @property
+    def rest(self) -> bytes:
+        return bytes(self._rest)
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: list[bytes] = []
+        i, n = 0, len(chunk)
+        while i < n:
+            if self._decoder is not None:
+                i = self._stream(chunk, i, out)
+            elif self._head is not None:
+                i = self._collect_head(chunk, i, out)
+            else:
+                self._scan(chunk[i])
+                i += 1
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        if self._decoder is not None or self._head is not None or self._in_string:
+            raise RejectedInput("body must be JSON (or multipart/form-data)")
+        return b""
+
+    # outside the image ---------------------------------------------------------------
+
+    def _keep(self, data: bytes) -> None:
+        self._rest += data
+        if len(self._rest) > self.rest_limit:
+            raise PayloadTooLarge(f"the fields around the image are over {self.rest_limit} bytes")
+
+    def _scan(self, byte: int) -> None:
+        if self._in_string:
+            self._keep(bytes((byte,)))
+            if self._escape:
+                self._escape = False
+            elif byte == 0x5C:  # backslash
+                self._escape = True
+            elif byte == 0x22:  # end of string
+                self._in_string = False
+                if self._key is not None:
+                    self._last_key, self._key = bytes(self._key), None
+                return
+            if self._key is not None and len(self._key) <= 16:
+                self._key.append(byte)
+            return
+        if byte == 0x22:
+            self._in_string = True
+            if self._depth == 1 and self._expect_key:
+                self._key = bytearray()
+            elif self._depth == 1 and self._last_key == b"image":
+                if self.streamed:
+                    raise RejectedInput("image is given twice")
+                self._in_string = False
+                self._head = bytearray()
+                return
+            self._keep(b'"')
+            return
+        self._keep(bytes((byte,)))
+        if byte in b"{[":
+            self._depth += 1
+            self._expect_key = byte == 0x7B and self._depth == 1
+        elif byte in b"}]":
+            self._depth -= 1
+        elif self._depth == 1 and byte == 0x3A:  # ':'
+            self._expect_key = False
+        elif self._depth == 1 and byte == 0x2C:  # ','
+            self._expect_key = True
+            self._last_key = b""
+
+    # the image value -----------------------------------------------------------------
+
+    def _collect_head(self, chunk: bytes, i: int, out: list[bytes]) -> int:
+        """Gather the start of the image value, then decide: keep it, or stream it."""
+        assert self._head is not None
+        head = self._head
+        while i < len(chunk) and len(head) < HEAD_CHARS:
+            byte = chunk[i]
+            i += 1
+            if byte == 0x22 and not self._ends_in_escape(head):
+                # The whole value is short: it stays in the document as it was.
+                self._head = None
+                self._keep(b'"' + bytes(head) + b'"')
+                self._last_key = b""
+                return i
+            head.append(byte)
+        if len(head) < HEAD_CHARS:
+            return i
+        text = bytes(head).replace(b"\\/", b"/")
+        if _SCHEME.match(text) and text[:5].lower() != b"data:":
+            # A (long) URL: left to the usual checks, within the document's cap.
+            self._head = None
+            self._in_string = True
+            self._keep(b'"')
+            for byte in head:
+                self._scan(byte)
+            return i
+        self._head = None
+        self.streamed = True
+        self._keep(b"null")
+        self._decoder = Base64Stream()
+        if text[:5].lower() == b"data:":
+            prefix = _DATA_URI.match(text)
+            if prefix is None:
+                raise RejectedInput(_NOT_BASE64)
+            # The prefix was unescaped for matching; feed the raw bytes after it.
+            self._stream(bytes(head), self._raw_offset(bytes(head), prefix.end()), out)
+        else:
+            self._stream(bytes(head), 0, out)
+        return i
+
+    @staticmethod
+    def _ends_in_escape(raw: bytearray) -> bool:
+        backslashes = len(raw) - len(raw.rstrip(b"\\"))
+        return backslashes % 2 == 1
+
+    @staticmethod
+    def _raw_offset(raw: bytes, unescaped_end: int) -> int:
+        """Where, in ``raw``, the first ``unescaped_end`` characters of its ``\\/``-unescaped
+        form end."""
+        seen = i = 0
+        while seen < unescaped_end:
+            i += 2 if raw[i : i + 2] == b"\\/" else 1
+            seen += 1
+        return i
+
+    def _stream(self, chunk: bytes, i: int, out: list[bytes]) -> int:
+        """Decode the image string from ``chunk[i:]`` up to its closing quote."""
+        decoder = self._decoder
+        assert decoder is not None
+        n = len(chunk)
+        while i < n:
+            if self._pending_escape:
+                self._pending_escape += chunk[i : i + 1]
+                i += 1
+                escape = self._pending_escape
+                if len(escape) == 6 or (len(escape) == 2 and escape[1:2] != b"u"):
+                    out.append(decoder.feed(_unescape(escape)))
+                    self._pending_escape = b""
+                continue
+            quote = chunk.find(b'"', i)
+            stop = quote if quote >= 0 else n
+            segment = chunk[i:stop]
+            if b"\\/" in segment and b"\\\\" not in segment:
+                # Some encoders escape every '/': undo that in one pass.
+                plain = segment.replace(b"\\/", b"/")
+                if b"\\" not in plain:
+                    self._feed_span(plain, out)
+                    i = stop
+                    if quote >= 0:
+                        return self._end_image(out, i)
+                    continue
+            backslash = chunk.find(b"\\", i, stop)
+            end = backslash if backslash >= 0 else stop
+            self._feed_span(chunk[i:end], out)
+            i = end
+            if end == backslash:
+                self._pending_escape = chunk[i : i + 1]
+                i += 1
+            elif end == quote:
+                return self._end_image(out, i)
+        return i
+
+    def _feed_span(self, span: bytes, out: list[bytes]) -> None:
+        assert self._decoder is not None
+        if len(span.translate(None, _CONTROL)) != len(span):
+            raise RejectedInput("body must be JSON (or multipart/form-data)")
+        out.append(self._decoder.feed(span))
+
+    def _end_image(self, out: list[bytes], quote_at: int) -> int:
+        assert self._decoder is not None
+        out.append(self._decoder.close())
+        self._decoder = None
+        self._last_key = b""
+        return quote_at + 1
+
+
+def _unescape(escape: bytes) -> bytes:
+    """The character a JSON escape (``\\/``, ``\\n``, ``\\u002F``...) stands for, in ASCII."""
+    if escape[1:2] == b"u":
+        try:
+            code = int(escape[2:6], 16)
+        except ValueError:
+            raise RejectedInput("body must be JSON (or multipart/form-data)") from None
+        if code > 0x7F:
+            raise RejectedInput(_NOT_BASE64)
+        return bytes((code,))
+    plain = _SIMPLE_ESCAPES.get(escape[1])
+    if plain is None:
+        raise RejectedInput("body must be JSON (or multipart/form-data)")
+    return plain

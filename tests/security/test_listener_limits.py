@@ -1,0 +1,172 @@
+"""The listener faces the internet: forwarded headers, slow clients and connection counts,
+checked against the running service over real sockets."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.clock import SystemClock
+from orchestrator.settings import Secret
+from orchestrator.signing import CallbackSigner
+from tests.e2e.harness import SECRET, TOKEN, Service
+from tests.security.standalone import raw_connection, read_until_closed, standalone_service
+
+FOTOR_IP = "54.212.95.175"
+HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.0
+# Generous: the machine is shared and busy; what matters is that it happens at all.
+SLACK_S = 4.0
+
+
+def _fotor_callback_path() -> str:
+    token = CallbackSigner((Secret(SECRET),), SystemClock()).for_account("fotor")
+    return f"/callbacks/fotor/{token}"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with standalone_service(
+        tmp_path_factory.mktemp("limited"),
+        UPSCALE_FOTOR_CALLBACK_IPS=FOTOR_IP,
+        UPSCALE_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+        UPSCALE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+        UPSCALE_MAX_HEADER_BYTES="16384",
+        UPSCALE_LIMIT_CONCURRENCY="8",
+    ) as service:
+        yield service
+
+
+def test_forwarded_for_from_a_local_hop_does_not_pass_the_callback_allow_list(
+    limited: Service,
+) -> None:
+    # Anything that reaches the port through a local hop (a sidecar, an SSH tunnel)
+    # must not become Fotor by saying so, unless that hop is a trusted proxy.
+    response = limited.client.post(
+        _fotor_callback_path(),
+        json={"task_id": "t1", "status": 1},
+        headers={"X-Forwarded-For": FOTOR_IP},
+    )
+    assert response.status_code == 403, response.text
+
+
+def test_forwarded_for_from_a_trusted_proxy_is_believed_and_the_peer_is_not_forged(
+    tmp_path: Path,
+) -> None:
+    with standalone_service(
+        tmp_path,
+        UPSCALE_FOTOR_CALLBACK_IPS=FOTOR_IP,
+        UPSCALE_TRUSTED_PROXIES="127.0.0.1/32",
+    ) as service:
+        response = service.client.post(
+            _fotor_callback_path(),
+            json={"task_id": "t1", "status": 1},
+            headers={"X-Forwarded-For": FOTOR_IP},
+        )
+        assert response.status_code == 200, response.text
+        delivery = service.client.get(f"/v1/deliveries/{response.json()['delivery']}").json()
+        assert delivery["headers"]["x-peer-address"] == "127.0.0.1"
+        assert delivery["headers"]["x-forwarded-for"] == FOTOR_IP
+
+
+def test_a_connection_that_sends_nothing_is_closed(limited: Service) -> None:
+    with raw_connection(limited) as sock:
+        _, took = read_until_closed(sock, HEADER_TIMEOUT_S + SLACK_S)
+    assert took >= HEADER_TIMEOUT_S * 0.9
+
+
+def test_headers_sent_one_byte_at_a_time_are_cut_off(limited: Service) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+    with raw_connection(limited) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > HEADER_TIMEOUT_S + SLACK_S:
+                break
+        if not closed:
+            read_until_closed(sock, 1.0)
+    assert time.monotonic() - started < HEADER_TIMEOUT_S + SLACK_S + 1.0
+
+
+def test_a_kept_alive_connection_gets_the_same_header_deadline(limited: Service) -> None:
+    with raw_connection(limited) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # and then nothing more
+        _, took = read_until_closed(sock, HEADER_TIMEOUT_S + SLACK_S)
+    assert took >= HEADER_TIMEOUT_S * 0.9
+
+
+def test_oversized_headers_are_refused(limited: Service) -> None:
+    with raw_connection(limited) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(40):
+                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+        except OSError:
+            pass
+        answer, _ = read_until_closed(sock, SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_a_body_that_stops_coming_gets_408(limited: Service) -> None:
+    head = (
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with raw_connection(limited) as sock:
+        sock.sendall(head.encode() + b'{"provider": "upsampler", "image": "')
+        answer, took = read_until_closed(sock, BODY_TIMEOUT_S + SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took >= BODY_TIMEOUT_S * 0.9
+
+
+def test_connections_past_the_limit_are_answered_503(limited: Service) -> None:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            sock = raw_connection(limited)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers not finished: held open
+            held.append(sock)
+        time.sleep(0.2)
+        with raw_connection(limited) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer, _ = read_until_closed(sock, SLACK_S)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    finally:
+        for sock in held:
+            sock.close()
+    # Once they are gone, the service answers again.
+    time.sleep(0.2)
+    assert limited.client.get("/healthz").status_code == 200
+
+
+def test_a_client_that_disconnects_mid_body_costs_one_debug_line(tmp_path: Path) -> None:
+    head = (
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    with standalone_service(tmp_path, UPSCALE_LOG_LEVEL="DEBUG") as service:
+        for _ in range(5):
+            with raw_connection(service) as sock:
+                sock.sendall(head.encode() + b'{"provider": "upsampler", "image": "' + b"A" * 4000)
+                time.sleep(0.1)
+        time.sleep(0.5)
+        assert service.client.get("/healthz").status_code == 200
+        log = service.proc.log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    assert "ERROR" not in log
+    assert log.count("request.abandoned") == 5
