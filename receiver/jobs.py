@@ -18,6 +18,7 @@ from orchestrator.results import ResultStream
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
 from receiver.bodies import read_capped, replay
+from receiver.intake import check_job_request, offered_providers
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
 from schemas.jobs import Job, JobState
@@ -63,7 +64,7 @@ def _json_field(fields: dict[str, Any], name: str) -> Any:
 async def create_job(request: Request) -> Response:
     runtime = require_token(request)
     content_type = request.headers.get("content-type", "")
-    known = frozenset(runtime.providers)
+    known = offered_providers(runtime)
     if content_type.startswith("multipart/form-data"):
         fields, data = await _parse_multipart(request, runtime)
         scale_raw = fields.get("scale") or "2"
@@ -88,6 +89,7 @@ async def create_job(request: Request) -> Response:
         except ValueError:
             raise RejectedInput("body must be JSON (or multipart/form-data)") from None
         request_data = parse_create_job(payload, known_providers=known)
+    await check_job_request(runtime, request_data)
     key = request.headers.get("idempotency-key")
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")
