@@ -14,6 +14,7 @@ from orchestrator.runtime import Runtime
 from orchestrator.store.outbox import OutboundStatus, Subscription
 from receiver.auth import require_token
 from receiver.bodies import read_capped
+from receiver.intake import check_webhook_url
 from schemas.errors import NotFound, RejectedInput
 
 
@@ -41,6 +42,10 @@ async def create(request: Request) -> Response:
     runtime = require_token(request)
     payload = await _json(request)
     now = runtime.orchestrator.clock.now()
+    if isinstance(payload.get("url"), str):
+        # Refused now, with the reason, rather than retried for hours against an
+        # address the dispatcher will never connect to.
+        await check_webhook_url(runtime, payload["url"])
     sub = new_subscription(new_id("sub", now), payload.get("url"), payload.get("types"), now=now)
     await runtime.store.create_subscription(sub)
     return JSONResponse(public_subscription(sub, with_secret=True), status_code=201)

@@ -114,6 +114,21 @@ def test_the_deployment_example_offers_keyless_providers_nowhere(
     assert "sandbox.not_mounted" in log and "0.0.0.0" in log, log
 
 
+def test_the_deployment_example_refuses_private_subscriptions(
+    deployment: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = deployment
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = client.post("/v1/subscriptions", headers=auth, json={"url": "http://127.0.0.2:9/hook"})
+    assert r.status_code == 400, r.text
+    r = client.post(
+        "/v1/jobs",
+        headers=auth,
+        json={"provider": "local", "scale": 2, "image": "http://127.0.0.2:9/a.png"},
+    )
+    assert r.status_code == 400, r.text
+
+
 def test_the_quickstart_mounts_the_sandbox_and_says_why(
     quickstart: tuple[httpx.Client, str, str],
 ) -> None:
