@@ -28,6 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
     # receiver; receiver/asgi.py builds it from the environment set here.
     local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
     os.environ["UPSCALE_LISTEN_URL"] = f"http://{local_host}:{args.port}"
+    # What the listener binds: the sandbox is mounted only on a loopback host (see
+    # orchestrator/sandbox/exposure.py).
+    os.environ["UPSCALE_LISTEN_HOST"] = args.host
     # A web process of a multi-process deployment answers HTTP only; workers run the loops.
     os.environ["UPSCALE_RUN_LOOPS"] = "false" if args.web_only else "true"
     from orchestrator.listener import server_options
@@ -92,12 +95,21 @@ def _db_migrate(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from orchestrator.bootstrap_secrets import api_tokens
     from orchestrator.sandbox.app import standalone_app
     from orchestrator.sandbox.faults import Faults
+    from orchestrator.sandbox.outbound import standalone_allow
 
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
-    app = standalone_app(faults=Faults.parse(settings.sandbox_faults))
+    # Its control routes take the service's API tokens (UPSCALE_API_TOKENS, or the
+    # token generated into the data directory, as `upscale serve` does).
+    tokens, _ = api_tokens(settings.api_tokens, settings.data_dir)
+    app = standalone_app(
+        faults=Faults.parse(settings.sandbox_faults),
+        allow=standalone_allow(settings, host=args.host, port=args.port),
+        control_tokens=tuple(token.reveal() for token in tokens),
+    )
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
     return 0
 

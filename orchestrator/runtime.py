@@ -33,6 +33,7 @@ from orchestrator.providers.base import Provider
 from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
 from orchestrator.results import LocalResultStorage, ResultStorage
+from orchestrator.sandbox.exposure import SandboxMount, decide_sandbox_mount
 from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.sources import SourcePolicy, parse_networks
@@ -44,8 +45,6 @@ from orchestrator.store.sqlite_watch import DataVersionWatch
 from schemas.api import job_to_public
 
 log = logging.getLogger(__name__)
-
-SANDBOX_KEY = "sandbox"
 
 
 @dataclass
@@ -65,6 +64,16 @@ class Runtime:
     sources: SourcePolicy
     run_loops: bool = True
     sole_process: bool = True
+    # Whether `upscale serve` mounts the sandbox at /sandbox, and why.
+    sandbox_mount: SandboxMount = field(default_factory=lambda: SandboxMount(False, "unset"))
+    # Providers not offered, with what to do about it (a job for one is a 400).
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    # Where input image URLs / webhook URLs may point besides public addresses.
+    fetch_allow: AllowList = field(default_factory=AllowList)
+    webhook_allow: AllowList = field(default_factory=AllowList)
+    # Where the mounted sandbox and the local provider may connect besides public
+    # addresses: the service's own origins and UPSCALE_FETCH_ALLOW_HOSTS.
+    own_allow: AllowList = field(default_factory=AllowList)
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     # SQLite: notices other processes' commits (PostgreSQL has LISTEN/NOTIFY).
@@ -135,13 +144,30 @@ def local_api_key(keys: tuple[Secret, ...]) -> str:
     return hmac.new(keys[-1].reveal().encode(), b"local-provider", hashlib.sha256).hexdigest()
 
 
+def sandbox_api_key(keys: tuple[Secret, ...]) -> str:
+    """The only key the mounted sandbox's provider APIs accept, derived like
+    :func:`local_api_key`: nobody outside the deployment can use them."""
+    return hmac.new(keys[-1].reveal().encode(), b"sandbox-providers", hashlib.sha256).hexdigest()
+
+
+def _no_key_message(name: str, mount: SandboxMount) -> str:
+    return (
+        f"provider {name} is not available: set UPSCALE_{name.upper()}_API_KEY "
+        f"(the built-in sandbox is not mounted: {mount.reason}; "
+        f"or run `upscale sandbox` and set UPSCALE_{name.upper()}_BASE_URL)"
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
     listen_url: str,
+    bind_host: str | None = None,
     clock: Clock | None = None,
     run_loops: bool = True,
 ) -> Runtime:
+    """``bind_host`` is the host the listener binds (``None``: unknown, as for a
+    worker); with ``settings.sandbox`` it decides whether the sandbox is mounted."""
     clock = clock or SystemClock()
     data_dir = settings.data_dir
     listen_url = listen_url.rstrip("/")
@@ -156,17 +182,30 @@ def build_runtime(
         follow_redirects=False,
         trust_env=False,
     )
-    allow = AllowList.parse(settings.fetch_allow_hosts)
+    fetch_allow = AllowList.parse(settings.fetch_allow_hosts)
+    allow = fetch_allow
+    mount = decide_sandbox_mount(
+        settings.sandbox, bind_host=bind_host, public_url=settings.public_url
+    )
+    uses_mount = False
+    unavailable: dict[str, str] = {}
     providers: dict[str, Provider] = {}
     sandboxed: list[str] = []
     verify: set[str] = set()
     for name, conf in settings.providers.items():
         if conf.sandboxed:
-            base_url = conf.base_url or f"{listen_url}{SANDBOX_PATHS[name]}"
-            key = SANDBOX_KEY
+            if conf.base_url:
+                base_url = conf.base_url
+            elif mount.mounted:
+                base_url = f"{listen_url}{SANDBOX_PATHS[name]}"
+                uses_mount = True
+            else:
+                unavailable[name] = _no_key_message(name, mount)
+                continue
+            key = sandbox_api_key(keys)
         else:
             base_url = conf.base_url or REAL_BASE_URLS[name]
-            key = conf.api_key.reveal() if conf.api_key else SANDBOX_KEY
+            key = conf.api_key.reveal() if conf.api_key else sandbox_api_key(keys)
         provider = build_provider(
             name,
             api_client,
@@ -194,6 +233,9 @@ def build_runtime(
         submit_timeout_s=settings.submit_timeout_s,
     )
     allow = allow.with_origin(local_base)
+    own_allow = fetch_allow.with_origin(listen_url).with_origin(public_base)
+    if mount.mounted and not uses_mount:
+        mount = SandboxMount(False, "every provider has an API key or a base URL")
     fetch_client = make_guarded_client(allow, timeout=httpx.Timeout(60.0, connect=10.0))
     results = open_result_storage(settings.results_url, data_dir=data_dir, env=settings.s3_env)
     # Downloads spool next to local results (so the final rename is atomic), or
@@ -317,6 +359,11 @@ def build_runtime(
             trusted_proxies=parse_networks(settings.trusted_proxies),
         ),
         listen_url=listen_url,
+        sandbox_mount=mount,
+        unavailable=unavailable,
+        fetch_allow=fetch_allow,
+        webhook_allow=AllowList.parse(settings.webhook_allow_hosts),
+        own_allow=own_allow,
         run_loops=run_loops,
         sole_process=not settings.uses_postgres,
         dispatcher=dispatcher,

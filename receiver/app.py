@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from orchestrator.local.server import LOCAL_MOUNT, create_local_app
-from orchestrator.runtime import Runtime, local_api_key
+from orchestrator.runtime import Runtime, local_api_key, sandbox_api_key
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
 from receiver import (
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 def create_app(
     runtime: Runtime, *, with_sandbox: bool | None = None, tune_gc: bool = False
 ) -> Starlette:
-    """Build the app around a runtime. The sandbox is mounted when a provider uses it.
+    """Build the app around a runtime. The sandbox is mounted when the runtime says so
+    (``Runtime.sandbox_mount``: only on a service private to this machine, or when
+    ``UPSCALE_SANDBOX=on``); ``with_sandbox`` overrides that, for tests.
 
     ``tune_gc`` is for a process that serves this one app (the ASGI entry point):
     see ``settle_gc``."""
@@ -86,10 +88,15 @@ def create_app(
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
     ]
-    mount_sandbox = bool(runtime.sandboxed) if with_sandbox is None else with_sandbox
+    mount_sandbox = runtime.sandbox_mount.mounted if with_sandbox is None else with_sandbox
     sandbox = None
     if mount_sandbox:
-        sandbox = create_sandbox_app(faults=Faults.parse(runtime.settings.sandbox_faults))
+        sandbox = create_sandbox_app(
+            faults=Faults.parse(runtime.settings.sandbox_faults),
+            api_key=sandbox_api_key(runtime.signing_keys),
+            allow=runtime.own_allow,
+            control_tokens=tuple(token.reveal() for token in runtime.api_tokens),
+        )
         routes.append(Mount("/sandbox", app=sandbox))
 
     settings = runtime.settings
@@ -100,6 +107,7 @@ def create_app(
         max_input_pixels=settings.local_max_pixels,
         max_concurrent_jobs=settings.local_max_jobs,
         default_engine=settings.local_engine,
+        allow=runtime.own_allow,
     )
     routes.append(Mount(LOCAL_MOUNT, app=local))
 
@@ -162,7 +170,13 @@ def _announce(runtime: Runtime) -> None:
             "public_url": runtime.orchestrator.config.public_base,
             "live_providers": ",".join(live) or "-",
             "sandboxed_providers": ",".join(runtime.sandboxed) or "-",
+            "unavailable_providers": ",".join(sorted(runtime.unavailable)) or "-",
         },
+    )
+    mount = runtime.sandbox_mount
+    log.info(
+        "sandbox.mounted" if mount.mounted else "sandbox.not_mounted",
+        extra={"action": "sandbox", "mounted": mount.mounted, "reason": mount.reason},
     )
     if runtime.api_token_file is not None:
         log.info(

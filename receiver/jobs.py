@@ -15,6 +15,7 @@ from orchestrator.outbound.subscriptions import current_secret
 from orchestrator.results import ResultStream
 from orchestrator.runtime import Runtime
 from receiver.auth import require_token
+from receiver.intake import check_job_request, offered_providers
 from receiver.uploads import received_job
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
@@ -32,10 +33,11 @@ def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
 
 async def create_job(request: Request) -> Response:
     runtime = require_token(request)
-    known = frozenset(runtime.providers)
+    known = offered_providers(runtime)
     # The image streams to a staged file, kept until the job has taken it.
     async with received_job(request, runtime) as (payload, staged):
         request_data = parse_create_job(payload, known_providers=known, staged=staged)
+        await check_job_request(runtime, request_data)
         key = request.headers.get("idempotency-key")
         if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
             raise RejectedInput("Idempotency-Key must be 1-255 printable ASCII characters")

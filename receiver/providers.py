@@ -22,6 +22,10 @@ async def list_providers(request: Request) -> Response:
                 }
                 for name, provider in sorted(runtime.providers.items())
             ]
+            + [
+                {"name": name, "mode": "unavailable", "reason": reason}
+                for name, reason in sorted(runtime.unavailable.items())
+            ]
         }
     )
 

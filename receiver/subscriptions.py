@@ -11,6 +11,7 @@ from orchestrator.outbound.subscriptions import new_subscription, public_subscri
 from orchestrator.runtime import Runtime
 from orchestrator.store.outbox import OutboundStatus, Subscription
 from receiver.auth import require_token
+from receiver.intake import check_webhook_url
 from receiver.json_bodies import read_object
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import only_fields, optional_choice
@@ -28,6 +29,10 @@ async def create(request: Request) -> Response:
     payload = await read_object(request)
     only_fields(payload, ("url", "types"))
     now = runtime.orchestrator.clock.now()
+    if isinstance(payload.get("url"), str):
+        # Refused now, with the reason, rather than retried for hours against an
+        # address the dispatcher will never connect to.
+        await check_webhook_url(runtime, payload["url"])
     sub = new_subscription(new_id("sub", now), payload.get("url"), payload.get("types"), now=now)
     await runtime.store.create_subscription(sub)
     return JSONResponse(public_subscription(sub, with_secret=True), status_code=201)

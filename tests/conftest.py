@@ -73,7 +73,8 @@ async def running_app(
             **env,
         }
     )
-    runtime = build_runtime(settings, listen_url=BASE, run_loops=run_loops)
+    # As `upscale serve` on its defaults: bound to loopback, so sandboxed providers are offered.
+    runtime = build_runtime(settings, listen_url=BASE, bind_host="127.0.0.1", run_loops=run_loops)
     app = create_app(runtime, with_sandbox=with_sandbox)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -77,9 +77,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from orchestrator.fetch.allowlist import AllowList
+from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.local import engines
 from orchestrator.private_files import make_private_dir
-from schemas.errors import RejectedInput, RejectedPayload, UpscaleError
+from schemas.errors import ForbiddenURL, RejectedInput, RejectedPayload, UpscaleError
 from schemas.payloads import decode_json
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ DEFAULT_MAX_INPUT_BYTES: Final = 50 * 1024 * 1024
 MAX_JOBS_KEPT: Final = 10_000
 SHUTDOWN_GRACE_S: Final = 10.0
 
+# Never what the address answered (it may be an internal one): see the log for that.
+_UNREACHABLE: Final = "the image URL could not be fetched"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _RESULT_PREFIX = "/results/"
 
@@ -233,6 +237,7 @@ class LocalServer:
         limits: _Limits,
         callback_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
+        allow: AllowList | None = None,
     ) -> None:
         self._api_key = api_key.encode()
         self.inputs_dir = work_dir / "inputs"
@@ -246,6 +251,7 @@ class LocalServer:
         self.workers = _Workers(workers)
         self._slots: asyncio.Semaphore | None = None
         self._given_client = callback_client
+        self._allow = allow if allow is not None else AllowList()
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = False
@@ -257,8 +263,9 @@ class LocalServer:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._prepare_dirs)
-        self._client = self._given_client or httpx.AsyncClient(
-            trust_env=False, follow_redirects=False
+        # The guarded client: public addresses and what ``allow`` lists, nothing else.
+        self._client = self._given_client or make_guarded_client(
+            self._allow, timeout=httpx.Timeout(self.limits.download_timeout_s, connect=10.0)
         )
         self._slots = asyncio.Semaphore(self.workers.workers)
         self.workers.start()
@@ -474,11 +481,9 @@ class LocalServer:
                 "GET", url, timeout=self.limits.download_timeout_s, follow_redirects=True
             ) as response:
                 if response.status_code != 200:
-                    raise _Refused(
-                        400,
-                        "input_unreachable",
-                        f"fetching image_url answered HTTP {response.status_code}",
-                    )
+                    # What the address answered stays here: it may be an internal one.
+                    logger.info("local input download answered HTTP %d", response.status_code)
+                    raise _Refused(400, "input_unreachable", _UNREACHABLE)
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
@@ -486,10 +491,12 @@ class LocalServer:
                     if size > limit:
                         raise _Refused(400, "input_too_large", self._bytes_message())
                     chunks.append(chunk)
+        except ForbiddenURL:
+            logger.info("local input download refused: the address is not allowed")
+            raise _Refused(400, "input_unreachable", _UNREACHABLE) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _Refused(
-                400, "input_unreachable", f"could not fetch image_url ({type(exc).__name__})"
-            ) from exc
+            logger.info("local input download failed: %s", type(exc).__name__)
+            raise _Refused(400, "input_unreachable", _UNREACHABLE) from None
         return b"".join(chunks)
 
     # -- jobs -------------------------------------------------------------
@@ -554,6 +561,8 @@ class LocalServer:
                     headers=headers,
                     timeout=self.limits.callback_timeout_s,
                 )
+            except ForbiddenURL:
+                outcome, final = "refused: the address is not allowed", True
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 outcome, final = type(exc).__name__, False
             else:
@@ -620,6 +629,7 @@ def create_local_app(
     max_concurrent_jobs: int = 4,
     default_engine: str | None = None,
     callback_client: httpx.AsyncClient | None = None,
+    allow: AllowList | None = None,
     max_output_pixels: int = engines.DEFAULT_MAX_OUTPUT_PIXELS,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     download_timeout_s: float = 30.0,
@@ -633,7 +643,9 @@ def create_local_app(
 
     ``default_engine`` defaults to :func:`~orchestrator.local.engines.default_engine`;
     an engine that does not run here raises ``ValueError``. ``callback_client``, when
-    given, is used for input downloads and webhooks and is not closed by the app.
+    given, is used for input downloads and webhooks and is not closed by the app;
+    otherwise the app uses the guarded client, which reaches public addresses and what
+    ``allow`` lists (the service's own origins), nothing else.
     """
     if not api_key:
         raise ValueError("api_key must not be empty")
@@ -673,6 +685,7 @@ def create_local_app(
         ),
         callback_client=callback_client,
         clock=clock,
+        allow=allow,
     )
 
     @asynccontextmanager

@@ -11,6 +11,11 @@ standalone):
 - ``GET /faults``, ``PUT /faults`` (JSON object merged in), ``DELETE /faults`` (defaults)
 - ``GET /stats``, ``DELETE /stats`` (zero every counter)
 
+The control routes (faults, stats, Fotor's ``/webhook``) need one of
+``control_tokens`` (see ``control.py``); the provider APIs need ``api_key`` when
+one is given. Every download and webhook goes through the guarded client, which
+reaches public addresses and what ``allow`` lists, nothing else.
+
 Starlette does not run the lifespan of a mounted app: a host app must enter
 ``sandbox.router.lifespan_context(sandbox)`` in its own lifespan (or call
 ``await sandbox.state.sandbox.aclose()`` at shutdown).
@@ -32,8 +37,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from orchestrator.fetch.allowlist import AllowList
 from orchestrator.sandbox import artnex, fotor, photio, upsampler
 from orchestrator.sandbox.context import RootPathRecorder, SandboxContext
+from orchestrator.sandbox.control import control_denied
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.stats import Stats
 
@@ -45,6 +52,8 @@ SANDBOX_MOUNT = "/sandbox"
 class SandboxOptions(TypedDict, total=False):
     faults: Faults | None
     api_key: str | None
+    allow: AllowList | None
+    control_tokens: tuple[str, ...] | None
     seed: int | None
     callback_backoff_s: float
     clock: Callable[[], float] | None
@@ -56,6 +65,8 @@ def create_sandbox_app(
     *,
     faults: Faults | None = None,
     api_key: str | None = None,
+    allow: AllowList | None = None,
+    control_tokens: tuple[str, ...] | None = None,
     seed: int | None = None,
     callback_backoff_s: float = 0.5,
     clock: Callable[[], float] | None = None,
@@ -66,7 +77,9 @@ def create_sandbox_app(
 
     ``faults`` is used as is (not copied), so a caller holding it sees and can
     make changes; ``clock`` (seconds, default ``time.monotonic``) drives result
-    URL expiry after ``result_ttl_s``.
+    URL expiry after ``result_ttl_s``. ``allow`` widens where downloads and
+    webhooks may go beyond public addresses (give it the sandbox's own origin and
+    the service's callback origin); ``control_tokens`` guard the control routes.
     """
     ctx = SandboxContext(
         faults=faults if faults is not None else Faults(),
@@ -74,6 +87,8 @@ def create_sandbox_app(
         rng=random.Random(seed),
         clock=clock or time.monotonic,
         api_key=api_key,
+        allow=allow,
+        control_tokens=control_tokens,
         callback_backoff_s=callback_backoff_s,
         result_ttl_s=result_ttl_s,
         max_output_pixels=max_output_pixels,
@@ -84,9 +99,13 @@ def create_sandbox_app(
     art = artnex.ArtnexSandbox(ctx)
 
     async def get_faults(request: Request) -> Response:
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
         return JSONResponse(ctx.faults.as_dict())
 
     async def put_faults(request: Request) -> Response:
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
         try:
             values = json.loads(await request.body())
             ctx.faults.update(values)
@@ -98,13 +117,19 @@ def create_sandbox_app(
         return JSONResponse(ctx.faults.as_dict())
 
     async def reset_faults(request: Request) -> Response:
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
         ctx.faults.update(Faults().as_dict())
         return JSONResponse(ctx.faults.as_dict())
 
     async def get_stats(request: Request) -> Response:
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
         return JSONResponse(ctx.stats.as_dict())
 
     async def reset_stats(request: Request) -> Response:
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
         ctx.stats.reset()
         return JSONResponse(ctx.stats.as_dict())
 

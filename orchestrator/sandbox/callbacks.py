@@ -13,6 +13,7 @@ import httpx
 
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.stats import Stats
+from schemas.errors import ForbiddenURL
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ class CallbackSender:
                 response = await self._client().post(
                     url, content=body, headers=headers, timeout=self.timeout_s
                 )
+            except ForbiddenURL:
+                # The guarded client refused the address: retrying cannot help.
+                self._stats.bump(provider, "callbacks_refused")
+                logger.warning("%s callback refused: the address is not allowed", provider)
+                break
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 outcome = f"{type(exc).__name__}: {exc}"
             else:

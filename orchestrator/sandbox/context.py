@@ -1,6 +1,9 @@
 """State shared by every sandbox provider: faults, stats, clock, HTTP client, tasks.
 
 Its client also downloads input images for every provider (:meth:`SandboxContext.download`).
+The client is the service's guarded one (``orchestrator/fetch/transport.py``): it
+connects to public addresses and to what ``allow`` lists (the sandbox's own origin and
+the service's callback origin), nothing else, whatever a caller asks for.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import httpx
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.fetch.allowlist import AllowList
+from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.sandbox.callbacks import CallbackSender
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.results import ResultStore
 from orchestrator.sandbox.stats import Stats
+from schemas.errors import ForbiddenURL
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +64,9 @@ def retry_after_value(seconds: float) -> str:
 class DownloadFailed(Exception):
     """An input image could not be downloaded.
 
-    ``reason`` is ``HTTP <status>`` or the transport error's name; ``too_large``
-    means the image went over the size limit (then ``reason`` says so).
+    ``reason`` is ``HTTP <status>``, the transport error's name or ``forbidden
+    address``: for the sandbox's own log only, never for an answer, since it tells
+    what an address answered. ``too_large`` means the image went over the size limit.
     """
 
     def __init__(self, reason: str, *, too_large: bool = False) -> None:
@@ -79,6 +86,8 @@ class SandboxContext:
         rng: random.Random,
         clock: Callable[[], float],
         api_key: str | None = None,
+        allow: AllowList | None = None,
+        control_tokens: tuple[str, ...] | None = None,
         callback_backoff_s: float = 0.5,
         result_ttl_s: float = 3 * 3600.0,
         max_output_pixels: int = 50_000_000,
@@ -90,6 +99,8 @@ class SandboxContext:
         self.rng = rng
         self.clock = clock
         self.api_key = api_key
+        self.allow = allow if allow is not None else AllowList()
+        self.control_tokens = control_tokens
         self.max_output_pixels = max_output_pixels
         self.max_input_bytes = max_input_bytes
         self.download_timeout_s = download_timeout_s
@@ -103,8 +114,9 @@ class SandboxContext:
     def client(self) -> httpx.AsyncClient:
         """The HTTP client for downloads and callbacks (created on first use)."""
         if self._client is None or self._client.is_closed:
-            # trust_env=False: a test double must not be routed through a proxy.
-            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False)
+            self._client = make_guarded_client(
+                self.allow, timeout=httpx.Timeout(self.download_timeout_s, connect=10.0)
+            )
         return self._client
 
     def accepts_key(self, key: str) -> bool:
@@ -118,7 +130,7 @@ class SandboxContext:
         """The body of ``GET url`` (redirects followed), at most ``limit`` bytes.
 
         Raises :class:`DownloadFailed` for an answer other than 200, a body over
-        ``limit`` and any transport error.
+        ``limit``, any transport error and an address the guard refuses (on any hop).
         """
         try:
             async with self.client().stream(
@@ -133,6 +145,8 @@ class SandboxContext:
                     if size > limit:
                         raise DownloadFailed(f"larger than {limit} bytes", too_large=True)
                     chunks.append(chunk)
+        except ForbiddenURL:
+            raise DownloadFailed("forbidden address") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise DownloadFailed(type(exc).__name__) from None
         return b"".join(chunks)

@@ -60,6 +60,7 @@ from orchestrator.sandbox.context import (
     retry_after_value,
     sandbox_root_url,
 )
+from orchestrator.sandbox.control import control_denied
 from orchestrator.sandbox.imaging import output_size, upscale_image
 from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
@@ -358,9 +359,14 @@ class FotorSandbox:
         return envelope("000", "success", data)
 
     async def get_webhook(self, request: Request) -> Response:
+        # The URL is the service's signed account callback: a control route.
+        if (denied := control_denied(request, self.ctx.control_tokens)) is not None:
+            return denied
         return JSONResponse({"url": self.webhook_url})
 
     async def put_webhook(self, request: Request) -> Response:
+        if (denied := control_denied(request, self.ctx.control_tokens)) is not None:
+            return denied
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -525,4 +531,5 @@ class FotorSandbox:
         except DownloadFailed as exc:
             if exc.too_large:
                 raise TaskFailed(f"the image is larger than {limit} bytes") from None
-            raise TaskFailed(f"failed to download the image: {exc.reason}") from None
+            logger.info("fotor input download failed: %s", exc.reason)
+            raise TaskFailed("failed to download the image") from None

@@ -181,7 +181,8 @@ async def fetch_image(ctx: SandboxContext, url: str, limit: int) -> bytes:
     except DownloadFailed as exc:
         if exc.too_large:
             raise InputError(f"image is larger than {limit} bytes", too_large=True) from None
-        raise InputError(f"could not download the image: {exc.reason}") from None
+        logger.info("sandbox input download failed: %s", exc.reason)
+        raise InputError("the image URL could not be fetched") from None
 
 
 def upscale_capped(data: bytes, factor: float, max_side: int, max_pixels: int) -> bytes:

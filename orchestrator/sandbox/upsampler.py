@@ -321,4 +321,5 @@ class UpsamplerSandbox:
         except DownloadFailed as exc:
             if exc.too_large:
                 raise JobFailed(f"Input image is larger than {limit} bytes.") from None
-            raise JobFailed(f"Failed to download input image: {exc.reason}.") from None
+            logger.info("upsampler input download failed: %s", exc.reason)
+            raise JobFailed("Failed to download input image.") from None

@@ -71,6 +71,10 @@ def start_pair(workdir: Path) -> tuple[ServerProc, ServerProc, str]:
             UPSCALE_DATA_DIR=str(workdir / "sb"),
             UPSCALE_SANDBOX_FAULTS="",
             UPSCALE_LOG_LEVEL="WARNING",
+            UPSCALE_API_TOKENS=TOKEN,
+            # The service's callback origin: the only loopback address, besides its own,
+            # that the sandbox's guarded client reaches (inputs, webhooks).
+            UPSCALE_PUBLIC_URL=f"http://{HOST}:{port}",
         ),
         workdir / "sandbox.log",
         sport,

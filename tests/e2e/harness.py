@@ -90,7 +90,13 @@ class Sandbox:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.base, timeout=10.0, trust_env=False)
+        # The control routes (faults, stats, Fotor's webhook) need the API token.
+        self.client = httpx.Client(
+            base_url=self.base,
+            timeout=10.0,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
 
     @property
     def base(self) -> str:
@@ -183,11 +189,20 @@ class Service:
 
 def start_sandbox(tmp: Path, faults: str = "") -> Sandbox:
     port = free_port()
-    env = {**os.environ, "UPSCALE_SANDBOX_FAULTS": faults, "UPSCALE_DATA_DIR": str(tmp / "sb")}
+    env = {
+        **os.environ,
+        "UPSCALE_SANDBOX_FAULTS": faults,
+        "UPSCALE_DATA_DIR": str(tmp / "sb"),
+        "UPSCALE_API_TOKENS": TOKEN,
+        # The services under test listen on other 127.0.0.1 ports: the sandbox's guarded
+        # client may fetch their inputs and send them callbacks only because of this.
+        "UPSCALE_FETCH_ALLOW_HOSTS": "127.0.0.1",
+    }
     proc = Proc(
         [*_upscale_cmd(), "sandbox", "--port", str(port)],
         env,
         tmp / f"sandbox-{port}.log",
+        # Any answer below 500 means it is up (the control routes answer 401 without a token).
         f"http://127.0.0.1:{port}/sandbox/stats",
     )
     proc.start()

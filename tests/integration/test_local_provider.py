@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from orchestrator.fetch.allowlist import AllowList
 from orchestrator.local import engines
 from orchestrator.local.server import LOCAL_MOUNT, create_local_app
 from orchestrator.providers.base import SubmitRequest
@@ -133,6 +134,8 @@ async def local(tmp_path: Path, client: httpx.AsyncClient) -> AsyncIterator[Loca
                 "work_dir": tmp_path / "local",
                 "workers": 1,
                 "callback_backoff_s": 0.05,
+                # Its guarded client reaches this test's servers only because they are allowed.
+                "allow": AllowList.parse("127.0.0.1"),
                 **options,
             }
             local_app = create_local_app(**settings)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator.fetch.allowlist import AllowList
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.fotor import FotorProvider
 from orchestrator.sandbox.app import create_sandbox_app, standalone_app
@@ -43,6 +44,9 @@ from tests.factories import make_png
 AUTH = {"Authorization": "Bearer test-key"}
 API = "/fotor/v1"
 SUBMIT = f"{API}/aiart/imgupscale"
+
+# The sandbox's guarded client reaches this test's own servers only because they are allowed.
+LOOPBACK = AllowList.parse("127.0.0.1")
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -163,7 +167,7 @@ async def real_sandbox(
     ``hook`` becomes the account webhook, set over HTTP like an operator would.
     """
     options.setdefault("callback_backoff_s", 0.01)
-    app = standalone_app(**options)
+    app = standalone_app(**{"allow": LOOPBACK, **options})
     async with serve(app) as url, httpx.AsyncClient(trust_env=False) as client:
         base = f"{url}/sandbox"
         if hook is not None:
@@ -262,7 +266,7 @@ def test_upscale_capped_rejects_junk() -> None:
     "headers", [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic dXNlcg=="}]
 )
 async def test_requests_without_key_are_401(headers: dict[str, str]) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         for method, path in [
             ("POST", SUBMIT),
@@ -279,7 +283,7 @@ async def test_requests_without_key_are_401(headers: dict[str, str]) -> None:
 
 
 async def test_specific_api_key_must_match() -> None:
-    app = create_sandbox_app(api_key="secret")
+    app = create_sandbox_app(allow=LOOPBACK, api_key="secret")
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, json=body(data_uri(PNG)), headers=AUTH)
         assert r.status_code == 401
@@ -307,7 +311,7 @@ async def test_specific_api_key_must_match() -> None:
     ],
 )
 async def test_malformed_submit_is_400(payload: dict[str, Any], needle: str) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, json=payload, headers=AUTH)
         assert r.status_code == 400
@@ -319,7 +323,7 @@ async def test_malformed_submit_is_400(payload: dict[str, Any], needle: str) -> 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[]", b'"x"'])
 async def test_non_object_submit_is_400(content: bytes) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, content=content, headers=AUTH)
         assert r.status_code == 400
@@ -327,7 +331,7 @@ async def test_non_object_submit_is_400(content: bytes) -> None:
 
 
 async def test_polling_flow_with_base64_input() -> None:
-    app = create_sandbox_app(seed=1)
+    app = create_sandbox_app(allow=LOOPBACK, seed=1)
     before_ms = int(time.time() * 1000)
     async with asgi_sandbox(app) as client:
         task_id = await submit(client, body(data_uri(PNG), factor=4, width=40))
@@ -368,7 +372,7 @@ async def test_polling_flow_with_base64_input() -> None:
 
 
 async def test_bare_base64_and_url_inputs(receiver: Receiver) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         bare = await submit(client, body(base64.b64encode(PNG).decode(), factor=2))
         url = await submit(client, body(receiver.image_url(), factor=3))
@@ -379,10 +383,11 @@ async def test_bare_base64_and_url_inputs(receiver: Receiver) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "needle"), [("missing.png", "HTTP 404"), ("junk.png", "not a readable image")]
+    ("name", "needle"),
+    [("missing.png", "failed to download the image"), ("junk.png", "not a readable image")],
 )
 async def test_unusable_input_fails_the_task(receiver: Receiver, name: str, needle: str) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         task_id = await submit(client, body(receiver.image_url(name)))
         final = await wait_final(client, task_id)
@@ -394,7 +399,7 @@ async def test_unusable_input_fails_the_task(receiver: Receiver, name: str, need
 
 
 async def test_credits_decrease_per_successful_task(receiver: Receiver) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         assert await credits(client) == {"businessId": "sandbox", "total": 1000, "remaining": 1000}
         for _ in range(2):
@@ -405,7 +410,7 @@ async def test_credits_decrease_per_successful_task(receiver: Receiver) -> None:
 
 
 async def test_no_credits_left_is_510() -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     fotor_of(app).credits_used = 1000
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, json=body(data_uri(PNG)), headers=AUTH)
@@ -415,7 +420,7 @@ async def test_no_credits_left_is_510() -> None:
 
 
 async def test_unknown_task_is_404_and_missing_id_is_400() -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.get(f"{API}/aiart/tasks/{'0' * 32}", headers=AUTH)
         assert r.status_code == 404
@@ -429,7 +434,9 @@ async def test_unknown_task_is_404_and_missing_id_is_400() -> None:
 async def test_submit_429_has_retry_after_and_creates_nothing(
     retry_after_s: float, header: str
 ) -> None:
-    app = create_sandbox_app(faults=Faults(submit_429=1, retry_after_s=retry_after_s))
+    app = create_sandbox_app(
+        allow=LOOPBACK, faults=Faults(submit_429=1, retry_after_s=retry_after_s)
+    )
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, json=body(data_uri(PNG)), headers=AUTH)
         assert r.status_code == 429
@@ -468,7 +475,7 @@ async def test_submit_error_faults_create_nothing(
 ) -> None:
     faults = Faults()
     faults.update({fault: 1.0})
-    app = create_sandbox_app(faults=faults)
+    app = create_sandbox_app(allow=LOOPBACK, faults=faults)
     async with asgi_sandbox(app) as client:
         r = await client.post(SUBMIT, json=body(data_uri(PNG)), headers=AUTH)
         assert r.status_code == status
@@ -481,7 +488,7 @@ async def test_submit_error_faults_create_nothing(
 
 async def test_status_faults() -> None:
     faults = Faults()
-    app = create_sandbox_app(faults=faults)
+    app = create_sandbox_app(allow=LOOPBACK, faults=faults)
     async with asgi_sandbox(app) as client:
         task_id = await submit(client, body(data_uri(PNG)))
         faults.update({"status_429": 1, "retry_after_s": 3})
@@ -500,7 +507,7 @@ async def test_status_faults() -> None:
 
 
 async def test_nsfw_fault() -> None:
-    app = create_sandbox_app(faults=Faults(nsfw=1))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(nsfw=1))
     async with asgi_sandbox(app) as client:
         final = await wait_final(client, await submit(client, body(data_uri(PNG))))
         assert (await credits(client))["remaining"] == 1000
@@ -511,7 +518,7 @@ async def test_nsfw_fault() -> None:
 
 
 async def test_empty_result_fault_is_charged() -> None:
-    app = create_sandbox_app(faults=Faults(empty_result=1))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(empty_result=1))
     async with asgi_sandbox(app) as client:
         final = await wait_final(client, await submit(client, body(data_uri(PNG))))
         assert (await credits(client))["remaining"] == 999
@@ -521,7 +528,7 @@ async def test_empty_result_fault_is_charged() -> None:
 
 
 async def test_s3_result_fault_is_served_under_s3() -> None:
-    app = create_sandbox_app(faults=Faults(s3_result=1))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(s3_result=1))
     async with asgi_sandbox(app) as client:
         final = await wait_final(client, await submit(client, body(data_uri(PNG))))
         url = final["resultUrl"]
@@ -536,7 +543,7 @@ async def test_s3_result_fault_is_served_under_s3() -> None:
 
 async def test_expired_and_corrupt_results() -> None:
     faults = Faults(expire_result=1)
-    app = create_sandbox_app(faults=faults, seed=3)
+    app = create_sandbox_app(allow=LOOPBACK, faults=faults, seed=3)
     async with asgi_sandbox(app) as client:
         task_id = await submit(client, body(data_uri(PNG)))
         expired = await wait_final(client, task_id)
@@ -552,14 +559,16 @@ async def test_expired_and_corrupt_results() -> None:
 
 
 async def test_result_base_url_points_elsewhere() -> None:
-    app = create_sandbox_app(faults=Faults(result_base_url="http://169.254.169.254/x/"))
+    app = create_sandbox_app(
+        allow=LOOPBACK, faults=Faults(result_base_url="http://169.254.169.254/x/")
+    )
     async with asgi_sandbox(app) as client:
         final = await wait_final(client, await submit(client, body(data_uri(PNG))))
     assert final["resultUrl"].startswith("http://169.254.169.254/x/fotor/results/")
 
 
 async def test_webhook_setting() -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         assert (await client.get("/fotor/webhook")).json() == {"url": None}
         r = await client.put("/fotor/webhook", json={"url": "http://127.0.0.1:9/hook"})
@@ -574,7 +583,7 @@ async def test_webhook_setting() -> None:
 
 
 async def test_stats_appear_with_the_first_fotor_request() -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         assert "fotor" not in (await client.get("/stats")).json()
         await client.get(f"{API}/credits", headers=AUTH)
@@ -594,7 +603,7 @@ async def test_stats_appear_with_the_first_fotor_request() -> None:
 
 
 async def test_shutdown_cancels_background_tasks() -> None:
-    app = create_sandbox_app(faults=Faults(processing_s=60))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(processing_s=60))
     async with asgi_sandbox(app) as client:
         await submit(client, body(data_uri(PNG)))
         assert ctx_of(app).pending_tasks == 1

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator.fetch.allowlist import AllowList
 from orchestrator.providers.artnex import ArtnexProvider
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.photio import PhotioProvider
@@ -48,6 +49,9 @@ DAY = 24 * 3600.0
 
 PNG = make_png(16, 12)
 B64 = base64.b64encode(PNG).decode()
+
+# The sandbox's guarded client reaches this test's own servers only because they are allowed.
+LOOPBACK = AllowList.parse("127.0.0.1")
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -109,7 +113,7 @@ async def inputs() -> AsyncIterator[Inputs]:
 @asynccontextmanager
 async def sandbox(**options: Any) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The standalone sandbox (mounted at /sandbox) over ASGI, its lifespan running."""
-    app = standalone_app(**options)
+    app = standalone_app(**{"allow": LOOPBACK, **options})
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
@@ -236,7 +240,10 @@ async def test_photio_non_json_and_unreachable_inputs(inputs: Inputs) -> None:
             "/sandbox/photio/v1/inference/upscale", content=b"{oops", headers=PHOTIO_AUTH
         )
         assert r.status_code == 400
-        for name, needle in [("missing.png", "HTTP 404"), ("junk.png", "not a readable image")]:
+        for name, needle in [
+            ("missing.png", "could not be fetched"),
+            ("junk.png", "not a readable image"),
+        ]:
             with pytest.raises(ProviderRejected, match=needle) as info:
                 await photio(client).submit(job(url=inputs(name)))
             assert info.value.reason == "rejected_input"

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator.fetch.allowlist import AllowList
 from orchestrator.sandbox.app import create_sandbox_app, standalone_app
 from orchestrator.sandbox.context import SandboxContext
 from orchestrator.sandbox.faults import Faults
@@ -31,6 +32,9 @@ from orchestrator.sandbox.upsampler import UpsamplerSandbox
 
 AUTH = {"Authorization": "Bearer test-key"}
 API = "/upsampler/api/v1"
+
+# The sandbox's guarded client reaches this test's own servers only because they are allowed.
+LOOPBACK = AllowList.parse("127.0.0.1")
 
 
 def make_png(width: int, height: int, mode: str = "RGB") -> bytes:
@@ -144,7 +148,7 @@ async def asgi_sandbox(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def real_sandbox(**options: Any) -> AsyncIterator[tuple[str, Starlette, httpx.AsyncClient]]:
     """The standalone sandbox under uvicorn: yields (base URL incl. /sandbox, app, client)."""
     options.setdefault("callback_backoff_s", 0.01)
-    app = standalone_app(**options)
+    app = standalone_app(**{"allow": LOOPBACK, **options})
     async with serve(app) as url, httpx.AsyncClient(trust_env=False) as client:
         yield f"{url}/sandbox", app, client
 
@@ -226,7 +230,7 @@ def test_upscale_rejects_non_images_and_big_outputs() -> None:
     [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic dXNlcg=="}],
 )
 async def test_submit_without_key_is_401(headers: dict[str, str]) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/precise-upscale", json=body("http://x/y"), headers=headers)
         assert r.status_code == 401
@@ -238,7 +242,7 @@ async def test_submit_without_key_is_401(headers: dict[str, str]) -> None:
 
 
 async def test_specific_api_key_must_match(receiver: Receiver) -> None:
-    app = create_sandbox_app(api_key="secret")
+    app = create_sandbox_app(allow=LOOPBACK, api_key="secret")
     async with asgi_sandbox(app) as client:
         url = f"{API}/smart-upscale"
         r = await client.post(url, json=body(receiver.image_url()), headers=AUTH)
@@ -262,7 +266,7 @@ async def test_specific_api_key_must_match(receiver: Receiver) -> None:
     ],
 )
 async def test_bad_factor_is_400(endpoint: str, factor: Any) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/{endpoint}", json=body("http://x/y", factor), headers=AUTH)
         assert r.status_code == 400
@@ -283,7 +287,7 @@ async def test_bad_factor_is_400(endpoint: str, factor: Any) -> None:
     ],
 )
 async def test_malformed_submit_is_400(content: bytes) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/precise-upscale", content=content, headers=AUTH)
         assert r.status_code == 400
@@ -294,7 +298,7 @@ async def test_malformed_submit_is_400(content: bytes) -> None:
 
 
 async def test_factor_limits_are_inclusive(receiver: Receiver) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         for endpoint, factor in [
             ("smart-upscale", 4),
@@ -308,7 +312,7 @@ async def test_factor_limits_are_inclusive(receiver: Receiver) -> None:
 
 
 async def test_status_of_unknown_job_is_404() -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.get(f"{API}/status/000000000000", headers=AUTH)
         assert r.status_code == 404
@@ -319,7 +323,9 @@ async def test_status_of_unknown_job_is_404() -> None:
 async def test_submit_429_has_retry_after_and_creates_nothing(
     retry_after_s: float, header: str
 ) -> None:
-    app = create_sandbox_app(faults=Faults(submit_429=1, retry_after_s=retry_after_s))
+    app = create_sandbox_app(
+        allow=LOOPBACK, faults=Faults(submit_429=1, retry_after_s=retry_after_s)
+    )
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/precise-upscale", json=body("http://x/y"), headers=AUTH)
         assert r.status_code == 429
@@ -332,7 +338,7 @@ async def test_submit_429_has_retry_after_and_creates_nothing(
 
 
 async def test_submit_500_creates_nothing() -> None:
-    app = create_sandbox_app(faults=Faults(submit_500=1))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(submit_500=1))
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body("http://x/y"), headers=AUTH)
         assert r.status_code == 500
@@ -342,7 +348,7 @@ async def test_submit_500_creates_nothing() -> None:
 
 async def test_status_faults(receiver: Receiver) -> None:
     faults = Faults()
-    app = create_sandbox_app(faults=faults)
+    app = create_sandbox_app(allow=LOOPBACK, faults=faults)
     async with asgi_sandbox(app) as client:
         r = await client.post(
             f"{API}/precise-upscale", json=body(receiver.image_url()), headers=AUTH
@@ -360,7 +366,7 @@ async def test_status_faults(receiver: Receiver) -> None:
 
 
 async def test_polling_flow_and_fresh_urls(receiver: Receiver) -> None:
-    app = create_sandbox_app(seed=1)
+    app = create_sandbox_app(allow=LOOPBACK, seed=1)
     async with asgi_sandbox(app) as client:
         r = await client.post(
             f"{API}/precise-upscale", json=body(receiver.image_url(), 2), headers=AUTH
@@ -398,7 +404,7 @@ async def test_polling_flow_and_fresh_urls(receiver: Receiver) -> None:
 
 async def test_credit_cost_follows_output_size(receiver: Receiver) -> None:
     receiver.images["big.png"] = make_png(1000, 1000)
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         costs = {}
         for endpoint in ("smart-upscale", "precise-upscale"):
@@ -410,10 +416,11 @@ async def test_credit_cost_follows_output_size(receiver: Receiver) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "needle"), [("missing.png", "HTTP 404"), ("junk.png", "not a readable image")]
+    ("name", "needle"),
+    [("missing.png", "Failed to download input image"), ("junk.png", "not a readable image")],
 )
 async def test_unusable_input_fails_the_job(receiver: Receiver, name: str, needle: str) -> None:
-    app = create_sandbox_app()
+    app = create_sandbox_app(allow=LOOPBACK)
     async with asgi_sandbox(app) as client:
         r = await client.post(
             f"{API}/smart-upscale", json=body(receiver.image_url(name)), headers=AUTH
@@ -426,7 +433,7 @@ async def test_unusable_input_fails_the_job(receiver: Receiver, name: str, needl
 
 
 async def test_too_large_output_fails_the_job(receiver: Receiver) -> None:
-    app = create_sandbox_app(max_output_pixels=500)
+    app = create_sandbox_app(allow=LOOPBACK, max_output_pixels=500)
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         final = await wait_final(client, "", r.json()["id"])
@@ -435,7 +442,7 @@ async def test_too_large_output_fails_the_job(receiver: Receiver) -> None:
 
 
 async def test_expired_result_is_410(receiver: Receiver) -> None:
-    app = create_sandbox_app(faults=Faults(expire_result=1))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(expire_result=1))
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         final = await wait_final(client, "", r.json()["id"])
@@ -446,7 +453,7 @@ async def test_expired_result_is_410(receiver: Receiver) -> None:
 
 async def test_result_urls_expire_after_three_hours(receiver: Receiver) -> None:
     now = [1000.0]
-    app = create_sandbox_app(clock=lambda: now[0])
+    app = create_sandbox_app(allow=LOOPBACK, clock=lambda: now[0])
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         final = await wait_final(client, "", r.json()["id"])
@@ -459,7 +466,7 @@ async def test_result_urls_expire_after_three_hours(receiver: Receiver) -> None:
 
 
 async def test_corrupt_result_is_not_an_image(receiver: Receiver) -> None:
-    app = create_sandbox_app(faults=Faults(corrupt_result=1), seed=3)
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(corrupt_result=1), seed=3)
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         final = await wait_final(client, "", r.json()["id"])
@@ -471,7 +478,9 @@ async def test_corrupt_result_is_not_an_image(receiver: Receiver) -> None:
 
 
 async def test_result_base_url_points_elsewhere(receiver: Receiver) -> None:
-    app = create_sandbox_app(faults=Faults(result_base_url="http://169.254.169.254/x/"))
+    app = create_sandbox_app(
+        allow=LOOPBACK, faults=Faults(result_base_url="http://169.254.169.254/x/")
+    )
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         final = await wait_final(client, "", r.json()["id"])
@@ -480,7 +489,7 @@ async def test_result_base_url_points_elsewhere(receiver: Receiver) -> None:
 
 async def test_faults_and_stats_endpoints() -> None:
     faults = Faults()
-    app = create_sandbox_app(faults=faults)
+    app = create_sandbox_app(allow=LOOPBACK, faults=faults)
     async with asgi_sandbox(app) as client:
         r = await client.get("/faults")
         assert r.status_code == 200
@@ -509,7 +518,7 @@ async def test_faults_and_stats_endpoints() -> None:
 
 
 async def test_shutdown_cancels_background_jobs(receiver: Receiver) -> None:
-    app = create_sandbox_app(faults=Faults(processing_s=60))
+    app = create_sandbox_app(allow=LOOPBACK, faults=Faults(processing_s=60))
     async with asgi_sandbox(app) as client:
         r = await client.post(f"{API}/smart-upscale", json=body(receiver.image_url()), headers=AUTH)
         assert r.status_code == 200

@@ -1,0 +1,36 @@
+"""What a new job may ask of us, beyond its shape: a provider we offer, and URLs we
+may reach (its input image, its ``webhook_url``). Each refusal is a 400 that says why."""
+
+from __future__ import annotations
+
+from orchestrator.fetch.destinations import refuse_private_url
+from orchestrator.runtime import Runtime
+from schemas.api import CreateJob
+from schemas.errors import RejectedInput
+
+
+def offered_providers(runtime: Runtime) -> frozenset[str]:
+    """Providers a request may name: those offered and those that need a key (so a
+    job for one of them is refused with what to do, not as an unknown name)."""
+    return frozenset(runtime.providers) | frozenset(runtime.unavailable)
+
+
+async def check_job_request(runtime: Runtime, request: CreateJob) -> None:
+    why = runtime.unavailable.get(request.provider)
+    if why is not None:
+        raise RejectedInput(why)
+    if request.image_url is not None:
+        await refuse_private_url(
+            request.image_url,
+            runtime.fetch_allow,
+            what="image URL",
+            setting="UPSCALE_FETCH_ALLOW_HOSTS",
+        )
+    if request.webhook_url is not None:
+        await check_webhook_url(runtime, request.webhook_url)
+
+
+async def check_webhook_url(runtime: Runtime, url: str) -> None:
+    await refuse_private_url(
+        url, runtime.webhook_allow, what="webhook URL", setting="UPSCALE_WEBHOOK_ALLOW_HOSTS"
+    )
