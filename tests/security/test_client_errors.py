@@ -179,7 +179,7 @@ async def test_a_reasonable_since_still_works(app_factory: AppFactory) -> None:
         ("/v1/deliveries/replay", {"all": "yes"}, "all"),
         ("/v1/deliveries/replay", {"stauts": "dead"}, "stauts"),
         ("/v1/events/evt_1/redeliver", {"subscription_id": 7}, "subscription_id"),
-        ("/v1/subscriptions", {"url": "http://[::1"}, "url"),
+        ("/v1/subscriptions", {"url": "http://[::1"}, "URL"),
         ("/v1/subscriptions", {"url": ["https://a.test"]}, "url"),
     ],
 )

@@ -100,7 +100,7 @@ def check(accepted: Accepted | None, provider: str) -> None:
 
 def run_photio(code: int, head: dict[str, str], body: bytes) -> None:
     try:
-        accepted: Accepted | None = photio.classify_submit(code, head, body)
+        accepted: Accepted | None = photio.classify_submit("job_1", code, head, body)
     except ProviderError as exc:
         assert exc.message
         if isinstance(exc, ProviderRejected):
@@ -113,7 +113,7 @@ def run_photio(code: int, head: dict[str, str], body: bytes) -> None:
 
 def run_artnex(code: int, head: dict[str, str], body: bytes) -> None:
     try:
-        accepted: Accepted | None = artnex.classify_submit(code, head, body)
+        accepted: Accepted | None = artnex.classify_submit("job_1", code, head, body)
     except ProviderError as exc:
         assert exc.message
         if isinstance(exc, ProviderThrottled):
@@ -182,8 +182,8 @@ def test_base64_round_trips(data: bytes) -> None:
 
 def test_well_formed_successes_always_succeed() -> None:
     accepted = photio.classify_submit(
-        200, {}, json.dumps({"status_code": 200, "body": B64}).encode()
+        "job_1", 200, {}, json.dumps({"status_code": 200, "body": B64}).encode()
     )
     check(accepted, "photio")
     body = {"success": True, "image_url": "https://cdn/x.png", "credits_used": 100}
-    check(artnex.classify_submit(200, {}, json.dumps(body).encode()), "artnex")
+    check(artnex.classify_submit("job_1", 200, {}, json.dumps(body).encode()), "artnex")
