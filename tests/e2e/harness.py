@@ -84,7 +84,13 @@ class Sandbox:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.base, timeout=10.0, trust_env=False)
+        # The control routes (faults, stats) may require the service's API token: send it always.
+        self.client = httpx.Client(
+            base_url=self.base,
+            timeout=10.0,
+            trust_env=False,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
 
     @property
     def base(self) -> str:
@@ -177,7 +183,12 @@ class Service:
 
 def start_sandbox(tmp: Path, faults: str = "") -> Sandbox:
     port = free_port()
-    env = {**os.environ, "UPSCALE_SANDBOX_FAULTS": faults, "UPSCALE_DATA_DIR": str(tmp / "sb")}
+    env = {
+        **os.environ,
+        "UPSCALE_SANDBOX_FAULTS": faults,
+        "UPSCALE_DATA_DIR": str(tmp / "sb"),
+        "UPSCALE_API_TOKENS": TOKEN,
+    }
     proc = Proc(
         [*_upscale_cmd(), "sandbox", "--port", str(port)],
         env,
