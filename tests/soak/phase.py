@@ -188,13 +188,14 @@ def _load_phase(
     slots = sorted(rng.uniform(0.08, 0.85) * load_s for _ in range(size.kills))
     kill_lock = threading.Lock()
 
-    def kill() -> str:
+    def kill(role: str) -> str:
         with kill_lock:
-            k = topology.kill_one(rng, roles)
+            k = topology.kill_one(rng, (role,))
             return f"SIGKILL {k.label}, restarted"
 
-    for at in slots:
-        chaos.at(at, "kill", kill)
+    # Roles in turn, so that a phase with web and worker processes kills both kinds.
+    for n, at in enumerate(slots):
+        chaos.at(at, "kill", functools.partial(kill, roles[n % len(roles)]))
     if db is not None:
         for _ in range(size.lock_holds):
             chaos.at(
