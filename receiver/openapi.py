@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.providers.registry import PROVIDER_NAMES
+from schemas.jobs import JobState
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
@@ -194,7 +195,11 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "List jobs, newest first",
                 "security": _SECURED,
                 "parameters": [
-                    {"name": "state", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in JobState]},
+                    },
                     {"name": "provider", "in": "query", "schema": {"type": "string"}},
                     {"name": "after", "in": "query", "schema": {"type": "string"}},
                     {

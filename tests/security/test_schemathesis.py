@@ -104,15 +104,39 @@ CHECKS = [
 ]
 
 OPERATIONS = [
-    (path, method.upper())
+    (path, method.upper(), spec)
     for path, item in DOCUMENT["paths"].items()
-    for method in item
+    for method, spec in item.items()
     if path != ENDLESS
 ]
 
 
-@pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+# Operations for which the generator finds no invalid request: their parameters are
+# free strings, their bodies any JSON (a bad callback token or query value is still a
+# valid request, answered 404 or 400, which the positive mode sends). The last test
+# below fails when that stops being true, so this list cannot hide a new case.
+NOTHING_INVALID = {
+    ("POST", "/callbacks/{provider}/{token}"),
+    ("GET", "/inputs/{token}"),
+}
+
+
+def _can_be_invalid(path: str, method: str, spec: dict[str, Any]) -> bool:
+    """An operation with no parameter and no body has no invalid request to send."""
+    if (method, path) in NOTHING_INVALID:
+        return False
+    return bool(spec.get("parameters")) or "requestBody" in spec
+
+
+CASES = [
+    pytest.param(path, method, mode, id=f"{method} {path} {mode.value}")
+    for path, method, spec in OPERATIONS
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode is GenerationMode.POSITIVE or _can_be_invalid(path, method, spec)
+]
+
+
+@pytest.mark.parametrize(("path", "method", "mode"), CASES)
 def test_every_operation_answers_as_documented(
     api_schema: Any, web_service: Service, path: str, method: str, mode: GenerationMode
 ) -> None:
@@ -132,10 +156,26 @@ def test_every_operation_answers_as_documented(
         case.headers = {**(case.headers or {}), **AUTH}
         case.call_and_validate(base_url=web_service.base, checks=CHECKS, timeout=30)
 
-    try:
-        call()
-    except Unsatisfiable:
-        # Nothing about it can be invalid (no parameters, or any body goes).
-        assert mode is GenerationMode.NEGATIVE
-        pytest.skip("no invalid request to generate")
+    call()
     assert "Traceback" not in web_service.proc.log(), web_service.proc.log()
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(NOTHING_INVALID))
+def test_operations_said_to_have_no_invalid_request_have_none(
+    api_schema: Any, method: str, path: str
+) -> None:
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def generate(case: Case) -> None:
+        pass
+
+    with pytest.raises(Unsatisfiable):
+        generate()
