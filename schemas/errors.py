@@ -10,7 +10,7 @@
      │    ├── BodyTimeout          the body did not arrive within its deadline (408)
      │    └── TooManyUploads       uploads at their concurrent cap; retry later (429)
      ├── ClientGone                the client disconnected before its body was read
-     ├── InsufficientStorage       no room (or no permission) to write an upload (507)
+     ├── InsufficientStorage       no room (or no permission) to write an upload (503, Retry-After)
      ├── RejectedPayload           a provider payload we cannot parse (dead letter)
      ├── NotAuthorized             missing or wrong API token (401)
      │    └── CallbackSourceRefused  a callback from an address not on the provider's list (403)
@@ -99,7 +99,7 @@ class InsufficientStorage(UpscaleError):
     """An upload could not be written: the disk is full or not writable. Nothing is kept."""
 
     retryable = True
-    status_code = 507
+    status_code = 503
     code = "insufficient_storage"
 
 

@@ -167,7 +167,7 @@ def small_disk(path: Path, size: str) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("kind", ["multipart", "json"])
-def test_an_upload_onto_a_full_disk_is_507_and_leaves_nothing(tmp_path: Path, kind: str) -> None:
+def test_an_upload_onto_a_full_disk_is_503_and_leaves_nothing(tmp_path: Path, kind: str) -> None:
     data_dir = tmp_path / "small"
     with (
         small_disk(data_dir, "2m"),
@@ -188,7 +188,8 @@ def test_an_upload_onto_a_full_disk_is_507_and_leaves_nothing(tmp_path: Path, ki
             response = svc.client.post(
                 "/v1/jobs", json={"provider": "local", "image": base64.b64encode(image).decode()}
             )
-        assert response.status_code == 507, response.text
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"]
         assert response.json()["error"]["code"] == "insufficient_storage"
         assert leftovers(data_dir) == []
         # With room again, uploads work.
