@@ -19,7 +19,7 @@ from orchestrator.clock import Clock
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.signatures import signed_headers
 from orchestrator.store.outbox import OutboundStatus, OutboundTask, Outbox
-from schemas.errors import UpscaleError
+from schemas.errors import ForbiddenURL, UpscaleError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class Dispatcher:
             started = time.perf_counter()
             status_code: int | None = None
             error: str | None = None
+            final = False
             try:
                 response = await self.client.post(
                     task.subscription.url,
@@ -110,13 +111,17 @@ class Dispatcher:
                 ok = 200 <= status_code < 300
                 if not ok:
                     error = f"answered {status_code}"
-            except UpscaleError as exc:  # a forbidden address, from the guarded transport
+            except ForbiddenURL as exc:
+                # The guard refuses this address on every try: dead at once, not
+                # retried for hours (a subscription stored before it was refused).
+                ok, error, final = False, exc.message, True
+            except UpscaleError as exc:
                 ok, error = False, exc.message
             except httpx.HTTPError as exc:
                 ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
             duration_ms = (time.perf_counter() - started) * 1000.0
             retry_at = None
-            if not ok:
+            if not ok and not final:
                 delay = self.schedule.next_delay_s(task.attempts + 1, self.rng)
                 if delay is not None:
                     retry_at = self.clock.now() + timedelta(seconds=delay)

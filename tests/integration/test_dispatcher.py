@@ -10,11 +10,13 @@ from pathlib import Path
 import httpx
 
 from orchestrator.clock import FakeClock
+from orchestrator.fetch.allowlist import AllowList
+from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.states import Event
-from orchestrator.store.outbox import OutboundTask
+from orchestrator.store.outbox import OutboundStatus, OutboundTask
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.jobs import JobState
 from tests.factories import make_new_job
@@ -70,3 +72,33 @@ async def test_a_subscriber_outage_leaves_the_dispatcher_asleep(tmp_path: Path) 
     assert len(calls) == 3
     # One look that found them, one that found nothing, then asleep until the retry.
     assert store.looks <= 3
+
+
+async def test_a_subscriber_at_a_forbidden_address_is_dead_at_once(tmp_path: Path) -> None:
+    """A subscription stored before its address was refused is not retried for hours:
+    the guard will refuse it on every try."""
+    clock = FakeClock()
+    now = clock.now()
+    store = SQLiteStore(tmp_path / "d.db")
+    await store.open()
+    client = make_guarded_client(AllowList(), timeout=httpx.Timeout(5.0))
+    try:
+        sub = new_subscription("sub_1", "http://127.0.0.2:9/hook", None, now=now)
+        await store.create_subscription(sub)
+        job, _ = await store.create_job(make_new_job(now))
+        await store.apply_transition(job, Event.CANCEL, JobState.CANCELLED, cause="t", now=now)
+        dispatcher = Dispatcher(
+            store=store,
+            client=client,
+            clock=clock,
+            schedule=RetrySchedule((5.0, 30.0), jitter=0.0),
+            rng=random.Random(1),
+        )
+        await dispatcher.run_until_idle()
+        deliveries = await store.list_outbound(subscription_id="sub_1")
+    finally:
+        await client.aclose()
+        await store.close()
+    assert deliveries, "the events were fanned out to the subscription"
+    assert {d.status for d in deliveries} == {OutboundStatus.DEAD}
+    assert all(d.attempts == 1 for d in deliveries)
