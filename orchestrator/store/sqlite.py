@@ -72,7 +72,12 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._emitted = False
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
-        # One connection: transactions of concurrent callers must not interleave.
+        # Reads go to a connection of their own, one whole statement per call: a
+        # snapshot never outlives its statement, and never sits on the writing
+        # connection (which could not then upgrade to a write after another
+        # connection's commit: SQLite answers "database is locked" at once).
+        self._reader: aiosqlite.Connection | None = None
+        # One writing connection: transactions of concurrent callers must not interleave.
         self._write_lock = asyncio.Lock()
         self._busy_timeout_ms = busy_timeout_ms
         # Incoming callbacks are committed in groups, on a connection of their own.
@@ -82,9 +87,17 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
 
     @property
     def db(self) -> aiosqlite.Connection:
+        """The writing connection: only ever used inside a BEGIN IMMEDIATE transaction
+        (and by the migrations at open)."""
         if self._db is None:
             raise StoreUnavailable("store is not open")
         return self._db
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreUnavailable("store is not open")
+        return self._reader
 
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +110,11 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._db = db
         try:
             await self._migrate()
+            reader = await aiosqlite.connect(self._path, isolation_level=None)
+            self._reader = reader
+            reader.row_factory = sqlite3.Row
+            await reader.execute("PRAGMA query_only=ON")
+            await reader.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             await self._inbox.open()
         except BaseException:
             await self.close()
@@ -130,22 +148,19 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 raise
 
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT MAX(version) FROM schema_version", ())
         return int(row[0]) if row and row[0] is not None else 0
 
     async def close(self) -> None:
         await self._inbox.close()
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for name in ("_reader", "_db"):
+            con: aiosqlite.Connection | None = getattr(self, name)
+            if con is not None:
+                setattr(self, name, None)
+                await con.close()
 
     async def ping(self) -> None:
-        try:
-            async with self.db.execute("SELECT 1") as cur:
-                await cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        await self._one("SELECT 1", ())
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -210,17 +225,14 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._emitted = True
 
     async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        try:
-            async with self.db.execute(sql, params) as cur:
-                row = await cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"database read failed: {exc}") from exc
-        return row
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """One read, run to its end in a single call on the reading connection, so
+        its snapshot closes with it (nothing else can run on that connection meanwhile)."""
         try:
-            async with self.db.execute(sql, params) as cur:
-                rows = await cur.fetchall()
+            rows = await self.reader.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"database read failed: {exc}") from exc
         return list(rows)

@@ -666,6 +666,51 @@ async def test_a_burst_of_deliveries_is_stored_whole_with_one_first_per_key(stor
         assert got is not None and got.status is d.status and got.body == d.body
 
 
+async def test_callbacks_reads_and_creates_at_once_are_all_stored(store: Store) -> None:
+    """Six callback posters, two list readers and two job creators at once: nothing is
+    refused. (SQLite: a read's snapshot on the writing connection, taken before the inbox
+    writer's commit, made the next write fail at once with "database is locked".)"""
+    failures: list[BaseException] = []
+    created: list[str] = []
+    posted = 0
+    ends = asyncio.get_running_loop().time() + 2.0
+
+    def running() -> bool:
+        return asyncio.get_running_loop().time() < ends
+
+    async def poster(n: int) -> None:
+        nonlocal posted
+        i = 0
+        while running():
+            i += 1
+            try:
+                await store.record_delivery(_delivery(f"dlv_load{n}_{i}", f"load-{n}-{i}"))
+                posted += 1
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    async def reader() -> None:
+        while running():
+            try:
+                await store.list_jobs(limit=50)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    async def creator() -> None:
+        while running():
+            try:
+                job, _ = await store.create_job(make_new_job(CLOCK.now()))
+                created.append(job.id)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    await asyncio.gather(*(poster(n) for n in range(6)), reader(), reader(), creator(), creator())
+    assert failures == []
+    assert created and posted
+    assert await store.count_deliveries() == posted
+    assert len(await store.list_jobs(limit=len(created) + 10)) == len(created)
+
+
 async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit(
     tmp_path: Path,
 ) -> None:
@@ -691,7 +736,8 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
 
 async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
     async with _sqlite(tmp_path / "full.db", synchronous="FULL") as store:
-        mode = await store._one("PRAGMA synchronous", ())
+        async with store.db.execute("PRAGMA synchronous") as cur:  # the writing connection
+            mode = await cur.fetchone()
         assert mode is not None and mode[0] == 2  # FULL
         stored = await asyncio.gather(
             *(

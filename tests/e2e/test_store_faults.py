@@ -1,0 +1,98 @@
+"""The SQLite store under faults nobody scripted, driven over HTTP against `upscale serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.clock import SystemClock
+from orchestrator.settings import Secret
+from orchestrator.signing import CallbackSigner
+from tests.e2e.harness import SECRET, TOKEN, Sandbox, start_service
+from tests.factories import make_png
+
+pytestmark = pytest.mark.e2e
+
+LOAD_S = 8.0
+
+
+async def _load(base: str) -> tuple[Counter[str], list[str]]:
+    """Six callback posters, two list readers and two job creators at once, for LOAD_S.
+    Returns the status codes seen per kind of request and the ids of the jobs created."""
+    signer = CallbackSigner([Secret(SECRET)], SystemClock())
+    token = signer.for_job("upsampler", "job_nobody", time.time() + 3600)
+    image = base64.b64encode(make_png(8, 8)).decode()
+    statuses: Counter[str] = Counter()
+    created: list[str] = []
+    ends = time.monotonic() + LOAD_S
+    async with httpx.AsyncClient(
+        base_url=base,
+        timeout=30.0,
+        trust_env=False,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        limits=httpx.Limits(max_connections=16),
+    ) as client:
+
+        async def poster(n: int) -> None:
+            i = 0
+            while time.monotonic() < ends:
+                i += 1
+                body = json.dumps({"status": "PROCESSING", "id": f"p{n}-{i}"})
+                r = await client.post(f"/callbacks/upsampler/{token}", content=body)
+                statuses[f"callback {r.status_code}"] += 1
+
+        async def reader() -> None:
+            while time.monotonic() < ends:
+                r = await client.get("/v1/jobs", params={"limit": 50})
+                statuses[f"list {r.status_code}"] += 1
+
+        async def creator() -> None:
+            while time.monotonic() < ends:
+                r = await client.post(
+                    "/v1/jobs", json={"provider": "upsampler", "scale": 2, "image": image}
+                )
+                statuses[f"create {r.status_code}"] += 1
+                if r.status_code == 202:
+                    created.append(r.json()["id"])
+
+        await asyncio.gather(
+            *(poster(n) for n in range(6)), reader(), reader(), creator(), creator()
+        )
+    return statuses, created
+
+
+async def test_concurrent_callbacks_reads_and_creates_never_answer_503(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    service = start_service(
+        tmp_path,
+        sandbox,
+        env={"UPSCALE_UPSAMPLER_SUBMITS_PER_MIN": "0", "UPSCALE_UPSAMPLER_SUBMITS_PER_HOUR": "0"},
+    )
+    try:
+        statuses, created = await _load(service.base)
+        failed = {k: n for k, n in statuses.items() if not k.endswith((" 200", " 202"))}
+        assert not failed, f"{failed} of {dict(statuses)}\n{service.proc.log()}"
+        assert created and statuses["callback 200"] > 0 and statuses["list 200"] > 0
+        jobs = await asyncio.to_thread(
+            service.wait,
+            created,
+            timeout_s=90.0,
+            done=lambda j: j["state"] not in ("queued", "submitting"),
+        )
+        lost = {
+            i: j["state"]
+            for i, j in jobs.items()
+            if j["state"] == "uncertain" or j["provider_job_id"] is None
+        }
+        assert not lost, f"jobs without their provider id: {lost}"
+        assert "loop.error" not in service.proc.log()
+    finally:
+        service.close()
