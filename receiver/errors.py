@@ -7,14 +7,18 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from schemas.errors import NotFound, UpscaleError
+from schemas.errors import NotFound, StoreUnavailable, UpscaleError
 
 log = logging.getLogger(__name__)
 
 
 def error_response(exc: UpscaleError) -> JSONResponse:
+    # Nothing was stored: a client (or provider) should come back, not give up.
+    headers = {"Retry-After": "5"} if isinstance(exc, StoreUnavailable) else None
     return JSONResponse(
-        {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status_code
+        {"error": {"code": exc.code, "message": exc.message}},
+        status_code=exc.status_code,
+        headers=headers,
     )
 
 

@@ -36,6 +36,7 @@ from orchestrator.store.rows import (
     row_to_job,
 )
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
+from orchestrator.store.sqlite_file import DatabaseMarker, FileWatch
 from orchestrator.store.sqlite_inbox import InboxWriter
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
@@ -62,8 +63,13 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         synchronous: str = "NORMAL",
         snapshot: Snapshot = default_snapshot,
         busy_timeout_ms: int = 5000,
+        marker: DatabaseMarker | None = None,
     ) -> None:
         self._path = path
+        # Whether a database existed here before (None: not asked, as in tests).
+        self._marker = marker
+        # Is the file at the path still the one the connections have open?
+        self._watch = FileWatch(path)
         self._snapshot = snapshot
         # Set whenever an event is committed: wakes the event stream and dispatcher.
         self.events_written = Broadcast()
@@ -82,7 +88,11 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._busy_timeout_ms = busy_timeout_ms
         # Incoming callbacks are committed in groups, on a connection of their own.
         self._inbox = InboxWriter(
-            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, lock=self._write_lock
+            path,
+            synchronous=synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            lock=self._write_lock,
+            check=self._watch.check,
         )
 
     @property
@@ -100,8 +110,13 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         return self._reader
 
     async def open(self) -> None:
+        """Connect and migrate. DatabaseLost if the database is missing or empty where
+        the data directory's marker says there was one (unless a new one is allowed)."""
+        if self._marker is not None and not self._path.exists():
+            self._marker.check_new()
         self._path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(self._path, isolation_level=None)
+        self._watch.pin()
         db.row_factory = sqlite3.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -116,18 +131,28 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             await reader.execute("PRAGMA query_only=ON")
             await reader.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             await self._inbox.open()
+            if self._marker is not None and not self._marker.had_database():
+                self._marker.write()
         except BaseException:
             await self.close()
             raise
 
     async def _migrate(self) -> None:
         migrations = load_migrations("sqlite")
+        async with self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ) as cur:
+            versioned = await cur.fetchone() is not None
+        current = 0
+        if versioned:
+            async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
+                row = await cur.fetchone()
+            current = (row[0] if row else None) or 0
+        if current == 0 and self._marker is not None:
+            self._marker.check_new()
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
         )
-        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
         if current > len(migrations):
             raise SchemaTooNew(
                 f"database schema {current} is newer than this release knows "
@@ -160,6 +185,7 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 await con.close()
 
     async def ping(self) -> None:
+        self._watch.check()
         await self._one("SELECT 1", ())
 
     @asynccontextmanager
@@ -167,6 +193,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         """One write transaction at a time; StoreUnavailable if it cannot commit."""
         async with self._write_lock:
             db = self.db
+            # Nothing is committed to a file that is no longer the database's.
+            self._watch.check()
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,12 +16,22 @@ import pytest
 from orchestrator.clock import SystemClock
 from orchestrator.settings import Secret
 from orchestrator.signing import CallbackSigner
-from tests.e2e.harness import SECRET, TOKEN, Sandbox, start_service
+from tests.e2e.harness import (
+    SECRET,
+    TOKEN,
+    Proc,
+    Sandbox,
+    Service,
+    free_port,
+    service_env,
+    start_service,
+)
 from tests.factories import make_png
 
 pytestmark = pytest.mark.e2e
 
 LOAD_S = 8.0
+SERVE = (sys.executable, "-m", "orchestrator.cli", "serve")
 
 
 async def _load(base: str) -> tuple[Counter[str], list[str]]:
@@ -96,3 +107,52 @@ async def test_concurrent_callbacks_reads_and_creates_never_answer_503(
         assert "loop.error" not in service.proc.log()
     finally:
         service.close()
+
+
+def test_a_deleted_database_is_noticed_and_not_silently_made_anew(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    service = start_service(tmp_path, sandbox)
+    data_dir = service.data_dir
+    signer = CallbackSigner([Secret(SECRET)], SystemClock())
+    token = signer.for_job("upsampler", "job_nobody", time.time() + 3600)
+    try:
+        acknowledged = service.submit(make_png())
+        assert service.client.get("/readyz").status_code == 200
+        (data_dir / "upscale.db").unlink()
+
+        ready = service.client.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert "deleted" in ready.json()["error"]
+        created = service.client.post(
+            "/v1/jobs", json={"provider": "upsampler", "scale": 2, "image": "https://x.test/a.png"}
+        )
+        assert created.status_code == 503 and created.headers["retry-after"], created.text
+        callback = service.client.post(f"/callbacks/upsampler/{token}", content=b"{}")
+        assert callback.status_code == 503 and callback.headers["retry-after"]
+        # What was stored before is still readable from the file the process holds.
+        assert service.job(acknowledged["id"])["id"] == acknowledged["id"]
+    finally:
+        service.close()
+
+    with pytest.raises(RuntimeError, match="UPSCALE_ALLOW_NEW_DATABASE") as refused:
+        start_service(tmp_path, sandbox, data_dir=data_dir)
+    assert "exited early" in str(refused.value)
+    assert not (data_dir / "upscale.db").exists()
+
+    # Told to, it starts on an empty database.
+    port = free_port()
+    proc = Proc(
+        [*SERVE, "--port", str(port), "--allow-new-database"],
+        service_env(data_dir, sandbox),
+        tmp_path / f"service-{port}.log",
+        f"http://127.0.0.1:{port}/readyz",
+    )
+    proc.start()
+    fresh = Service(port, data_dir, proc)
+    try:
+        assert fresh.client.get("/readyz").status_code == 200
+        assert fresh.client.get("/v1/jobs").json()["jobs"] == []
+        assert fresh.submit(make_png())["state"] == "queued"
+    finally:
+        fresh.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -773,3 +774,61 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
         assert await store.count_deliveries() == len(kept)
         after = await store.record_delivery(new(99, {}))
         assert after.status is DeliveryStatus.PENDING
+
+
+async def test_sqlite_a_deleted_or_replaced_file_acknowledges_nothing_more(tmp_path: Path) -> None:
+    """The connections would go on writing to the unlinked file: every write after it
+    would be acknowledged, then lost. The store notices and refuses instead."""
+    from contextlib import closing
+
+    from schemas.errors import DatabaseLost
+
+    for how in ("deleted", "replaced"):
+        path = tmp_path / f"{how}.db"
+        async with _sqlite(path) as store:
+            kept, _ = await store.create_job(make_new_job(CLOCK.now()))
+            await store.ping()
+            if how == "deleted":
+                path.unlink()
+            else:
+                other = tmp_path / "other.db"
+                with closing(sqlite3.connect(other)) as con:
+                    con.execute("CREATE TABLE t (x)")
+                other.replace(path)
+            with pytest.raises(DatabaseLost, match=how):
+                await store.ping()
+            with pytest.raises(DatabaseLost):
+                await store.create_job(make_new_job(CLOCK.now()))
+            with pytest.raises(DatabaseLost):
+                await store.record_delivery(_delivery(f"dlv_{how}", f"k-{how}"))
+            with pytest.raises(DatabaseLost):
+                await store.apply_transition(
+                    kept, Event.CANCEL, JobState.CANCELLED, cause="api", now=CLOCK.now()
+                )
+
+
+async def test_sqlite_refuses_a_new_empty_database_where_one_existed(tmp_path: Path) -> None:
+    from orchestrator.store.sqlite_file import DatabaseMarker
+    from schemas.errors import DatabaseLost
+
+    data = tmp_path / "data"
+    path = data / "upscale.db"
+
+    def marker(allow_new: bool = False) -> DatabaseMarker:
+        return DatabaseMarker.beside(data, path, allow_new=allow_new)
+
+    async with _sqlite(path, marker=marker()) as store:  # the first start: made and marked
+        await store.create_job(make_new_job(CLOCK.now()))
+    assert marker().had_database()
+    for gone in (path, path.with_name("upscale.db-wal"), path.with_name("upscale.db-shm")):
+        gone.unlink(missing_ok=True)
+    with pytest.raises(DatabaseLost, match="UPSCALE_ALLOW_NEW_DATABASE"):
+        await SQLiteStore(path, marker=marker()).open()
+    assert not path.exists()  # nothing was made in its place
+    path.write_bytes(b"")  # an empty file is no better
+    with pytest.raises(DatabaseLost, match="missing or empty"):
+        await SQLiteStore(path, marker=marker()).open()
+    async with _sqlite(path, marker=marker(allow_new=True)) as store:  # the operator said so
+        assert await store.list_jobs() == []
+    async with _sqlite(path, marker=marker()) as store:  # and from then on it is the database
+        assert await store.schema_version() == len(load_migrations("sqlite"))
