@@ -16,7 +16,7 @@ import aiosqlite
 
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
-from orchestrator.states import Event
+from orchestrator.states import DUE_STATES, Event, has_due_work
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
     Changes,
@@ -42,14 +42,7 @@ from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
 
-# Jobs with work the orchestrator does when their next check is due. A job in
-# ``submitting`` is due when its lease ran out: its submit call was cut off.
-_DUE_STATES = (
-    JobState.QUEUED.value,
-    JobState.SUBMITTING.value,
-    JobState.SUBMITTED.value,
-    JobState.FETCHING.value,
-)
+_DUE_STATES = tuple(state.value for state in DUE_STATES)
 
 
 class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
@@ -377,8 +370,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
-        if to_state.terminal or to_state is JobState.UNCERTAIN:
-            values.setdefault("next_check_at", None)
+        if not has_due_work(to_state):
+            values["next_check_at"] = None
         values["state"] = to_state.value
         values["updated_at"] = now.timestamp()
         values.setdefault("lease_until", None)

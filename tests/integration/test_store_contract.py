@@ -237,6 +237,23 @@ async def test_terminal_jobs_are_never_due(store: Store) -> None:
     )
     assert await store.lease_due(now=now + timedelta(days=1), lease_s=60, limit=10) == []
     assert await store.next_due_at() is None
+    cancelled = await store.get_job(job.id)
+    # The state machine's rule, in every store: no due work, no next check.
+    assert cancelled is not None and cancelled.next_check_at is None
+
+
+async def test_an_uncertain_job_has_no_next_check(store: Store) -> None:
+    now = CLOCK.now()
+    job, _ = await store.create_job(make_new_job(now))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=now
+    )
+    assert started is not None
+    uncertain = await store.apply_transition(
+        started, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="submit", now=now
+    )
+    assert uncertain is not None and uncertain.next_check_at is None
+    assert await store.next_due_at() is None
 
 
 async def test_deliveries_and_duplicates(store: Store) -> None:
