@@ -46,8 +46,10 @@ _DUE_STATES = tuple(state.value for state in DUE_STATES)
 
 
 class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
-    """WAL journal, one writer at a time: the store's connection (aiosqlite) and the
-    inbox writer's (incoming callbacks, committed in groups) take turns under one lock."""
+    """WAL journal, one writer at a time: the store's writing connection (aiosqlite)
+    and the inbox writer's (incoming callbacks, committed in groups) take turns under
+    one lock, each only in BEGIN IMMEDIATE transactions. Reads use a third, query-only
+    connection. Writes stop once the file at the path is no longer the one opened."""
 
     def __init__(
         self,
