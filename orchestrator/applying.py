@@ -6,17 +6,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.states import Event, next_state
+from orchestrator.states import Event, next_state, provider_event
 from orchestrator.store.protocol import Changes, DeliveryMark, Store
 from schemas.jobs import Failure, FailureReason, Job, JobState, ProviderUpdate, UpdateStatus
 
 log = logging.getLogger(__name__)
-
-_EVENTS = {
-    UpdateStatus.RUNNING: Event.PROVIDER_RUNNING,
-    UpdateStatus.SUCCEEDED: Event.PROVIDER_SUCCEEDED,
-    UpdateStatus.FAILED: Event.PROVIDER_FAILED,
-}
 
 _MAX_RACES = 8
 
@@ -111,7 +105,7 @@ async def apply_update(
 ) -> Applied:
     """Apply a provider signal. Whatever order signals come in, duplicates included,
     the job ends in the same state. ``mark`` as for :func:`transition`."""
-    event = _EVENTS[update.status]
+    event = provider_event(update.status)
     if event is Event.PROVIDER_RUNNING:
         # Progress changes nothing we store; polling goes on at its own pace.
         return Applied(job, False)

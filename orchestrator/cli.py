@@ -33,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["UPSCALE_LISTEN_HOST"] = args.host
     # A web process of a multi-process deployment answers HTTP only; workers run the loops.
     os.environ["UPSCALE_RUN_LOOPS"] = "false" if args.web_only else "true"
+    if args.allow_new_database:
+        os.environ["UPSCALE_ALLOW_NEW_DATABASE"] = "1"
     from orchestrator.listener import server_options
 
     # No access log: it would write signed callback and input URLs, and it halves
@@ -610,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--web-only",
         action="store_true",
         help="answer HTTP only and leave the loops to `upscale worker` processes (PostgreSQL)",
+    )
+    p.add_argument(
+        "--allow-new-database",
+        action="store_true",
+        help="start on a new empty SQLite database even where the data directory says "
+        "there was one (UPSCALE_ALLOW_NEW_DATABASE=1)",
     )
     p.set_defaults(func=_serve)
 

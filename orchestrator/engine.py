@@ -15,12 +15,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-from orchestrator.applying import apply_update, transition
+from orchestrator.applying import Applied, apply_update, transition
 from orchestrator.backoff import PollPolicy
 from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock
@@ -41,6 +41,7 @@ from orchestrator.store.protocol import (
     NewJob,
     Store,
 )
+from orchestrator.store_retry import STORE_RETRY_S, until_stored
 from schemas.api import CreateJob
 from schemas.errors import (
     FetchError,
@@ -50,6 +51,7 @@ from schemas.errors import (
     ProviderThrottled,
     ProviderUncertain,
     RejectedPayload,
+    StoreUnavailable,
 )
 from schemas.jobs import (
     Failure,
@@ -106,6 +108,9 @@ class EngineConfig:
         """The longest of them: how long an answer to any submit may still come."""
         longest = max([self.submit_timeout_s, *self.submit_timeouts_s.values()])
         return longest + SUBMIT_LEASE_MARGIN_S
+
+    # Waits between attempts to record a provider's submit answer the store refused.
+    store_retry_s: tuple[float, ...] = STORE_RETRY_S
 
 
 class Orchestrator:
@@ -691,18 +696,23 @@ class Orchestrator:
             await self._settle_sync(job, accepted)
             return
         now = self.clock.now()
+        accepted_changes = Changes(
+            provider_job_id=accepted.provider_job_id,
+            cost=accepted.cost,
+            attempts=0,
+            next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
+        )
         try:
-            await transition(
-                self.store,
+            await self._recorded(
                 job,
-                Event.SUBMIT_ACCEPTED,
-                cause="submit",
-                now=now,
-                changes=Changes(
-                    provider_job_id=accepted.provider_job_id,
-                    cost=accepted.cost,
-                    attempts=0,
-                    next_check_at=now + timedelta(seconds=self.config.poll.delay_s(0, self.rng)),
+                accepted,
+                lambda: transition(
+                    self.store,
+                    job,
+                    Event.SUBMIT_ACCEPTED,
+                    cause="submit",
+                    now=now,
+                    changes=accepted_changes,
                 ),
             )
         except ProviderJobIdTaken as exc:
@@ -754,25 +764,34 @@ class Orchestrator:
         assert update is not None
         if update.status is not UpdateStatus.SUCCEEDED or update.result_bytes is None:
             # A URL to fetch, or a failure: the same path as any other signal.
-            await apply_update(
-                self.store,
+            now = self.clock.now()
+            await self._recorded(
                 job,
-                replace(update, provider_job_id=accepted.provider_job_id),
-                cause="submit",
-                now=self.clock.now(),
+                accepted,
+                lambda: apply_update(
+                    self.store,
+                    job,
+                    replace(update, provider_job_id=accepted.provider_job_id),
+                    cause="submit",
+                    now=now,
+                ),
             )
             return
         now = self.clock.now()
-        got = await transition(
-            self.store,
+        got = await self._recorded(
             job,
-            Event.PROVIDER_SUCCEEDED,
-            cause="submit",
-            now=now,
-            changes=Changes(
-                provider_job_id=accepted.provider_job_id,
-                cost=accepted.cost if accepted.cost is not None else update.cost,
-                next_check_at=None,
+            accepted,
+            lambda: transition(
+                self.store,
+                job,
+                Event.PROVIDER_SUCCEEDED,
+                cause="submit",
+                now=now,
+                changes=Changes(
+                    provider_job_id=accepted.provider_job_id,
+                    cost=accepted.cost if accepted.cost is not None else update.cost,
+                    next_check_at=None,
+                ),
             ),
         )
         if not got.changed:
@@ -810,6 +829,40 @@ class Orchestrator:
         except ProviderThrottled as exc:
             await self.budgets.cool_down(
                 job.provider, "status", self.clock.now(), exc.retry_after_s
+            )
+            raise
+
+    async def _recorded(
+        self, job: Job, accepted: Accepted, write: Callable[[], Awaitable[Applied]]
+    ) -> Applied:
+        """Record what a provider answered to a submit, retrying while the store cannot
+        take it: the answer cannot be asked for again. If it still fails, the provider's
+        job id is logged, so an operator can follow the job the provider has."""
+
+        def retrying(exc: StoreUnavailable, attempt: int) -> None:
+            log.warning(
+                "submit.record_retry",
+                extra={
+                    "job_id": job.id,
+                    "provider": job.provider,
+                    "action": "record_retry",
+                    "attempt": attempt,
+                    "error": exc.message,
+                },
+            )
+
+        try:
+            return await until_stored(write, waits_s=self.config.store_retry_s, on_retry=retrying)
+        except StoreUnavailable as exc:
+            log.error(
+                "submit.unrecorded",
+                extra={
+                    "job_id": job.id,
+                    "provider": job.provider,
+                    "action": "unrecorded",
+                    "provider_job_id": accepted.provider_job_id,
+                    "error": exc.message,
+                },
             )
             raise
 

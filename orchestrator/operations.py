@@ -18,15 +18,10 @@ from orchestrator.applying import apply_update
 from orchestrator.engine import Orchestrator
 from orchestrator.ids import new_id
 from orchestrator.signing import CallbackClaims
-from orchestrator.states import Event, next_state
+from orchestrator.states import next_state, provider_event
 from orchestrator.store.protocol import Delivery, DeliveryStatus, NewJob
 from schemas.errors import NotFound, ProviderError, RejectedInput
 from schemas.jobs import Job, JobState, UpdateStatus
-
-_EVENTS = {
-    UpdateStatus.SUCCEEDED: Event.PROVIDER_SUCCEEDED,
-    UpdateStatus.FAILED: Event.PROVIDER_FAILED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +131,7 @@ async def reconcile(
         return ReconcileResult(job.id, job.state, None, False, f"provider: {exc.message}")
     if update.status is UpdateStatus.RUNNING:
         return ReconcileResult(job.id, job.state, None, False, "still running at the provider")
-    target = next_state(job.state, _EVENTS[update.status])
+    target = next_state(job.state, provider_event(update.status))
     if target is None:
         note = f"the provider says {update.status.value}; {job.state.value} does not change"
         return ReconcileResult(job.id, job.state, None, False, note)

@@ -41,6 +41,7 @@ from orchestrator.storage_url import inputs_url, open_result_storage
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
+from orchestrator.store.sqlite_file import DatabaseMarker
 from orchestrator.store.sqlite_watch import DataVersionWatch
 from schemas.api import job_to_public
 
@@ -135,6 +136,10 @@ def open_store(settings: Settings, *, snapshot: Snapshot) -> Store:
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         snapshot=snapshot,
+        # Start-up refuses a missing or empty database where there was one before.
+        marker=DatabaseMarker.beside(
+            settings.data_dir, settings.database_path, allow_new=settings.allow_new_database
+        ),
     )
 
 

@@ -126,6 +126,8 @@ class Settings:
     # or FULL (every commit survives a power cut; group commit keeps callbacks fast).
     sqlite_synchronous: str = "NORMAL"
     sqlite_busy_timeout_ms: int = 5000
+    # Start on a new empty SQLite database even where the data directory says one existed.
+    allow_new_database: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -262,6 +264,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_concurrent_uploads=max(1, _int(env, "UPSCALE_MAX_CONCURRENT_UPLOADS", 8)),
         sqlite_synchronous=_choice(env, "UPSCALE_SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
         sqlite_busy_timeout_ms=_int(env, "UPSCALE_SQLITE_BUSY_TIMEOUT_MS", 5000),
+        allow_new_database=_bool(env, "UPSCALE_ALLOW_NEW_DATABASE", False),
         log_level=env.get("UPSCALE_LOG_LEVEL", "INFO").upper(),
         log_format=env.get("UPSCALE_LOG_FORMAT", "text").lower(),
     )

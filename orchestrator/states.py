@@ -6,9 +6,11 @@ compare-and-set, so of two racing signals exactly one takes effect.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
-from schemas.jobs import JobState
+from schemas.jobs import JobState, UpdateStatus
 
 Q = JobState.QUEUED
 SG = JobState.SUBMITTING
@@ -66,6 +68,32 @@ TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
 }
 
 
+# States in which the orchestrator has work to do when the job's next check is due:
+# submit a queued job, poll a submitted one, fetch a result. A job in ``submitting``
+# is due when its lease ran out: its submit call was cut off.
+DUE_STATES: tuple[JobState, ...] = (Q, SG, SD, F)
+
+# What each kind of provider signal is, as an event of the job.
+PROVIDER_EVENTS: Mapping[UpdateStatus, Event] = MappingProxyType(
+    {
+        UpdateStatus.RUNNING: Event.PROVIDER_RUNNING,
+        UpdateStatus.SUCCEEDED: Event.PROVIDER_SUCCEEDED,
+        UpdateStatus.FAILED: Event.PROVIDER_FAILED,
+    }
+)
+
+
 def next_state(current: JobState, event: Event) -> JobState | None:
     """The state ``event`` moves a job in ``current`` to, or None if it may not happen."""
     return TRANSITIONS.get((current, event))
+
+
+def has_due_work(state: JobState) -> bool:
+    """Whether a job in ``state`` is ever due. One that is not (final, or uncertain:
+    only a provider's own signal settles it) has no next check at all."""
+    return state in DUE_STATES
+
+
+def provider_event(status: UpdateStatus) -> Event:
+    """The event a provider signal of ``status`` is."""
+    return PROVIDER_EVENTS[status]

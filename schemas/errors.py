@@ -26,6 +26,8 @@
      │    ├── ResultInvalid        not an image, too large, or a decompression bomb
      │    └── FetchTransient       network trouble or 5xx; retryable
      ├── StoreUnavailable          the database could not commit; retryable
+     │    └── DatabaseLost         the database file was deleted or replaced under us,
+     │                             or is new where the data directory says one was
      └── ProviderJobIdTaken        another job already holds that provider job id
 
 Whether an error is worth retrying is the class attribute ``retryable``,
@@ -193,6 +195,14 @@ class StoreUnavailable(UpscaleError):
     retryable = True
     status_code = 503
     code = "store_unavailable"
+
+
+class DatabaseLost(StoreUnavailable):
+    """The SQLite file this process opened was deleted or replaced, or a new empty
+    database would be made where the data directory says there was one before.
+    Nothing more is acknowledged until an operator restores it or allows a new one."""
+
+    code = "database_lost"
 
 
 class ProviderJobIdTaken(UpscaleError):

@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.signals import Broadcast
-from orchestrator.states import Event
+from orchestrator.states import DUE_STATES, Event, has_due_work
 from orchestrator.store.inbox_sql import (
     MARK_DELIVERY,
     MATCH_CALLBACK,
@@ -81,14 +81,7 @@ from schemas.jobs import Job, JobState
 
 DIALECT = "postgres"
 
-# Jobs with work the orchestrator does when their next check is due. A job in
-# ``submitting`` is due when its lease ran out: its submit call was cut off.
-_DUE_STATES = [
-    JobState.QUEUED.value,
-    JobState.SUBMITTING.value,
-    JobState.SUBMITTED.value,
-    JobState.FETCHING.value,
-]
+_DUE_STATES = [state.value for state in DUE_STATES]
 _IDEMPOTENCY_CONSTRAINT = "jobs_idempotency_key_key"
 _PROVIDER_JOB_CONSTRAINT = "jobs_provider_job"
 _MATCH_CALLBACK = numbered(MATCH_CALLBACK)
@@ -402,8 +395,8 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
-        if to_state.terminal or to_state is JobState.UNCERTAIN:
-            values.setdefault("next_check_at", None)
+        if not has_due_work(to_state):
+            values["next_check_at"] = None
         values["state"] = to_state.value
         values["updated_at"] = now.timestamp()
         values.setdefault("lease_until", None)

@@ -17,7 +17,7 @@ import aiosqlite
 from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.private_files import ensure_private_file
 from orchestrator.signals import Broadcast
-from orchestrator.states import Event
+from orchestrator.states import DUE_STATES, Event, has_due_work
 from orchestrator.store.inbox_sql import MARK_DELIVERY, MATCH_CALLBACK, mark_params, match_params
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
@@ -42,24 +42,20 @@ from orchestrator.store.rows import (
     row_to_match,
 )
 from orchestrator.store.sqlite_budgets import SQLiteBudgets
+from orchestrator.store.sqlite_file import DatabaseMarker, FileWatch
 from orchestrator.store.sqlite_inbox import InboxWriter
 from orchestrator.store.sqlite_outbox import SQLiteOutbox
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState
 
-# Jobs with work the orchestrator does when their next check is due. A job in
-# ``submitting`` is due when its lease ran out: its submit call was cut off.
-_DUE_STATES = (
-    JobState.QUEUED.value,
-    JobState.SUBMITTING.value,
-    JobState.SUBMITTED.value,
-    JobState.FETCHING.value,
-)
+_DUE_STATES = tuple(state.value for state in DUE_STATES)
 
 
 class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
-    """WAL journal, one writer at a time: the store's connection (aiosqlite) and the
-    inbox writer's (incoming callbacks, committed in groups) take turns under one lock."""
+    """WAL journal, one writer at a time: the store's writing connection (aiosqlite)
+    and the inbox writer's (incoming callbacks, committed in groups) take turns under
+    one lock, each only in BEGIN IMMEDIATE transactions. Reads use a third, query-only
+    connection. Writes stop once the file at the path is no longer the one opened."""
 
     def __init__(
         self,
@@ -68,8 +64,13 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         synchronous: str = "NORMAL",
         snapshot: Snapshot = default_snapshot,
         busy_timeout_ms: int = 5000,
+        marker: DatabaseMarker | None = None,
     ) -> None:
         self._path = path
+        # Whether a database existed here before (None: not asked, as in tests).
+        self._marker = marker
+        # Is the file at the path still the one the connections have open?
+        self._watch = FileWatch(path)
         self._snapshot = snapshot
         # Set whenever an event is committed: wakes the event stream and dispatcher.
         self.events_written = Broadcast()
@@ -78,24 +79,46 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._emitted = False
         self._synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
-        # One connection: transactions of concurrent callers must not interleave.
+        # Reads go to a connection of their own, one whole statement per call: a
+        # snapshot never outlives its statement, and never sits on the writing
+        # connection (which could not then upgrade to a write after another
+        # connection's commit: SQLite answers "database is locked" at once).
+        self._reader: aiosqlite.Connection | None = None
+        # One writing connection: transactions of concurrent callers must not interleave.
         self._write_lock = asyncio.Lock()
         self._busy_timeout_ms = busy_timeout_ms
         # Incoming callbacks are committed in groups, on a connection of their own.
         self._inbox = InboxWriter(
-            path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, lock=self._write_lock
+            path,
+            synchronous=synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            lock=self._write_lock,
+            check=self._watch.check,
         )
 
     @property
     def db(self) -> aiosqlite.Connection:
+        """The writing connection: only ever used inside a BEGIN IMMEDIATE transaction
+        (and by the migrations at open)."""
         if self._db is None:
             raise StoreUnavailable("store is not open")
         return self._db
 
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreUnavailable("store is not open")
+        return self._reader
+
     async def open(self) -> None:
+        """Connect and migrate. DatabaseLost if the database is missing or empty where
+        the data directory's marker says there was one (unless a new one is allowed)."""
+        if self._marker is not None and not self._path.exists():
+            self._marker.check_new()
         # Created private, before SQLite does: its -wal and -shm files copy the mode.
         await asyncio.to_thread(ensure_private_file, self._path)
         db = await aiosqlite.connect(self._path, isolation_level=None)
+        self._watch.pin()
         db.row_factory = sqlite3.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -104,19 +127,34 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._db = db
         try:
             await self._migrate()
+            reader = await aiosqlite.connect(self._path, isolation_level=None)
+            self._reader = reader
+            reader.row_factory = sqlite3.Row
+            await reader.execute("PRAGMA query_only=ON")
+            await reader.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             await self._inbox.open()
+            if self._marker is not None and not self._marker.had_database():
+                self._marker.write()
         except BaseException:
             await self.close()
             raise
 
     async def _migrate(self) -> None:
         migrations = load_migrations("sqlite")
+        async with self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ) as cur:
+            versioned = await cur.fetchone() is not None
+        current = 0
+        if versioned:
+            async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
+                row = await cur.fetchone()
+            current = (row[0] if row else None) or 0
+        if current == 0 and self._marker is not None:
+            self._marker.check_new()
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
         )
-        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
         if current > len(migrations):
             raise SchemaTooNew(
                 f"database schema {current} is newer than this release knows "
@@ -137,28 +175,28 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
                 raise
 
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT MAX(version) FROM schema_version", ())
         return int(row[0]) if row and row[0] is not None else 0
 
     async def close(self) -> None:
         await self._inbox.close()
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for name in ("_reader", "_db"):
+            con: aiosqlite.Connection | None = getattr(self, name)
+            if con is not None:
+                setattr(self, name, None)
+                await con.close()
 
     async def ping(self) -> None:
-        try:
-            async with self.db.execute("SELECT 1") as cur:
-                await cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        self._watch.check()
+        await self._one("SELECT 1", ())
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction at a time; StoreUnavailable if it cannot commit."""
         async with self._write_lock:
             db = self.db
+            # Nothing is committed to a file that is no longer the database's.
+            self._watch.check()
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 try:
@@ -217,17 +255,14 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
         self._emitted = True
 
     async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        try:
-            async with self.db.execute(sql, params) as cur:
-                row = await cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"database read failed: {exc}") from exc
-        return row
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        """One read, run to its end in a single call on the reading connection, so
+        its snapshot closes with it (nothing else can run on that connection meanwhile)."""
         try:
-            async with self.db.execute(sql, params) as cur:
-                rows = await cur.fetchall()
+            rows = await self.reader.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"database read failed: {exc}") from exc
         return list(rows)
@@ -345,8 +380,8 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
     ) -> Job | None:
         changes = changes or Changes()
         values = column_values(changes)
-        if to_state.terminal or to_state is JobState.UNCERTAIN:
-            values.setdefault("next_check_at", None)
+        if not has_due_work(to_state):
+            values["next_check_at"] = None
         values["state"] = to_state.value
         values["updated_at"] = now.timestamp()
         values.setdefault("lease_until", None)

@@ -54,9 +54,17 @@ _Waiter = tuple[NewDelivery, "asyncio.Future[DeliveryStatus]"]
 
 class InboxWriter:
     def __init__(
-        self, path: Path, *, synchronous: str, busy_timeout_ms: int, lock: asyncio.Lock
+        self,
+        path: Path,
+        *,
+        synchronous: str,
+        busy_timeout_ms: int,
+        lock: asyncio.Lock,
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self._path = path
+        # Raises StoreUnavailable when the file is no longer the database (one stat a batch).
+        self._check = check
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = lock
@@ -125,7 +133,7 @@ class InboxWriter:
                 return
             try:
                 statuses = self._write_batch([new for new, _ in batch])
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, StoreUnavailable) as exc:
                 loop.call_soon_threadsafe(_fail, batch, exc)
             except BaseException as exc:
                 loop.call_soon_threadsafe(_fail, batch, exc)
@@ -151,6 +159,7 @@ class InboxWriter:
         if con is None:
             raise sqlite3.OperationalError("inbox connection is closed")
         keys = list({new.dedupe_key for new in batch})
+        self._check()
         con.execute("BEGIN IMMEDIATE")
         try:
             seen: set[str] = set()
@@ -191,6 +200,11 @@ def _fail(batch: Sequence[_Waiter], exc: BaseException) -> None:
     """Nothing of the batch was committed: each caller gets StoreUnavailable (a 503)."""
     for _, waiter in batch:
         if not waiter.done():
-            waiter.set_exception(StoreUnavailable(f"database write failed: {exc}"))
+            failure = (
+                type(exc)(exc.message)
+                if isinstance(exc, StoreUnavailable)
+                else StoreUnavailable(f"database write failed: {exc}")
+            )
+            waiter.set_exception(failure)
             # Its caller may have gone away: do not log the error as never retrieved.
             waiter.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -287,6 +288,23 @@ async def test_terminal_jobs_are_never_due(store: Store) -> None:
         changes=Changes(next_check_at=now),
     )
     assert await store.lease_due(now=now + timedelta(days=1), lease_s=60, limit=10) == []
+    assert await store.next_due_at() is None
+    cancelled = await store.get_job(job.id)
+    # The state machine's rule, in every store: no due work, no next check.
+    assert cancelled is not None and cancelled.next_check_at is None
+
+
+async def test_an_uncertain_job_has_no_next_check(store: Store) -> None:
+    now = CLOCK.now()
+    job, _ = await store.create_job(make_new_job(now))
+    started = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=now
+    )
+    assert started is not None
+    uncertain = await store.apply_transition(
+        started, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="submit", now=now
+    )
+    assert uncertain is not None and uncertain.next_check_at is None
     assert await store.next_due_at() is None
 
 
@@ -794,6 +812,51 @@ async def test_a_burst_of_deliveries_is_stored_whole_with_one_first_per_key(stor
         assert got is not None and got.status is d.status and got.body == d.body
 
 
+async def test_callbacks_reads_and_creates_at_once_are_all_stored(store: Store) -> None:
+    """Six callback posters, two list readers and two job creators at once: nothing is
+    refused. (SQLite: a read's snapshot on the writing connection, taken before the inbox
+    writer's commit, made the next write fail at once with "database is locked".)"""
+    failures: list[BaseException] = []
+    created: list[str] = []
+    posted = 0
+    ends = asyncio.get_running_loop().time() + 2.0
+
+    def running() -> bool:
+        return asyncio.get_running_loop().time() < ends
+
+    async def poster(n: int) -> None:
+        nonlocal posted
+        i = 0
+        while running():
+            i += 1
+            try:
+                await store.record_delivery(_delivery(f"dlv_load{n}_{i}", f"load-{n}-{i}"))
+                posted += 1
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    async def reader() -> None:
+        while running():
+            try:
+                await store.list_jobs(limit=50)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    async def creator() -> None:
+        while running():
+            try:
+                job, _ = await store.create_job(make_new_job(CLOCK.now()))
+                created.append(job.id)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+
+    await asyncio.gather(*(poster(n) for n in range(6)), reader(), reader(), creator(), creator())
+    assert failures == []
+    assert created and posted
+    assert await store.count_deliveries() == posted
+    assert len(await store.list_jobs(limit=len(created) + 10)) == len(created)
+
+
 async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit(
     tmp_path: Path,
 ) -> None:
@@ -819,7 +882,8 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
 
 async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
     async with _sqlite(tmp_path / "full.db", synchronous="FULL") as store:
-        mode = await store._one("PRAGMA synchronous", ())
+        async with store.db.execute("PRAGMA synchronous") as cur:  # the writing connection
+            mode = await cur.fetchone()
         assert mode is not None and mode[0] == 2  # FULL
         stored = await asyncio.gather(
             *(
@@ -900,3 +964,61 @@ async def test_next_outbound_due_skips_deliveries_waiting_behind_one_in_flight(
     (first,) = await store.lease_outbound(now=now, lease_s=60, limit=10)
     assert first.event.type == "job.queued"
     assert await store.next_outbound_due_at() == now + timedelta(seconds=60)
+
+
+async def test_sqlite_a_deleted_or_replaced_file_acknowledges_nothing_more(tmp_path: Path) -> None:
+    """The connections would go on writing to the unlinked file: every write after it
+    would be acknowledged, then lost. The store notices and refuses instead."""
+    from contextlib import closing
+
+    from schemas.errors import DatabaseLost
+
+    for how in ("deleted", "replaced"):
+        path = tmp_path / f"{how}.db"
+        async with _sqlite(path) as store:
+            kept, _ = await store.create_job(make_new_job(CLOCK.now()))
+            await store.ping()
+            if how == "deleted":
+                path.unlink()
+            else:
+                other = tmp_path / "other.db"
+                with closing(sqlite3.connect(other)) as con:
+                    con.execute("CREATE TABLE t (x)")
+                other.replace(path)
+            with pytest.raises(DatabaseLost, match=how):
+                await store.ping()
+            with pytest.raises(DatabaseLost):
+                await store.create_job(make_new_job(CLOCK.now()))
+            with pytest.raises(DatabaseLost):
+                await store.record_delivery(_delivery(f"dlv_{how}", f"k-{how}"))
+            with pytest.raises(DatabaseLost):
+                await store.apply_transition(
+                    kept, Event.CANCEL, JobState.CANCELLED, cause="api", now=CLOCK.now()
+                )
+
+
+async def test_sqlite_refuses_a_new_empty_database_where_one_existed(tmp_path: Path) -> None:
+    from orchestrator.store.sqlite_file import DatabaseMarker
+    from schemas.errors import DatabaseLost
+
+    data = tmp_path / "data"
+    path = data / "upscale.db"
+
+    def marker(allow_new: bool = False) -> DatabaseMarker:
+        return DatabaseMarker.beside(data, path, allow_new=allow_new)
+
+    async with _sqlite(path, marker=marker()) as store:  # the first start: made and marked
+        await store.create_job(make_new_job(CLOCK.now()))
+    assert marker().had_database()
+    for gone in (path, path.with_name("upscale.db-wal"), path.with_name("upscale.db-shm")):
+        gone.unlink(missing_ok=True)
+    with pytest.raises(DatabaseLost, match="UPSCALE_ALLOW_NEW_DATABASE"):
+        await SQLiteStore(path, marker=marker()).open()
+    assert not path.exists()  # nothing was made in its place
+    path.write_bytes(b"")  # an empty file is no better
+    with pytest.raises(DatabaseLost, match="missing or empty"):
+        await SQLiteStore(path, marker=marker()).open()
+    async with _sqlite(path, marker=marker(allow_new=True)) as store:  # the operator said so
+        assert await store.list_jobs() == []
+    async with _sqlite(path, marker=marker()) as store:  # and from then on it is the database
+        assert await store.schema_version() == len(load_migrations("sqlite"))

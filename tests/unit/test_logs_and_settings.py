@@ -261,3 +261,10 @@ def test_sqlite_durability_is_normal_unless_full_is_asked_for() -> None:
     assert load_settings({"UPSCALE_SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
     with pytest.raises(ValueError, match="UPSCALE_SQLITE_SYNCHRONOUS must be one of"):
         load_settings({"UPSCALE_SQLITE_SYNCHRONOUS": "OFF"})
+
+
+def test_a_new_database_where_one_existed_is_allowed_only_when_told() -> None:
+    assert load_settings({}).allow_new_database is False
+    assert load_settings({"UPSCALE_ALLOW_NEW_DATABASE": "1"}).allow_new_database is True
+    with pytest.raises(ValueError, match="UPSCALE_ALLOW_NEW_DATABASE must be true or false"):
+        load_settings({"UPSCALE_ALLOW_NEW_DATABASE": "maybe"})

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.states import TRANSITIONS, Event, next_state
-from schemas.jobs import TERMINAL_STATES, JobState
+from orchestrator.states import (
+    DUE_STATES,
+    TRANSITIONS,
+    Event,
+    has_due_work,
+    next_state,
+    provider_event,
+)
+from schemas.jobs import TERMINAL_STATES, JobState, UpdateStatus
 
 Q, SG, SD, F = JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.FETCHING
 OK, X, U, C = JobState.SUCCEEDED, JobState.FAILED, JobState.UNCERTAIN, JobState.CANCELLED
@@ -85,3 +92,31 @@ def test_racing_provider_signals_have_one_winner(order: list[Event]) -> None:
             state = target
     assert moves == 1
     assert state in (F, X)
+
+
+@pytest.mark.parametrize(
+    ("state", "due"),
+    [(Q, True), (SG, True), (SD, True), (F, True), (OK, False), (X, False), (C, False), (U, False)],
+)
+def test_which_states_have_due_work(state: JobState, due: bool) -> None:
+    """Queued, submitting (a cut-off call), submitted and fetching jobs have work when
+    due; final and uncertain ones never do (uncertain waits for the provider's word)."""
+    assert has_due_work(state) is due
+    assert (state in DUE_STATES) is due
+
+
+def test_every_state_a_job_moves_into_without_due_work_is_final_or_uncertain() -> None:
+    targets = set(TRANSITIONS.values())
+    assert {t for t in targets if not has_due_work(t)} == {*TERMINAL_STATES, U}
+
+
+@pytest.mark.parametrize(
+    ("status", "event"),
+    [
+        (UpdateStatus.RUNNING, Event.PROVIDER_RUNNING),
+        (UpdateStatus.SUCCEEDED, Event.PROVIDER_SUCCEEDED),
+        (UpdateStatus.FAILED, Event.PROVIDER_FAILED),
+    ],
+)
+def test_each_provider_signal_is_one_event(status: UpdateStatus, event: Event) -> None:
+    assert provider_event(status) is event
