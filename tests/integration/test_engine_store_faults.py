@@ -26,7 +26,7 @@ from orchestrator.results import LocalResultStorage
 from orchestrator.settings import Secret
 from orchestrator.signing import CallbackSigner, InputSigner
 from orchestrator.states import Event
-from orchestrator.store.protocol import Changes
+from orchestrator.store.protocol import Changes, DeliveryMark
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
 from schemas.errors import StoreUnavailable
@@ -51,12 +51,13 @@ class RefusingStore(SQLiteStore):
         cause: str,
         changes: Changes | None = None,
         now: datetime,
+        mark: DeliveryMark | None = None,
     ) -> Job | None:
         if event is self.event and self.refusals > 0:
             self.refusals -= 1
             raise StoreUnavailable("database write failed: database is locked")
         return await super().apply_transition(
-            job, event, to_state, cause=cause, changes=changes, now=now
+            job, event, to_state, cause=cause, changes=changes, now=now, mark=mark
         )
 
 
@@ -135,6 +136,8 @@ async def test_a_write_refused_past_every_retry_logs_the_provider_id(
 ) -> None:
     job = await rig.submitted_job()
     assert rig.fake.submits == 1
-    assert job.state is JobState.SUBMITTING  # left to the lease, as a crash would be
+    # The provider has the job and we could not record its id: uncertain at once
+    # (were the store refusing every write, the lease would say so later).
+    assert job.state is JobState.UNCERTAIN
     unrecorded = [r for r in caplog.records if r.getMessage() == "submit.unrecorded"]
     assert [(r.job_id, r.provider_job_id) for r in unrecorded] == [(job.id, "up-1")]  # type: ignore[attr-defined]
