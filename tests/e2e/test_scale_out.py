@@ -56,7 +56,8 @@ def _check_outcome(
     """What both scenarios must show: every job settled once, nothing paid twice,
     the status budget kept, every event delivered once."""
     states = [j["state"] for j in jobs.values()]
-    assert set(states) <= {"succeeded", "uncertain"}, states
+    failures = {i: j.get("failure") for i, j in jobs.items() if j["state"] == "failed"}
+    assert set(states) <= {"succeeded", "uncertain"}, failures
     # A job ends uncertain only when the kill cut off its submit call (it may have been
     # billed, so it is not submitted again): the killed process's submits in flight.
     uncertain = [job_id for job_id, j in jobs.items() if j["state"] == "uncertain"]
