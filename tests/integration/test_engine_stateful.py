@@ -376,3 +376,37 @@ def test_engine_over_postgres(tmp_path: Path, postgres_database: str) -> None:
         return await migrated_and_empty(postgres_database)
 
     run_state_machine_as_test(_machines(database, tmp_path), settings=SETTINGS)
+
+
+# Found by the machine above, kept as plain examples ----------------------------------------
+
+
+async def test_a_kill_between_an_inline_result_and_its_end_leaves_no_job_behind(
+    tmp_path: Path,
+) -> None:
+    """Photio's answer is the image: it is stored, the job moves to ``fetching``,
+    then to ``succeeded``. A process killed between those two commits must not
+    leave the job in ``fetching`` for ever, its paid result unrecorded."""
+    clock, cloud = FakeClock(), Cloud()
+    where = str(tmp_path / "engine.db")
+    engine = await open_engine(where, tmp_path, clock, cloud)
+    try:
+        request = CreateJob("photio", 2.0, {}, None, "https://in.test/1/picture-0.png", None)
+        job, _ = await engine.orchestrator.create_job(request)
+        # submitting, then fetching (committed), then the kill
+        engine.store.kill_after(1, before=False, verb="apply_transition")
+        with pytest.raises(SimulatedCrash):
+            await engine.orchestrator.run_until_idle()
+        await engine.close()
+        engine = await open_engine(where, tmp_path, clock, cloud)
+        await engine.orchestrator.recover(sole_process=True)
+        await engine.orchestrator.run_until_idle()
+        clock.advance(2 * JOB_DEADLINE_S)
+        await engine.orchestrator.run_until_idle()
+        done = await engine.store.inner.get_job(job.id)
+        assert done is not None
+        assert done.state is JobState.SUCCEEDED
+        assert done.result is not None and (done.result.width, done.result.height) == (8, 6)
+        assert cloud.submits["https://in.test/1/picture-0.png"] == 1
+    finally:
+        await engine.close()
