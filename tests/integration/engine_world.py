@@ -60,8 +60,10 @@ PUBLIC = "https://orchestrator.test"
 # busy    - 503, nothing created (the orchestrator tries again later);
 # timeout - takes the job, then the answer is lost (ReadTimeout);
 # early   - takes the job, finishes it and sends its callback before answering;
-# early_timeout - as early, then the answer is lost.
-PLANS = ("accept", "refuse", "busy", "timeout", "early", "early_timeout")
+# early_timeout - as early, then the answer is lost;
+# racing  - takes the job, finishes it and sends its callback as it answers: the
+#           inbox works on the callback while the answer is being stored.
+PLANS = ("accept", "refuse", "busy", "timeout", "early", "early_timeout", "racing")
 SCALE = {"upsampler": 2.0, "fotor": 2.0, "photio": 2.0}
 
 
@@ -144,8 +146,10 @@ class Cloud:
         self.submits: Counter[str] = Counter()
         self.plans: dict[str, deque[str]] = {}  # input image URL -> answers to give
         self.remote: dict[str, RemoteJob] = {}  # provider job id -> job
+        self.expired: set[str] = set()  # provider job ids whose result URL is gone (410)
         self.deliver: Deliver | None = None  # sends a callback (set by the test)
         self.early: Callable[[], Awaitable[None]] | None = None  # the inbox runs now
+        self.racing: list[asyncio.Task[None]] = []  # inbox runs started by "racing"
         self._ids = 0
 
     # the provider APIs -------------------------------------------------------------------
@@ -192,9 +196,11 @@ class Cloud:
         pjid = f"up-{self._ids}" if provider == "upsampler" else f"{self._ids:032x}"
         remote = RemoteJob(provider, pjid, image, webhook)
         self.remote[pjid] = remote
-        if plan in ("early", "early_timeout"):
+        if plan in ("early", "early_timeout", "racing"):
             await self.finish(remote, "succeeded", callbacks=1)
-            if self.early is not None:
+            if self.early is not None and plan == "racing":
+                self.racing.append(asyncio.ensure_future(self.early()))
+            elif self.early is not None:
                 await self.early()
         if plan in ("timeout", "early_timeout"):
             raise httpx.ReadTimeout("no answer", request=request)
@@ -237,6 +243,8 @@ class Cloud:
         pjid = request.url.path.strip("/").removesuffix(".png")
         if pjid not in self.remote:
             return httpx.Response(404)
+        if pjid in self.expired:
+            return httpx.Response(410)
         return httpx.Response(
             200, stream=_Streamed(make_png(8, 6)), headers={"content-type": "image/png"}
         )
