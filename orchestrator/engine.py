@@ -778,20 +778,20 @@ class Orchestrator:
             )
             return
         now = self.clock.now()
+        # The stored result goes with the job into ``fetching``, due at once: if
+        # the process dies before the next step, whoever looks next finishes it.
+        changes = Changes(
+            provider_job_id=accepted.provider_job_id,
+            cost=accepted.cost if accepted.cost is not None else update.cost,
+            next_check_at=now,
+        )
+        if result is not None:
+            changes = replace(changes, result=result)
         got = await self._recorded(
             job,
             accepted,
             lambda: transition(
-                self.store,
-                job,
-                Event.PROVIDER_SUCCEEDED,
-                cause="submit",
-                now=now,
-                changes=Changes(
-                    provider_job_id=accepted.provider_job_id,
-                    cost=accepted.cost if accepted.cost is not None else update.cost,
-                    next_check_at=None,
-                ),
+                self.store, job, Event.PROVIDER_SUCCEEDED, cause="submit", now=now, changes=changes
             ),
         )
         if not got.changed:
@@ -964,6 +964,17 @@ class Orchestrator:
             )
 
     async def _fetch(self, job: Job) -> None:
+        if job.result is not None:
+            # Inline data already stored (a kill cut the job off after that): record it.
+            await transition(
+                self.store,
+                job,
+                Event.RESULT_STORED,
+                cause="fetch",
+                now=self.clock.now(),
+                changes=Changes(detail={"bytes": job.result.bytes, "sha256": job.result.sha256}),
+            )
+            return
         if await self._past_deadline(job):
             return
         if not job.result_url:
