@@ -30,7 +30,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.providers.base import Accepted, Provider, SubmitRequest
 from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
-from orchestrator.states import Event
+from orchestrator.states import Event, awaits_submit_answer
 from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import (
     Changes,
@@ -290,6 +290,9 @@ class Orchestrator:
         hold = timedelta(seconds=self.config.longest_submit_hold_s)
         await self.store.expire_waiting(before=now - hold, now=now)
         pending = await self.store.pending_deliveries(limit=limit)
+        # And those left waiting by a process that died between storing their job's
+        # submit answer and applying them (its own pass would have bound them).
+        pending += await self.store.stranded_waiting(limit=limit)
         for delivery in pending:
             await self.process_delivery(delivery)
         return len(pending)
@@ -355,7 +358,7 @@ class Orchestrator:
                 error="callback carries another provider job id than the job's",
             )
             return DeliveryStatus.DEAD
-        if job.state in (JobState.QUEUED, JobState.SUBMITTING):
+        if awaits_submit_answer(job.state):
             # It raced our submit answer: keep it until that answer is stored.
             await self._mark(
                 delivery,
@@ -596,7 +599,7 @@ class Orchestrator:
         answer. Once the job has left ``submitting`` (accepted, uncertain, settled),
         apply them: an early callback settles a job left uncertain, too."""
         job = await self.store.get_job(job_id)
-        if job is None or job.state in (JobState.QUEUED, JobState.SUBMITTING):
+        if job is None or awaits_submit_answer(job.state):
             return
         for delivery in await self.store.deliveries_waiting_for(
             job.id, job.provider, job.provider_job_id

@@ -73,6 +73,16 @@ TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
 # is due when its lease ran out: its submit call was cut off.
 DUE_STATES: tuple[JobState, ...] = (Q, SG, SD, F)
 
+# States in which the job's submit answer has not been stored yet: a callback for
+# such a job waits for it (it raced the answer).
+SUBMIT_PENDING_STATES: tuple[JobState, ...] = (Q, SG)
+
+
+def awaits_submit_answer(state: JobState) -> bool:
+    """Whether a callback for a job in ``state`` must wait for its submit answer."""
+    return state in SUBMIT_PENDING_STATES
+
+
 # What each kind of provider signal is, as an event of the job.
 PROVIDER_EVENTS: Mapping[UpdateStatus, Event] = MappingProxyType(
     {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from orchestrator.states import SUBMIT_PENDING_STATES
 from orchestrator.store.protocol import DeliveryMark
 
 # Which job a callback names by its provider job id, and, in the same snapshot,
@@ -31,6 +32,27 @@ MARK_DELIVERY = """
            provider_job_id = COALESCE(?, provider_job_id), error = ?
     WHERE id = ?
 """
+
+
+# Deliveries left waiting for a submit answer whose job has that answer now (it
+# left ``queued``/``submitting``) yet are still pending: the process that stored
+# the answer died before it applied them. The inbox loop picks them up again.
+STRANDED_WAITING = """
+    SELECT d.* FROM deliveries d
+    WHERE d.status = 'pending' AND d.processed_at IS NOT NULL
+      AND EXISTS (
+          SELECT 1 FROM jobs j
+          WHERE (j.id = d.claimed_job_id OR j.id = d.job_id
+                 OR (j.provider = d.provider AND j.provider_job_id = d.provider_job_id))
+            AND j.state NOT IN (?, ?)
+      )
+    ORDER BY d.received_at, d.id
+    LIMIT ?
+"""
+
+
+def stranded_params(limit: int) -> tuple[Any, ...]:
+    return (*(state.value for state in SUBMIT_PENDING_STATES), limit)
 
 
 def match_params(provider: str, provider_job_id: str) -> tuple[Any, ...]:

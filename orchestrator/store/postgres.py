@@ -29,9 +29,11 @@ from orchestrator.states import DUE_STATES, Event, has_due_work
 from orchestrator.store.inbox_sql import (
     MARK_DELIVERY,
     MATCH_CALLBACK,
+    STRANDED_WAITING,
     mark_params,
     match_params,
     numbered,
+    stranded_params,
 )
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.postgres_budgets import PostgresBudgets
@@ -86,6 +88,7 @@ _IDEMPOTENCY_CONSTRAINT = "jobs_idempotency_key_key"
 _PROVIDER_JOB_CONSTRAINT = "jobs_provider_job"
 _MATCH_CALLBACK = numbered(MATCH_CALLBACK)
 _MARK_DELIVERY = numbered(MARK_DELIVERY)
+_STRANDED_WAITING = numbered(STRANDED_WAITING)
 
 
 class PostgresStore(PostgresOutbox, PostgresBudgets):
@@ -566,6 +569,10 @@ class PostgresStore(PostgresOutbox, PostgresBudgets):
             "ORDER BY received_at, id LIMIT $1",
             limit,
         )
+        return [row_to_delivery(r) for r in rows]
+
+    async def stranded_waiting(self, *, limit: int) -> list[Delivery]:
+        rows = await self._all(_STRANDED_WAITING, *stranded_params(limit))
         return [row_to_delivery(r) for r in rows]
 
     async def deliveries_waiting_for(

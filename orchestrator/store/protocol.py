@@ -239,6 +239,11 @@ class Store(Outbox, Protocol):
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]: ...
 
+    async def stranded_waiting(self, *, limit: int) -> list[Delivery]:
+        """Pending deliveries that waited for their job's submit answer, whose job
+        has it now: left behind by a process that died before applying them."""
+        ...
+
     async def deliveries_waiting_for(
         self, job_id: str, provider: str, provider_job_id: str | None
     ) -> list[Delivery]:

@@ -18,7 +18,14 @@ from orchestrator.events import Snapshot, default_snapshot, envelope, event_type
 from orchestrator.private_files import ensure_private_file
 from orchestrator.signals import Broadcast
 from orchestrator.states import DUE_STATES, Event, has_due_work
-from orchestrator.store.inbox_sql import MARK_DELIVERY, MATCH_CALLBACK, mark_params, match_params
+from orchestrator.store.inbox_sql import (
+    MARK_DELIVERY,
+    MATCH_CALLBACK,
+    STRANDED_WAITING,
+    mark_params,
+    match_params,
+    stranded_params,
+)
 from orchestrator.store.migrate import SchemaTooNew, load_migrations
 from orchestrator.store.protocol import (
     CallbackMatch,
@@ -546,6 +553,10 @@ class SQLiteStore(SQLiteOutbox, SQLiteBudgets):
             "ORDER BY received_at LIMIT ?",
             (limit,),
         )
+        return [row_to_delivery(r) for r in rows]
+
+    async def stranded_waiting(self, *, limit: int) -> list[Delivery]:
+        rows = await self._all(STRANDED_WAITING, stranded_params(limit))
         return [row_to_delivery(r) for r in rows]
 
     async def deliveries_waiting_for(

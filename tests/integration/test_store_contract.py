@@ -331,6 +331,37 @@ async def test_deliveries_and_duplicates(store: Store) -> None:
     assert await store.count_deliveries(DeliveryStatus.DUPLICATE) == 1
 
 
+async def test_a_delivery_left_waiting_is_stranded_once_its_job_has_its_answer(
+    store: Store,
+) -> None:
+    """A callback waited for its job's submit answer; the process that stored the
+    answer died before applying it. The inbox finds it again, and only then."""
+    now = CLOCK.now()
+    job, _ = await store.create_job(make_new_job(now))
+    await store.record_delivery(_delivery("d1", "k1", claimed_job_id=None))
+    await store.mark_delivery("d1", DeliveryStatus.PENDING, now=now, provider_job_id="p1")
+    never = _delivery("d2", "k2", claimed_job_id=None)
+    await store.record_delivery(never)
+    await store.mark_delivery("d2", DeliveryStatus.PENDING, now=now, provider_job_id="other")
+    submitting = await store.apply_transition(
+        job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=now
+    )
+    assert submitting is not None
+    assert await store.stranded_waiting(limit=10) == []
+    submitted = await store.apply_transition(
+        submitting,
+        Event.SUBMIT_ACCEPTED,
+        JobState.SUBMITTED,
+        cause="submit",
+        changes=Changes(provider_job_id="p1"),
+        now=now,
+    )
+    assert submitted is not None
+    assert [d.id for d in await store.stranded_waiting(limit=10)] == ["d1"]
+    await store.mark_delivery("d1", DeliveryStatus.APPLIED, now=now, job_id=job.id)
+    assert await store.stranded_waiting(limit=10) == []
+
+
 async def test_a_callback_matches_its_job_or_a_submit_in_flight_in_one_read(
     store: Store,
 ) -> None:
