@@ -60,11 +60,10 @@ def parse_create_job(
     body: Any,
     *,
     known_providers: frozenset[str],
-    upload: bytes | None = None,
     staged: StagedImage | None = None,
 ) -> CreateJob:
-    """Validate a ``POST /v1/jobs`` body; ``upload`` (in memory) or ``staged`` (streamed
-    to a file) is the image when it did not come inside ``body``."""
+    """Validate a ``POST /v1/jobs`` body; ``staged`` (streamed to a file) is the image
+    when it did not come inside ``body``."""
     if not isinstance(body, dict):
         raise RejectedInput("body must be a JSON object")
     provider = body.get("provider")
@@ -103,18 +102,6 @@ def parse_create_job(
             image_bytes=None,
             webhook_url=webhook_url,
             image_staged=staged,
-        )
-    if upload is not None:
-        if not upload:
-            raise RejectedInput("the image file is empty")
-        return CreateJob(
-            provider=provider,
-            scale=float(scale),
-            options=dict(options),
-            metadata=body.get("metadata"),
-            image_url=None,
-            image_bytes=upload,
-            webhook_url=webhook_url,
         )
     if not isinstance(image, str) or not image.strip():
         raise RejectedInput("image is required: an http(s) URL, a data URI or base64")
