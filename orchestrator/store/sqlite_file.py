@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.private_files import create_private_file, make_private_dir
 from schemas.errors import DatabaseLost
 
 
@@ -90,7 +91,9 @@ class DatabaseMarker:
         )
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"database": str(self.database.resolve())}) + "\n")
+        with os.fdopen(create_private_file(tmp, exclusive=False), "w") as out:
+            out.truncate()
+            out.write(json.dumps({"database": str(self.database.resolve())}) + "\n")
         os.replace(tmp, self.path)
