@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from orchestrator.clock import FakeClock
 from orchestrator.ids import new_id
@@ -36,24 +40,46 @@ def test_an_id_carries_its_millisecond_in_crockford_base32() -> None:
     assert millis == int(at.timestamp() * 1000)
 
 
-def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
-    import multiprocessing
+# Run in an interpreter of its own: forking this test process, whose other threads
+# (store readers, watches) may hold a lock at that moment, can hang the child.
+_FORK_TWICE = """
+import json, multiprocessing, sys
+from datetime import UTC, datetime
 
+from orchestrator import ids
+
+
+def made_in_child(at):
+    ids._last = (0, 0)
+    return [ids.new_id("job", datetime.fromtimestamp(at, UTC)) for _ in range(5)]
+
+
+if __name__ == "__main__":
+    at = float(sys.argv[1])
+    ids.new_id("job", datetime.fromtimestamp(at, UTC))  # the parent's state, then fork
     ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as first, ctx.Pool(1) as second:
+        one = first.apply(made_in_child, (at,))
+        two = second.apply(made_in_child, (at,))
+    print(json.dumps(one + two))
+"""
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids(tmp_path: Path) -> None:
     clock = FakeClock()
     clock.advance(7200.0)
+    script = tmp_path / "fork_twice.py"
+    script.write_text(_FORK_TWICE)
     # Two children forked from the same state: without a new seed each, they would
     # make the same ids.
-    with ctx.Pool(1) as first, ctx.Pool(1) as second:
-        one = first.apply(_ids_in_child, (clock.now().timestamp(),))
-        two = second.apply(_ids_in_child, (clock.now().timestamp(),))
-    assert len(set(one) | set(two)) == 10
-
-
-def _ids_in_child(at: float) -> list[str]:
-    from datetime import UTC, datetime
-
-    from orchestrator import ids
-
-    ids._last = (0, 0)
-    return [new_id("job", datetime.fromtimestamp(at, UTC)) for _ in range(5)]
+    done = subprocess.run(
+        [sys.executable, str(script), str(clock.now().timestamp())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    made = json.loads(done.stdout)
+    assert len(made) == 10
+    assert len(set(made)) == 10
