@@ -608,20 +608,23 @@ class Orchestrator:
 
     async def _interrupted(self, job: Job) -> None:
         """A submit call was cut off (a restart, a crash, a lease run out)."""
+        await self._uncertain(
+            job,
+            "the submit call was cut off; the provider may have the job and bill it",
+            cause="recovery",
+        )
+        await self._bind_waiting(job.id)
+
+    async def _uncertain(self, job: Job, message: str, *, cause: str) -> None:
+        """The provider may have the job (and bill it): never submitted again."""
         await transition(
             self.store,
             job,
             Event.SUBMIT_UNCERTAIN,
-            cause="recovery",
+            cause=cause,
             now=self.clock.now(),
-            changes=Changes(
-                failure=Failure(
-                    "submission_uncertain",
-                    "the submit call was cut off; the provider may have the job and bill it",
-                )
-            ),
+            changes=Changes(failure=Failure("submission_uncertain", message)),
         )
-        await self._bind_waiting(job.id)
 
     async def _submit(self, job: Job) -> None:
         if await self._past_deadline(job):
@@ -672,14 +675,7 @@ class Orchestrator:
             await self._deferred(job, exc.retry_after_s, exc)
             return
         except ProviderUncertain as exc:
-            await transition(
-                self.store,
-                job,
-                Event.SUBMIT_UNCERTAIN,
-                cause="submit",
-                now=self.clock.now(),
-                changes=Changes(failure=Failure("submission_uncertain", exc.message)),
-            )
+            await self._uncertain(job, exc.message, cause="submit")
             return
         except ProviderRejected as exc:
             await transition(
@@ -722,14 +718,7 @@ class Orchestrator:
             # The provider took the job (and may bill it), but named it with an id
             # another job holds: neither its callbacks nor its polls can be told
             # apart. Say so now instead of leaving the job in ``submitting``.
-            await transition(
-                self.store,
-                job,
-                Event.SUBMIT_UNCERTAIN,
-                cause="submit",
-                now=self.clock.now(),
-                changes=Changes(failure=Failure("submission_uncertain", exc.message)),
-            )
+            await self._uncertain(job, exc.message, cause="submit")
 
     async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
         """A synchronous provider answered with the outcome itself."""
