@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Scope key holding the root path of the sandbox app (where it is mounted).
 ROOT_PATH_KEY = "sandbox.root_path"
+# How long a submit with an early callback waits for that callback before answering.
+EARLY_ANSWER_WAIT_S = 2.0
 
 
 class RootPathRecorder:
@@ -160,6 +162,16 @@ class SandboxContext:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    async def run_before_answer(
+        self, coro: Coroutine[Any, Any, None], name: str | None = None
+    ) -> None:
+        """Run ``coro`` (an early callback's whole job) before the submit is answered,
+        but answer after ``EARLY_ANSWER_WAIT_S`` at most: a provider that calls back
+        early still answers its submit, even when the callback's delivery is slow
+        (a receiver answering 503, retries); the rest goes on in the background."""
+        task = self.spawn(coro, name=name)
+        await asyncio.wait({task}, timeout=EARLY_ANSWER_WAIT_S)
 
     @property
     def pending_tasks(self) -> int:

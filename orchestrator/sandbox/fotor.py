@@ -314,7 +314,7 @@ class FotorSandbox:
         answer = {"taskId": task.id}
         if faults.roll("early_callback", ctx.rng):
             self._bump("early_callbacks")
-            await self._run(task, wait=False)
+            await ctx.run_before_answer(self._run(task, wait=False), name=f"fotor-{task.id}")
         else:
             ctx.spawn(self._run(task, wait=True), name=f"fotor-{task.id}")
         if faults.roll("submit_timeout", ctx.rng):

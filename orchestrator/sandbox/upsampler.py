@@ -215,7 +215,7 @@ class UpsamplerSandbox:
         answer = {"id": job.id, "status": IN_QUEUE, "creditCost": job.credit_cost}
         if faults.roll("early_callback", ctx.rng):
             ctx.stats.bump(PROVIDER, "early_callbacks")
-            await self._run(job, wait=False)
+            await ctx.run_before_answer(self._run(job, wait=False), name=f"upsampler-{job.id}")
         else:
             ctx.spawn(self._run(job, wait=True), name=f"upsampler-{job.id}")
         if faults.roll("submit_timeout", ctx.rng):

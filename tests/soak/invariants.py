@@ -63,6 +63,7 @@ def uncertain_explained(
     by_kill = 0
     timed_out: Counter[str] = Counter()
     unexplained: list[str] = []
+    messages: dict[str, list[str]] = {}
     for job_id, job in jobs.items():
         if job["state"] != "uncertain":
             continue
@@ -79,12 +80,19 @@ def uncertain_explained(
                 unexplained.append(f"{job_id} (recovery with no kill of a submitter meanwhile)")
         elif entry["cause"] == "submit":
             timed_out[str(job["provider"])] += 1
+            failure = job.get("failure") or {}
+            messages.setdefault(str(job["provider"]), []).append(
+                f"{job_id}: {failure.get('message', '?')}"
+            )
         else:
             unexplained.append(f"{job_id} (cause {entry['cause']})")
     for provider, n in sorted(timed_out.items()):
         held_back = sandbox.get(provider, {}).get("submits_timed_out", 0)
         if n > held_back:
-            unexplained.append(f"{provider}: {n} timed out, the sandbox held back {held_back}")
+            unexplained.append(
+                f"{provider}: {n} timed out, the sandbox held back {held_back} "
+                f"({'; '.join(messages[provider][:3])})"
+            )
     total = by_kill + sum(timed_out.values()) + len(unexplained)
     figure = (
         f"{total} uncertain: {by_kill} cut off by a kill, {sum(timed_out.values())} "
