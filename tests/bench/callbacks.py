@@ -140,6 +140,9 @@ def service_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
         "UPSCALE_API_TOKENS": API_TOKEN,
         "UPSCALE_LISTEN_URL": f"http://{HOST}:{port}",
         "UPSCALE_LOG_LEVEL": "INFO",
+        # A keyed provider, as deployed: a keyless one is unavailable (and its
+        # callbacks 404) unless the sandbox is mounted. Nothing is submitted here.
+        "UPSCALE_UPSAMPLER_API_KEY": "bench-key",
     }
     settings.update(extra)
     return clean_env(**settings)
