@@ -31,7 +31,8 @@ from orchestrator.providers.fotor import FotorProvider
 from orchestrator.sandbox.app import create_sandbox_app, standalone_app
 from orchestrator.sandbox.context import SandboxContext
 from orchestrator.sandbox.faults import Faults
-from orchestrator.sandbox.fotor import FotorSandbox, upscale_capped
+from orchestrator.sandbox.fotor import FotorSandbox
+from orchestrator.sandbox.fotor_tasks import upscale_capped
 from schemas.errors import (
     ProviderRejected,
     ProviderThrottled,
