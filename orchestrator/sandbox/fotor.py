@@ -38,18 +38,12 @@ nobody sent Fotor traffic to reports no ``fotor`` entry.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import io
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -61,7 +55,15 @@ from orchestrator.sandbox.context import (
     sandbox_root_url,
 )
 from orchestrator.sandbox.control import control_denied
-from orchestrator.sandbox.imaging import output_size, upscale_image
+from orchestrator.sandbox.fotor_requests import InvalidSubmit, parse_submit
+from orchestrator.sandbox.fotor_tasks import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    SandboxTask,
+    TaskFailed,
+    upscale_capped,
+)
 from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
 logger = logging.getLogger(__name__)
@@ -75,10 +77,6 @@ TASK_TYPE = "imgupscale"  # Fotor's value for upscale tasks is undocumented.
 BUSINESS_ID = "sandbox"
 
 INITIAL_CREDITS = 1000
-MIN_FACTOR, MAX_FACTOR = 1.0, 4.0
-MAX_SIDE = 8192
-
-RUNNING, SUCCEEDED, FAILED = 0, 1, 2
 
 EXTRA_COUNTERS = (
     "submits_rejected",
@@ -106,43 +104,6 @@ EXTRA_COUNTERS = (
 )
 
 
-@dataclass(slots=True)
-class SandboxTask:
-    id: str
-    image_url: str | None
-    image_data: bytes | None = field(repr=False)
-    factor: float
-    max_width: int
-    max_height: int
-    base_url: str
-    created_ms: int
-    updated_ms: int
-    nsfw: bool = False
-    s3: bool = False
-    empty: bool = False
-    status: int = RUNNING
-    msg: str | None = None
-    credits: int = 0
-    png: bytes | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitBody:
-    image_url: str | None
-    image_data: bytes | None = field(repr=False)
-    factor: float
-    max_width: int
-    max_height: int
-
-
-class InvalidSubmit(ValueError):
-    """The submit body is malformed or semantically wrong (400)."""
-
-
-class TaskFailed(Exception):
-    """Processing failed; the message goes to the task's ``msg``."""
-
-
 def envelope(
     code: str,
     msg: str,
@@ -154,86 +115,6 @@ def envelope(
     return JSONResponse(
         {"code": code, "msg": msg, "data": data}, status_code=status_code, headers=headers
     )
-
-
-def decode_image_field(value: str, max_bytes: int) -> bytes:
-    """Bytes from a data URI (``data:<type>;base64,...``) or bare base64."""
-    text = value
-    if text.startswith("data:"):
-        meta, sep, text = text[5:].partition(",")
-        if not sep or not meta.endswith(";base64"):
-            raise InvalidSubmit("userImageUrl data URI must be base64 encoded")
-    text = "".join(text.split())
-    if len(text) > (max_bytes * 4) // 3 + 4:
-        raise InvalidSubmit(f"userImageUrl image is larger than {max_bytes} bytes")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidSubmit("userImageUrl must be an image URL or a base64 image") from None
-    if not data:
-        raise InvalidSubmit("userImageUrl is empty")
-    return data
-
-
-def _side(body: dict[str, Any], key: str) -> int:
-    value = body.get(key)
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
-        raise InvalidSubmit(f"{key} is required and must be an integer from 1 to {MAX_SIDE}")
-    return value
-
-
-def parse_submit(raw: bytes, max_input_bytes: int) -> SubmitBody:
-    """Read the upscale POST body or raise ``InvalidSubmit``."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidSubmit("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidSubmit("request body must be a JSON object")
-    factor = body.get("upscaling_resize")
-    if isinstance(factor, bool) or not isinstance(factor, int | float):
-        raise InvalidSubmit("upscaling_resize is required and must be a number")
-    if not (math.isfinite(factor) and MIN_FACTOR <= factor <= MAX_FACTOR):
-        raise InvalidSubmit(f"upscaling_resize must be between {MIN_FACTOR:g} and {MAX_FACTOR:g}")
-    image = body.get("userImageUrl")
-    if not isinstance(image, str) or not image.strip():
-        raise InvalidSubmit("userImageUrl is required")
-    image_url: str | None = None
-    image_data: bytes | None = None
-    if is_http_url(image):
-        image_url = image
-    else:
-        image_data = decode_image_field(image.strip(), max_input_bytes)
-    return SubmitBody(
-        image_url=image_url,
-        image_data=image_data,
-        factor=float(factor),
-        max_width=_side(body, "max_image_width"),
-        max_height=_side(body, "max_image_height"),
-    )
-
-
-def upscale_capped(
-    data: bytes, factor: float, max_width: int, max_height: int, max_pixels: int
-) -> tuple[bytes, int, int]:
-    """PNG bytes of ``data`` resized by ``factor``, capped at ``max_width`` x ``max_height``.
-
-    The aspect ratio is kept: the factor is lowered until both sides fit. Blocking;
-    raises ``ValueError`` for non-images and oversized images.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-    except Exception as exc:  # Pillow raises many types for junk input
-        raise ValueError(f"input is not a readable image: {type(exc).__name__}") from None
-    if width < 1 or height < 1:
-        raise ValueError("input image is empty")
-    effective = min(factor, max_width / width, max_height / height)
-    png = upscale_image(data, effective, max_pixels)
-    out_width, out_height = output_size(width, height, effective)
-    return png, out_width, out_height
 
 
 class FotorSandbox:
@@ -484,7 +365,8 @@ class FotorSandbox:
     async def _process(self, task: SandboxTask, *, wait: bool) -> None:
         data = task.image_data
         if data is None:
-            assert task.image_url is not None
+            if task.image_url is None:
+                raise TaskFailed("the task has no image")
             data = await self._download(task.image_url)
         delay = self.ctx.faults.processing_s
         if wait and delay > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -22,42 +22,31 @@ from schemas.errors import (
 )
 from schemas.jobs import UpdateStatus
 from tests.factories import make_png
+from tests.integration.provider_fixtures import (
+    Handler,
+    Recorder,
+    answering,
+    raising,
+    recorded_client,
+)
 
 BASE_URL = "https://fotor.test"
 API_KEY = "fotor-live-do-not-leak-123"
 TASK_ID = "e0dc194703174b6eafeacb4ee8e02850"
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
-
-class Recorder:
-    """A transport handler that records requests and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer: Handler = self._default
-
-    async def _default(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, json={"code": "000", "msg": "success", "data": {"taskId": TASK_ID}}
-        )
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host != "fotor.test":
-            raise AssertionError(f"unexpected host {request.url.host}")
-        await request.aread()
-        self.requests.append(request)
-        return await self.answer(request)
+async def accepted_task(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"code": "000", "msg": "success", "data": {"taskId": TASK_ID}})
 
 
 @pytest.fixture
 def recorder() -> Recorder:
-    return Recorder()
+    return Recorder({"fotor.test"}, accepted_task)
 
 
 @pytest.fixture
 async def make_provider(recorder: Recorder) -> AsyncIterator[Callable[..., FotorProvider]]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+    async with recorded_client(recorder) as client:
 
         def factory(**overrides: Any) -> FotorProvider:
             kwargs: dict[str, Any] = {"base_url": BASE_URL + "/", "api_key": API_KEY}
@@ -77,20 +66,6 @@ def make_request(**overrides: Any) -> SubmitRequest:
     }
     fields.update(overrides)
     return SubmitRequest(**fields)
-
-
-def raising(exc_type: type[Exception]) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        raise exc_type("simulated", request=request)  # type: ignore[call-arg]
-
-    return handler
-
-
-def answering(status: int, **kwargs: Any) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, **kwargs)
-
-    return handler
 
 
 def task_answer(**data: Any) -> Handler:

@@ -18,20 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from orchestrator.fetch.allowlist import AllowList
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.fotor import FotorProvider
-from orchestrator.sandbox.app import create_sandbox_app, standalone_app
-from orchestrator.sandbox.context import SandboxContext
+from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
-from orchestrator.sandbox.fotor import FotorSandbox, upscale_capped
+from orchestrator.sandbox.fotor import FotorSandbox
+from orchestrator.sandbox.fotor_tasks import upscale_capped
 from schemas.errors import (
     ProviderRejected,
     ProviderThrottled,
@@ -40,13 +35,21 @@ from schemas.errors import (
 )
 from schemas.jobs import UpdateStatus
 from tests.factories import make_png
+from tests.integration.provider_fixtures import (
+    LOOPBACK,
+    SANDBOX_MOUNT,
+    Receiver,
+    asgi_sandbox,
+    ctx_of,
+    real_sandbox,
+    receiving,
+    sandbox_adapter,
+    settle,
+)
 
 AUTH = {"Authorization": "Bearer test-key"}
 API = "/fotor/v1"
 SUBMIT = f"{API}/aiart/imgupscale"
-
-# The sandbox's guarded client reaches this test's own servers only because they are allowed.
-LOOPBACK = AllowList.parse("127.0.0.1")
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -74,126 +77,31 @@ PNG = make_png(16, 12)
 # -- local servers --------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped during startup")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-class Receiver:
-    """Serves input images and records webhook deliveries."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.images: dict[str, bytes] = {"in.png": PNG, "junk.png": b"not an image"}
-        self.deliveries: list[tuple[float, dict[str, Any]]] = []
-
-    @property
-    def payloads(self) -> list[dict[str, Any]]:
-        return [payload for _, payload in self.deliveries]
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            self.deliveries.append((time.monotonic(), json.loads(await request.body())))
-            return Response(b"ok")
-
-        async def image(request: Request) -> Response:
-            data = self.images.get(request.path_params["name"])
-            if data is None:
-                return Response(b"missing", status_code=404)
-            return Response(data, media_type="image/png")
-
-        return Starlette(
-            routes=[
-                Route("/hook", hook, methods=["POST"]),
-                Route("/images/{name}", image, methods=["GET"]),
-            ]
-        )
-
-    def image_url(self, name: str = "in.png") -> str:
-        return f"{self.url}/images/{name}"
-
-    @property
-    def hook_url(self) -> str:
-        return f"{self.url}/hook"
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.deliveries) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} callbacks, got {len(self.deliveries)}")
-            await asyncio.sleep(0.01)
-        return self.payloads
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    async with serve(rec.app()) as url:
-        rec.url = url
+    async with receiving({"in.png": PNG, "junk.png": b"not an image"}) as rec:
         yield rec
 
 
 @asynccontextmanager
-async def asgi_sandbox(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """An ASGI client for ``app`` with its lifespan running."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as c:
-            yield c
-
-
-@asynccontextmanager
-async def real_sandbox(
+async def hooked_sandbox(
     hook: str | None = None, **options: Any
 ) -> AsyncIterator[tuple[str, Starlette, httpx.AsyncClient]]:
     """The standalone sandbox under uvicorn: yields (base URL incl. /sandbox, app, client).
 
     ``hook`` becomes the account webhook, set over HTTP like an operator would.
     """
-    options.setdefault("callback_backoff_s", 0.01)
-    app = standalone_app(**{"allow": LOOPBACK, **options})
-    async with serve(app) as url, httpx.AsyncClient(trust_env=False) as client:
-        base = f"{url}/sandbox"
+    async with real_sandbox(**options) as (base, app, client):
         if hook is not None:
             r = await client.put(f"{base}/fotor/webhook", json={"url": hook})
             assert r.status_code == 200
         yield base, app, client
 
 
-def ctx_of(app: Starlette) -> SandboxContext:
-    ctx = app.state.sandbox
-    assert isinstance(ctx, SandboxContext)
-    return ctx
-
-
 def fotor_of(app: Starlette) -> FotorSandbox:
     fot = app.state.fotor
     assert isinstance(fot, FotorSandbox)
     return fot
-
-
-async def settle(app: Starlette) -> None:
-    """Wait until the sandbox has no background work left."""
-    deadline = time.monotonic() + 5
-    while ctx_of(app).pending_tasks:
-        assert time.monotonic() < deadline, "sandbox work did not finish"
-        await asyncio.sleep(0.01)
 
 
 async def submit(client: httpx.AsyncClient, payload: dict[str, Any], base: str = "") -> str:
@@ -616,9 +524,9 @@ async def test_shutdown_cancels_background_tasks() -> None:
 
 
 async def test_progress_then_completion_callbacks(receiver: Receiver) -> None:
-    async with real_sandbox(hook=receiver.hook_url, seed=5) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, seed=5) as (base, app, client):
         task_id = await submit(client, body(receiver.image_url()), base)
-        progress, done = await receiver.wait_for(2)
+        progress, done = await receiver.wait_for_payloads(2)
         await settle(app)
         assert progress == {
             "taskId": task_id,
@@ -640,9 +548,9 @@ async def test_progress_then_completion_callbacks(receiver: Receiver) -> None:
 
 async def test_progress_callbacks_can_be_turned_off(receiver: Receiver) -> None:
     faults = Faults(progress_callbacks=0)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         await submit(client, body(data_uri(PNG)), base)
-        [done] = await receiver.wait_for(1)
+        [done] = await receiver.wait_for_payloads(1)
         await settle(app)
     assert done["status"] == 1
     assert len(receiver.deliveries) == 1
@@ -650,12 +558,12 @@ async def test_progress_callbacks_can_be_turned_off(receiver: Receiver) -> None:
 
 async def test_failed_and_nsfw_callbacks(receiver: Receiver) -> None:
     faults = Faults(progress_callbacks=0)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         await submit(client, body(receiver.image_url("junk.png")), base)
-        [failed] = await receiver.wait_for(1)
+        [failed] = await receiver.wait_for_payloads(1)
         faults.update({"nsfw": 1})
         await submit(client, body(data_uri(PNG)), base)
-        _, nsfw = await receiver.wait_for(2)
+        _, nsfw = await receiver.wait_for_payloads(2)
         await settle(app)
     assert (failed["status"], failed["resultUrl"]) == (2, "")
     assert "hasHsfw" not in failed
@@ -663,7 +571,7 @@ async def test_failed_and_nsfw_callbacks(receiver: Receiver) -> None:
 
 
 async def test_no_webhook_no_callbacks(receiver: Receiver) -> None:
-    async with real_sandbox() as (base, app, client):
+    async with hooked_sandbox() as (base, app, client):
         task_id = await submit(client, body(data_uri(PNG)), base)
         assert (await wait_final(client, task_id, base))["status"] == 1
         await settle(app)
@@ -675,7 +583,7 @@ async def test_no_webhook_no_callbacks(receiver: Receiver) -> None:
 
 async def test_dropped_callbacks_are_never_sent(receiver: Receiver) -> None:
     faults = Faults(drop_callback=1)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         task_id = await submit(client, body(data_uri(PNG)), base)
         assert (await wait_final(client, task_id, base))["status"] == 1
         await settle(app)
@@ -687,9 +595,9 @@ async def test_dropped_callbacks_are_never_sent(receiver: Receiver) -> None:
 
 async def test_duplicate_callbacks(receiver: Receiver) -> None:
     faults = Faults(duplicate_callback=1, progress_callbacks=0)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         await submit(client, body(data_uri(PNG)), base)
-        first, second = await receiver.wait_for(2)
+        first, second = await receiver.wait_for_payloads(2)
         await settle(app)
         stats = await fotor_stats(client, base)
     assert first == second
@@ -699,17 +607,17 @@ async def test_duplicate_callbacks(receiver: Receiver) -> None:
 
 async def test_delayed_callback(receiver: Receiver) -> None:
     faults = Faults(delay_callback_s=0.3, progress_callbacks=0)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         started = time.monotonic()
         await submit(client, body(data_uri(PNG)), base)
-        await receiver.wait_for(1)
+        await receiver.wait_for_payloads(1)
         await settle(app)
     assert receiver.deliveries[0][0] - started >= 0.3
 
 
 async def test_early_callbacks_arrive_before_the_submit_answer(receiver: Receiver) -> None:
     faults = Faults(early_callback=1, processing_s=30)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, _app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, _app, client):
         task_id = await submit(client, body(data_uri(PNG)), base)
         assert [p["status"] for p in receiver.payloads] == [0, 1]
     assert receiver.payloads[1]["taskId"] == task_id
@@ -717,12 +625,12 @@ async def test_early_callbacks_arrive_before_the_submit_answer(receiver: Receive
 
 async def test_submit_timeout_still_creates_the_task(receiver: Receiver) -> None:
     faults = Faults(submit_timeout=1, submit_timeout_s=30, progress_callbacks=0)
-    async with real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
+    async with hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client):
         with pytest.raises(httpx.ReadTimeout):
             await client.post(
                 f"{base}{SUBMIT}", json=body(data_uri(PNG)), headers=AUTH, timeout=0.3
             )
-        [done] = await receiver.wait_for(1)
+        [done] = await receiver.wait_for_payloads(1)
         stats = await fotor_stats(client, base)
         started = time.monotonic()
     assert time.monotonic() - started < 5
@@ -737,16 +645,10 @@ async def test_submit_timeout_still_creates_the_task(receiver: Receiver) -> None
 
 @asynccontextmanager
 async def adapter_for(base: str, **overrides: Any) -> AsyncIterator[FotorProvider]:
-    """The production adapter; only its URLs point at the sandbox."""
-    kwargs: dict[str, Any] = {
-        "base_url": f"{base}/fotor",
-        "api_key": "test-key",
-        "s3_base_url": f"{base}/fotor/s3",
-        "max_image_width": 100,
-        **overrides,
-    }
+    """The production adapter; only its URLs point at the sandbox (``base`` incl. /sandbox)."""
     async with httpx.AsyncClient(trust_env=False) as client:
-        yield FotorProvider(client, **kwargs)
+        host = base.removesuffix(SANDBOX_MOUNT)
+        yield sandbox_adapter(FotorProvider, client, host, max_image_width=100, **overrides)
 
 
 async def poll_until_done(provider: FotorProvider, task_id: str) -> Any:
@@ -763,7 +665,7 @@ async def poll_until_done(provider: FotorProvider, task_id: str) -> Any:
 async def test_adapter_end_to_end(receiver: Receiver, s3: bool) -> None:
     faults = Faults(s3_result=1.0 if s3 else 0.0)
     async with (
-        real_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client),
+        hooked_sandbox(hook=receiver.hook_url, faults=faults) as (base, app, client),
         adapter_for(base) as provider,
     ):
         assert await provider.balance() == {
@@ -786,7 +688,7 @@ async def test_adapter_end_to_end(receiver: Receiver, s3: bool) -> None:
         assert image_size(got.content) == (100, 75)  # 4x, capped at max_image_width=100
 
         # The webhook bodies parse through the same adapter.
-        progress, done = await receiver.wait_for(2)
+        progress, done = await receiver.wait_for_payloads(2)
         await settle(app)
         parsed = [provider.parse_callback(json.dumps(p).encode()) for p in (progress, done)]
         assert [u.status for u in parsed] == [UpdateStatus.RUNNING, UpdateStatus.SUCCEEDED]
@@ -798,7 +700,10 @@ async def test_adapter_end_to_end(receiver: Receiver, s3: bool) -> None:
 
 async def test_adapter_sees_each_fault_as_its_error() -> None:
     faults = Faults(progress_callbacks=0, retry_after_s=7, submit_timeout_s=30)
-    async with real_sandbox(faults=faults) as (base, _app, _client), adapter_for(base) as provider:
+    async with (
+        hooked_sandbox(faults=faults) as (base, _app, _client),
+        adapter_for(base) as provider,
+    ):
         request = SubmitRequest("job-1", 2.0, provider.validate_options(2.0, {}), None, PNG)
         faults.update({"submit_429": 1})
         with pytest.raises(ProviderThrottled) as throttled:

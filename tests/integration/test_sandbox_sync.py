@@ -14,22 +14,16 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from orchestrator.fetch.allowlist import AllowList
 from orchestrator.providers.artnex import ArtnexProvider
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.photio import PhotioProvider
-from orchestrator.sandbox.app import standalone_app
+from orchestrator.providers.registry import SANDBOX_PATHS
 from orchestrator.sandbox.artnex import ArtnexSandbox
 from orchestrator.sandbox.faults import Faults
 from schemas.errors import (
@@ -38,20 +32,22 @@ from schemas.errors import (
     ProviderUncertain,
 )
 from schemas.jobs import UpdateStatus
-from tests.integration.test_sandbox_upsampler import make_png, serve
+from tests.integration.provider_fixtures import (
+    SANDBOX_HOST,
+    Receiver,
+    make_png,
+    receiving,
+    sandbox_adapter,
+    sandbox_over_asgi,
+)
 
-BASE = "http://sandbox.test"
-PHOTIO = f"{BASE}/sandbox/photio"
-ARTNEX = f"{BASE}/sandbox/artnex"
+ARTNEX = f"{SANDBOX_HOST}{SANDBOX_PATHS['artnex']}"
 PHOTIO_AUTH = {"X-Photio-Key": "pt-test"}
 ARTNEX_AUTH = {"Authorization": "Bearer ax-test"}
 DAY = 24 * 3600.0
 
 PNG = make_png(16, 12)
 B64 = base64.b64encode(PNG).decode()
-
-# The sandbox's guarded client reaches this test's own servers only because they are allowed.
-LOOPBACK = AllowList.parse("127.0.0.1")
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -75,59 +71,29 @@ class Clock:
         return self.now
 
 
-class Inputs:
-    """Serves input images by name on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.images: dict[str, bytes] = {
-            "in.png": PNG,
-            "in.jpg": encoded("JPEG"),
-            "in.gif": encoded("GIF"),
-            "wide.png": make_png(1200, 800),
-            "huge.png": make_png(4, 4) + bytes(10_000_001),
-            "junk.png": b"this is not an image",
-        }
-
-    def app(self) -> Starlette:
-        async def image(request: Request) -> Response:
-            data = self.images.get(request.path_params["name"])
-            if data is None:
-                return Response(b"missing", status_code=404)
-            return Response(data, media_type="application/octet-stream")
-
-        return Starlette(routes=[Route("/images/{name}", image, methods=["GET"])])
-
-    def __call__(self, name: str) -> str:
-        return f"{self.url}/images/{name}"
+INPUTS = {
+    "in.png": PNG,
+    "in.jpg": encoded("JPEG"),
+    "in.gif": encoded("GIF"),
+    "wide.png": make_png(1200, 800),
+    "huge.png": make_png(4, 4) + bytes(10_000_001),
+    "junk.png": b"this is not an image",
+}
 
 
 @pytest.fixture
-async def inputs() -> AsyncIterator[Inputs]:
-    server = Inputs()
-    async with serve(server.app()) as url:
-        server.url = url
+async def inputs() -> AsyncIterator[Receiver]:
+    """Serves input images by name on 127.0.0.1 (as bytes of no stated type)."""
+    async with receiving(INPUTS, media_type="application/octet-stream") as server:
         yield server
 
 
-@asynccontextmanager
-async def sandbox(**options: Any) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
-    """The standalone sandbox (mounted at /sandbox) over ASGI, its lifespan running."""
-    app = standalone_app(**{"allow": LOOPBACK, **options})
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-            yield app, client
-
-
 def photio(client: httpx.AsyncClient, **kwargs: Any) -> PhotioProvider:
-    kwargs.setdefault("api_key", "pt-test")
-    return PhotioProvider(client, base_url=PHOTIO, **kwargs)
+    return sandbox_adapter(PhotioProvider, client, **kwargs)
 
 
 def artnex(client: httpx.AsyncClient, **kwargs: Any) -> ArtnexProvider:
-    kwargs.setdefault("api_key", "ax-test")
-    return ArtnexProvider(client, base_url=ARTNEX, **kwargs)
+    return sandbox_adapter(ArtnexProvider, client, **kwargs)
 
 
 def job(scale: float = 2.0, *, url: str | None = None, data: bytes | None = PNG) -> SubmitRequest:
@@ -146,7 +112,7 @@ async def stats(client: httpx.AsyncClient, provider: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(("scale", "expected"), [(2.0, (32, 24)), (4.0, (64, 48))])
 async def test_photio_adapter_end_to_end(scale: float, expected: tuple[int, int]) -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         accepted = await photio(client).submit(job(scale))
         counters = await stats(client, "photio")
     update = accepted.update
@@ -159,8 +125,8 @@ async def test_photio_adapter_end_to_end(scale: float, expected: tuple[int, int]
     assert counters["jobs_created"] == 1
 
 
-async def test_photio_url_input_and_options(inputs: Inputs) -> None:
-    async with sandbox() as (_app, client):
+async def test_photio_url_input_and_options(inputs: Receiver) -> None:
+    async with sandbox_over_asgi() as (_app, client):
         request = SubmitRequest(
             "job-1",
             2.0,
@@ -174,8 +140,8 @@ async def test_photio_url_input_and_options(inputs: Inputs) -> None:
     assert counters["inputs_fetched"] == 1
 
 
-async def test_photio_output_is_capped_at_4k(inputs: Inputs) -> None:
-    async with sandbox() as (_app, client):
+async def test_photio_output_is_capped_at_4k(inputs: Receiver) -> None:
+    async with sandbox_over_asgi() as (_app, client):
         accepted = await photio(client).submit(job(4.0, url=inputs("wide.png")))
         assert accepted.update is not None and accepted.update.result_bytes is not None
         assert size_of(accepted.update.result_bytes) == (4096, 2731)
@@ -190,7 +156,7 @@ async def test_photio_output_is_capped_at_4k(inputs: Inputs) -> None:
 
 @pytest.mark.parametrize("headers", [{}, {"X-Photio-Key": ""}, {"Authorization": "Bearer x"}])
 async def test_photio_needs_its_key_header(headers: dict[str, str]) -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", json={"image": B64}, headers=headers
         )
@@ -200,7 +166,7 @@ async def test_photio_needs_its_key_header(headers: dict[str, str]) -> None:
 
 
 async def test_photio_specific_key_must_match() -> None:
-    async with sandbox(api_key="pt-right") as (_app, client):
+    async with sandbox_over_asgi(api_key="pt-right") as (_app, client):
         with pytest.raises(ProviderRejected) as info:
             await photio(client, api_key="pt-wrong").submit(job())
         assert info.value.reason == "provider_auth"
@@ -225,7 +191,7 @@ async def test_photio_specific_key_must_match() -> None:
     ],
 )
 async def test_photio_bad_requests_are_400(payload: dict[str, Any], needle: str) -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", json=payload, headers=PHOTIO_AUTH
         )
@@ -234,8 +200,8 @@ async def test_photio_bad_requests_are_400(payload: dict[str, Any], needle: str)
     assert needle in r.json()["body"]
 
 
-async def test_photio_non_json_and_unreachable_inputs(inputs: Inputs) -> None:
-    async with sandbox() as (_app, client):
+async def test_photio_non_json_and_unreachable_inputs(inputs: Receiver) -> None:
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", content=b"{oops", headers=PHOTIO_AUTH
         )
@@ -253,7 +219,7 @@ async def test_photio_non_json_and_unreachable_inputs(inputs: Inputs) -> None:
 
 
 async def test_photio_submit_429() -> None:
-    async with sandbox(faults=Faults(submit_429=1, retry_after_s=7)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(submit_429=1, retry_after_s=7)) as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", json={"image": B64}, headers=PHOTIO_AUTH
         )
@@ -269,7 +235,7 @@ async def test_photio_submit_429() -> None:
 
 
 async def test_photio_submit_500_is_final() -> None:
-    async with sandbox(faults=Faults(submit_500=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(submit_500=1)) as (_app, client):
         with pytest.raises(ProviderRejected) as info:
             await photio(client).submit(job())
     assert info.value.reason == "provider_failed"
@@ -277,7 +243,7 @@ async def test_photio_submit_500_is_final() -> None:
 
 
 async def test_photio_status_in_body() -> None:
-    async with sandbox(faults=Faults(status_in_body=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(status_in_body=1)) as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", json={"image": B64}, headers=PHOTIO_AUTH
         )
@@ -290,7 +256,7 @@ async def test_photio_status_in_body() -> None:
 
 
 async def test_photio_data_uri_body() -> None:
-    async with sandbox(faults=Faults(data_uri_body=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(data_uri_body=1)) as (_app, client):
         r = await client.post(
             "/sandbox/photio/v1/inference/upscale", json={"image": B64}, headers=PHOTIO_AUTH
         )
@@ -301,7 +267,7 @@ async def test_photio_data_uri_body() -> None:
 
 
 async def test_photio_corrupt_result_is_result_invalid() -> None:
-    async with sandbox(faults=Faults(corrupt_result=1), seed=4) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(corrupt_result=1), seed=4) as (_app, client):
         with pytest.raises(ProviderRejected) as info:
             await photio(client).submit(job())
         assert (await stats(client, "photio"))["results_corrupt"] == 1
@@ -310,7 +276,7 @@ async def test_photio_corrupt_result_is_result_invalid() -> None:
 
 
 async def test_photio_processing_time() -> None:
-    async with sandbox(faults=Faults(processing_s=0.3)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(processing_s=0.3)) as (_app, client):
         started = time.monotonic()
         await photio(client).submit(job())
     assert time.monotonic() - started >= 0.3
@@ -318,7 +284,7 @@ async def test_photio_processing_time() -> None:
 
 async def test_photio_submit_timeout_is_uncertain_but_billed() -> None:
     faults = Faults(submit_timeout=1, submit_timeout_s=30)
-    async with sandbox(faults=faults) as (_app, client):
+    async with sandbox_over_asgi(faults=faults) as (_app, client):
         started = time.monotonic()
         with pytest.raises(ProviderUncertain, match="may have been billed"):
             await photio(client, submit_timeout_s=0.5).submit(job())
@@ -333,7 +299,7 @@ async def test_photio_submit_timeout_is_uncertain_but_billed() -> None:
 
 @pytest.mark.parametrize(("scale", "expected"), [(2.0, (32, 24)), (4.0, (64, 48)), (3.0, (48, 36))])
 async def test_artnex_adapter_end_to_end(scale: float, expected: tuple[int, int]) -> None:
-    async with sandbox(seed=2) as (_app, client):
+    async with sandbox_over_asgi(seed=2) as (_app, client):
         accepted = await artnex(client).submit(job(scale))
         update = accepted.update
         assert update is not None and update.result_url is not None
@@ -350,8 +316,8 @@ async def test_artnex_adapter_end_to_end(scale: float, expected: tuple[int, int]
     assert counters["results_served"] == 1
 
 
-async def test_artnex_url_input(inputs: Inputs) -> None:
-    async with sandbox() as (_app, client):
+async def test_artnex_url_input(inputs: Receiver) -> None:
+    async with sandbox_over_asgi() as (_app, client):
         accepted = await artnex(client).submit(job(url=inputs("in.jpg")))
         assert accepted.update is not None and accepted.update.result_url is not None
         got = await client.get(accepted.update.result_url)
@@ -363,7 +329,7 @@ async def test_artnex_url_input(inputs: Inputs) -> None:
     "headers", [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic eDp5"}, PHOTIO_AUTH]
 )
 async def test_artnex_needs_a_bearer_key(headers: dict[str, str]) -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post(
             "/sandbox/artnex/v1/upscale", json={"image": "https://x/y.png"}, headers=headers
         )
@@ -374,7 +340,7 @@ async def test_artnex_needs_a_bearer_key(headers: dict[str, str]) -> None:
 
 
 async def test_artnex_specific_key_must_match() -> None:
-    async with sandbox(api_key="ax-right") as (_app, client):
+    async with sandbox_over_asgi(api_key="ax-right") as (_app, client):
         with pytest.raises(ProviderRejected) as info:
             await artnex(client).submit(job())
         assert info.value.reason == "provider_auth"
@@ -407,7 +373,7 @@ async def test_artnex_specific_key_must_match() -> None:
     ],
 )
 async def test_artnex_validation_codes(payload: dict[str, Any], code: str) -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post("/sandbox/artnex/v1/upscale", json=payload, headers=ARTNEX_AUTH)
         counters = await stats(client, "artnex")
     assert r.status_code == 400
@@ -418,7 +384,7 @@ async def test_artnex_validation_codes(payload: dict[str, Any], code: str) -> No
 
 
 async def test_artnex_non_json_body() -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         for content in (b"{oops", b"[1]"):
             r = await client.post(
                 "/sandbox/artnex/v1/upscale", content=content, headers=ARTNEX_AUTH
@@ -436,8 +402,8 @@ async def test_artnex_non_json_body() -> None:
         ("huge.png", "image_too_large"),
     ],
 )
-async def test_artnex_unusable_url_inputs(inputs: Inputs, name: str, code: str) -> None:
-    async with sandbox() as (_app, client):
+async def test_artnex_unusable_url_inputs(inputs: Receiver, name: str, code: str) -> None:
+    async with sandbox_over_asgi() as (_app, client):
         r = await client.post(
             "/sandbox/artnex/v1/upscale", json={"image": inputs(name)}, headers=ARTNEX_AUTH
         )
@@ -451,7 +417,7 @@ async def test_artnex_unusable_url_inputs(inputs: Inputs, name: str, code: str) 
 
 async def test_artnex_results_expire_after_24_hours() -> None:
     clock = Clock()
-    async with sandbox(clock=clock) as (_app, client):
+    async with sandbox_over_asgi(clock=clock) as (_app, client):
         accepted = await artnex(client).submit(job())
         assert accepted.update is not None and accepted.update.result_url is not None
         url = accepted.update.result_url
@@ -468,7 +434,7 @@ async def test_artnex_results_expire_after_24_hours() -> None:
 
 
 async def test_artnex_submit_429() -> None:
-    async with sandbox(faults=Faults(submit_429=1, retry_after_s=12)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(submit_429=1, retry_after_s=12)) as (_app, client):
         r = await client.post(
             "/sandbox/artnex/v1/upscale", json={"image": "https://x/y"}, headers=ARTNEX_AUTH
         )
@@ -481,7 +447,7 @@ async def test_artnex_submit_429() -> None:
 
 
 async def test_artnex_no_credit() -> None:
-    async with sandbox(faults=Faults(no_credit=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(no_credit=1)) as (_app, client):
         r = await client.post(
             "/sandbox/artnex/v1/upscale", json={"image": "https://x/y"}, headers=ARTNEX_AUTH
         )
@@ -494,7 +460,7 @@ async def test_artnex_no_credit() -> None:
 
 
 async def test_artnex_submit_500_is_final() -> None:
-    async with sandbox(faults=Faults(submit_500=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(submit_500=1)) as (_app, client):
         with pytest.raises(ProviderRejected) as info:
             await artnex(client).submit(job())
         assert (await stats(client, "artnex"))["jobs_created"] == 0
@@ -502,14 +468,14 @@ async def test_artnex_submit_500_is_final() -> None:
 
 
 async def test_artnex_expire_result() -> None:
-    async with sandbox(faults=Faults(expire_result=1)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(expire_result=1)) as (_app, client):
         accepted = await artnex(client).submit(job())
         assert accepted.update is not None and accepted.update.result_url is not None
         assert (await client.get(accepted.update.result_url)).status_code == 410
 
 
 async def test_artnex_corrupt_result() -> None:
-    async with sandbox(faults=Faults(corrupt_result=1), seed=9) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(corrupt_result=1), seed=9) as (_app, client):
         accepted = await artnex(client).submit(job())
         assert accepted.update is not None and accepted.update.result_url is not None
         got = await client.get(accepted.update.result_url)
@@ -520,14 +486,17 @@ async def test_artnex_corrupt_result() -> None:
 
 
 async def test_artnex_result_base_url() -> None:
-    async with sandbox(faults=Faults(result_base_url="http://cdn.test/x/")) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(result_base_url="http://cdn.test/x/")) as (
+        _app,
+        client,
+    ):
         accepted = await artnex(client).submit(job())
     assert accepted.update is not None and accepted.update.result_url is not None
     assert accepted.update.result_url.startswith("http://cdn.test/x/artnex/results/")
 
 
 async def test_artnex_processing_time() -> None:
-    async with sandbox(faults=Faults(processing_s=0.3)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(processing_s=0.3)) as (_app, client):
         started = time.monotonic()
         await artnex(client).submit(job())
     assert time.monotonic() - started >= 0.3
@@ -535,7 +504,7 @@ async def test_artnex_processing_time() -> None:
 
 async def test_artnex_submit_timeout_is_uncertain_but_billed() -> None:
     faults = Faults(submit_timeout=1, submit_timeout_s=30, quota_per_day=1)
-    async with sandbox(faults=faults) as (_app, client):
+    async with sandbox_over_asgi(faults=faults) as (_app, client):
         started = time.monotonic()
         with pytest.raises(ProviderUncertain, match="may have been billed"):
             await artnex(client, submit_timeout_s=0.5).submit(job())
@@ -551,7 +520,7 @@ async def test_artnex_submit_timeout_is_uncertain_but_billed() -> None:
 
 async def test_artnex_daily_quota_rolls_over_24_hours() -> None:
     clock = Clock()
-    async with sandbox(faults=Faults(quota_per_day=2), clock=clock) as (app, client):
+    async with sandbox_over_asgi(faults=Faults(quota_per_day=2), clock=clock) as (app, client):
         provider = artnex(client)
         await provider.submit(job())
         clock.now += 3600
@@ -593,7 +562,7 @@ async def test_artnex_daily_quota_rolls_over_24_hours() -> None:
 async def test_artnex_lowering_the_quota_waits_for_the_newest_to_leave() -> None:
     clock = Clock()
     faults = Faults(quota_per_day=3)
-    async with sandbox(faults=faults, clock=clock) as (app, client):
+    async with sandbox_over_asgi(faults=faults, clock=clock) as (app, client):
         for _ in range(3):
             await artnex(client).submit(job())
             clock.now += 3600
@@ -614,7 +583,7 @@ async def test_artnex_lowering_the_quota_waits_for_the_newest_to_leave() -> None
 
 
 async def test_artnex_zero_quota_is_unlimited() -> None:
-    async with sandbox(faults=Faults(quota_per_day=0)) as (_app, client):
+    async with sandbox_over_asgi(faults=Faults(quota_per_day=0)) as (_app, client):
         results = await asyncio.gather(*(artnex(client).submit(job()) for _ in range(5)))
     assert len({accepted.provider_job_id for accepted in results}) == 5
 
@@ -623,7 +592,7 @@ async def test_artnex_zero_quota_is_unlimited() -> None:
 
 
 async def test_fault_settings_over_http() -> None:
-    async with sandbox() as (app, client):
+    async with sandbox_over_asgi() as (app, client):
         r = await client.put(
             "/sandbox/faults",
             json={"quota_per_day": 3, "status_in_body": 0.5, "data_uri_body": 1, "no_credit": 0},
@@ -641,7 +610,7 @@ async def test_fault_settings_over_http() -> None:
 
 
 async def test_stats_appear_with_traffic_and_reset() -> None:
-    async with sandbox() as (_app, client):
+    async with sandbox_over_asgi() as (_app, client):
         before = (await client.get("/sandbox/stats")).json()
         assert "photio" not in before and "artnex" not in before
         await photio(client).submit(job())

@@ -11,38 +11,29 @@ import io
 import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from orchestrator.fetch.allowlist import AllowList
-from orchestrator.sandbox.app import create_sandbox_app, standalone_app
-from orchestrator.sandbox.context import SandboxContext
+from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.imaging import upscale_image, upscale_image_variants
 from orchestrator.sandbox.upsampler import UpsamplerSandbox
+from tests.integration.provider_fixtures import (
+    LOOPBACK,
+    Receiver,
+    asgi_sandbox,
+    ctx_of,
+    make_png,
+    real_sandbox,
+    receiving,
+)
 
 AUTH = {"Authorization": "Bearer test-key"}
 API = "/upsampler/api/v1"
-
-# The sandbox's guarded client reaches this test's own servers only because they are allowed.
-LOOPBACK = AllowList.parse("127.0.0.1")
-
-
-def make_png(width: int, height: int, mode: str = "RGB") -> bytes:
-    color: Any = (200, 30, 60, 128)[: len(mode)] if mode in ("RGB", "RGBA") else 7
-    image = Image.new(mode, (width, height), color)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def image_size(data: bytes, fmt: str) -> tuple[int, int]:
@@ -55,108 +46,11 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int]:
 # -- local servers --------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port; yield its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped during startup")
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-class Receiver:
-    """Serves input images and records webhook deliveries."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.images: dict[str, bytes] = {
-            "in.png": make_png(16, 12),
-            "junk.png": b"this is not an image",
-        }
-        self.hook_codes: list[int] = []  # answers to give, in order; then 200
-        self.deliveries: list[tuple[float, bytes]] = []
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [body for _, body in self.deliveries]
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            self.deliveries.append((time.monotonic(), await request.body()))
-            code = self.hook_codes.pop(0) if self.hook_codes else 200
-            return Response(b"ok", status_code=code)
-
-        async def image(request: Request) -> Response:
-            data = self.images.get(request.path_params["name"])
-            if data is None:
-                return Response(b"missing", status_code=404)
-            return Response(data, media_type="image/png")
-
-        return Starlette(
-            routes=[
-                Route("/hook", hook, methods=["POST"]),
-                Route("/images/{name}", image, methods=["GET"]),
-            ]
-        )
-
-    def image_url(self, name: str = "in.png") -> str:
-        return f"{self.url}/images/{name}"
-
-    @property
-    def hook_url(self) -> str:
-        return f"{self.url}/hook"
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        while len(self.deliveries) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} callbacks, got {len(self.deliveries)}")
-            await asyncio.sleep(0.01)
-        return self.bodies
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    async with serve(rec.app()) as url:
-        rec.url = url
+    images = {"in.png": make_png(16, 12), "junk.png": b"this is not an image"}
+    async with receiving(images) as rec:
         yield rec
-
-
-@asynccontextmanager
-async def asgi_sandbox(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    """An ASGI client for ``app`` with its lifespan running."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as c:
-            yield c
-
-
-@asynccontextmanager
-async def real_sandbox(**options: Any) -> AsyncIterator[tuple[str, Starlette, httpx.AsyncClient]]:
-    """The standalone sandbox under uvicorn: yields (base URL incl. /sandbox, app, client)."""
-    options.setdefault("callback_backoff_s", 0.01)
-    app = standalone_app(**{"allow": LOOPBACK, **options})
-    async with serve(app) as url, httpx.AsyncClient(trust_env=False) as client:
-        yield f"{url}/sandbox", app, client
-
-
-def ctx_of(app: Starlette) -> SandboxContext:
-    ctx = app.state.sandbox
-    assert isinstance(ctx, SandboxContext)
-    return ctx
 
 
 def jobs_of(app: Starlette) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from schemas.errors import (
     RejectedPayload,
 )
 from schemas.jobs import UpdateStatus
+from tests.integration.provider_fixtures import Recorder, answering, raising, recorded_client
 
 PHOTIO_URL = "https://photio.test"
 ARTNEX_URL = "https://artnex.test"
@@ -44,42 +45,28 @@ PNG = make_png()
 B64 = base64.b64encode(PNG).decode()
 
 
-class Recorder:
-    """A transport handler that records requests and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer: Handler = self._default
-
-    async def _default(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host == "photio.test":
-            return httpx.Response(200, json={"status_code": 200, "body": B64})
-        return httpx.Response(
-            200,
-            json={
-                "success": True,
-                "image_url": "https://cdn.artnex.test/req_1/upscaled.png",
-                "request_id": "req_1",
-                "credits_used": 100,
-            },
-        )
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host not in ("photio.test", "artnex.test"):
-            raise AssertionError(f"unexpected host {request.url.host}")
-        await request.aread()
-        self.requests.append(request)
-        return await self.answer(request)
+async def success(request: httpx.Request) -> httpx.Response:
+    if request.url.host == "photio.test":
+        return httpx.Response(200, json={"status_code": 200, "body": B64})
+    return httpx.Response(
+        200,
+        json={
+            "success": True,
+            "image_url": "https://cdn.artnex.test/req_1/upscaled.png",
+            "request_id": "req_1",
+            "credits_used": 100,
+        },
+    )
 
 
 @pytest.fixture
 def recorder() -> Recorder:
-    return Recorder()
+    return Recorder({"photio.test", "artnex.test"}, success)
 
 
 @pytest.fixture
 async def client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as c:
+    async with recorded_client(recorder) as c:
         yield c
 
 
@@ -108,20 +95,6 @@ def make_request(**overrides: Any) -> SubmitRequest:
     }
     fields.update(overrides)
     return SubmitRequest(**fields)
-
-
-def raising(exc_type: type[Exception]) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        raise exc_type("simulated", request=request)  # type: ignore[call-arg]
-
-    return handler
-
-
-def answering(status: int, **kwargs: Any) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, **kwargs)
-
-    return handler
 
 
 # --- protocol --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,41 +20,26 @@ from schemas.errors import (
     ProviderUncertain,
 )
 from schemas.jobs import UpdateStatus
+from tests.integration.provider_fixtures import Recorder, answering, raising, recorded_client
 
 BASE_URL = "https://upsampler.test/api/v1"
 API_KEY = "sk-live-do-not-leak-123"
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
-
-class Recorder:
-    """A transport handler that records requests and answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer: Handler = self._default
-
-    async def _default(self, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"id": "up-1", "status": "IN_QUEUE", "creditCost": 4})
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.url.host != "upsampler.test":
-            raise AssertionError(f"unexpected host {request.url.host}")
-        await request.aread()
-        self.requests.append(request)
-        return await self.answer(request)
+async def queued_job(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"id": "up-1", "status": "IN_QUEUE", "creditCost": 4})
 
 
 @pytest.fixture
 def recorder() -> Recorder:
-    return Recorder()
+    return Recorder({"upsampler.test"}, queued_job)
 
 
 @pytest.fixture
 async def make_provider(
     recorder: Recorder,
 ) -> AsyncIterator[Callable[..., UpsamplerProvider]]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+    async with recorded_client(recorder) as client:
 
         def factory(**overrides: Any) -> UpsamplerProvider:
             kwargs: dict[str, Any] = {"base_url": BASE_URL + "/", "api_key": API_KEY}
@@ -74,20 +59,6 @@ def make_request(**overrides: Any) -> SubmitRequest:
     }
     fields.update(overrides)
     return SubmitRequest(**fields)
-
-
-def raising(exc_type: type[Exception]) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        raise exc_type("simulated", request=request)  # type: ignore[call-arg]
-
-    return handler
-
-
-def answering(status: int, **kwargs: Any) -> Handler:
-    async def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, **kwargs)
-
-    return handler
 
 
 def test_satisfies_the_provider_protocol(

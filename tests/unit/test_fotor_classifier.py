@@ -11,20 +11,22 @@ import pytest
 
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.fotor import (
-    DEFAULT_RETRY_AFTER_S,
     build_submit_body,
+    image_data_uri,
+    sniff_image_type,
+    task_path,
+)
+from orchestrator.providers.fotor_answers import (
+    DEFAULT_RETRY_AFTER_S,
     classify_credits,
     classify_submit,
     classify_task,
     fotor_retry_after,
-    image_data_uri,
     parse_callback_body,
     rewrite_result_url,
-    sniff_image_type,
-    task_path,
     update_from_task,
-    validate_fotor_options,
 )
+from orchestrator.providers.fotor_options import validate_fotor_options
 from schemas.errors import (
     ProviderError,
     ProviderRejected,

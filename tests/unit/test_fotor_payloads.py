@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.providers.fotor import (
+from orchestrator.providers.fotor_answers import (
     classify_credits,
     classify_submit,
     classify_task,

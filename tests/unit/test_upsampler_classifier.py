@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.providers.http import DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S, parse_retry_after
-from orchestrator.providers.upsampler import classify_status, classify_submit
+from orchestrator.providers.upsampler_answers import classify_status, classify_submit
 from schemas.errors import (
     ProviderError,
     ProviderRejected,

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from orchestrator.providers.base import SubmitRequest
-from orchestrator.providers.upsampler import build_submit_body, validate_upsampler_options
+from orchestrator.providers.upsampler import build_submit_body
+from orchestrator.providers.upsampler_options import validate_upsampler_options
 from schemas.errors import ProviderRejected, RejectedInput
 
 

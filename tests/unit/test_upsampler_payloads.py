@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.providers.upsampler import parse_callback_body
+from orchestrator.providers.upsampler_answers import parse_callback_body
 from schemas.errors import RejectedPayload
 from schemas.jobs import ProviderUpdate, UpdateStatus
 from schemas.payloads import decode_json, readable_error
