@@ -12,9 +12,9 @@ Memory stays bounded whatever the size of a result:
   ``multipart_threshold`` bytes with one PUT, and anything larger as a
   multipart upload of ``part_size`` parts, one after the other; a failed
   multipart upload is aborted. Request bodies are slices of the temporary
-  file that aiohttp reads in 64 KiB chunks in its executor, so no part is
-  ever held in memory. The temporary file is deleted after a successful
-  upload and left to the caller otherwise.
+  file (:mod:`orchestrator.file_slice`) that aiohttp reads in 64 KiB chunks
+  in its executor, so no part is ever held in memory. The temporary file is
+  deleted after a successful upload and left to the caller otherwise.
 * :meth:`S3ResultStorage.read_stream` yields the object in chunks straight
   from the HTTP response.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import io
 import logging
 import math
 import mimetypes
@@ -41,18 +40,18 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, BinaryIO, Self, cast
+from typing import TYPE_CHECKING, BinaryIO, Self, cast
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orchestrator.file_slice import file_body, part_ranges
 from orchestrator.private_files import make_private_dir
 from orchestrator.results import READ_CHUNK, ResultStream, validate_key
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
     from types_aiobotocore_s3.client import S3Client
     from types_aiobotocore_s3.literals import BucketLocationConstraintType
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
@@ -309,7 +308,7 @@ class S3ResultStorage:
         await s3.put_object(
             Bucket=self.bucket,
             Key=name,
-            Body=_body(fh, 0, size),
+            Body=file_body(fh, 0, size),
             ContentLength=size,
             ContentType=content_type,
         )
@@ -323,13 +322,13 @@ class S3ResultStorage:
         upload_id = created["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
-            for number, offset, length in _parts(size, part_size):
+            for number, offset, length in part_ranges(size, part_size):
                 uploaded = await s3.upload_part(
                     Bucket=self.bucket,
                     Key=name,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=_body(fh, offset, length),
+                    Body=file_body(fh, offset, length),
                     ContentLength=length,
                 )
                 parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
@@ -350,72 +349,6 @@ class S3ResultStorage:
             await s3.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
         except Exception as exc:  # already failing: keep the first error
             logger.warning("could not abort multipart upload of %s: %s", name, exc)
-
-
-def _parts(size: int, part_size: int) -> Iterator[tuple[int, int, int]]:
-    """(part number from 1, offset, length) covering ``size`` bytes."""
-    for index, offset in enumerate(range(0, size, part_size)):
-        yield index + 1, offset, min(part_size, size - offset)
-
-
-class _FileSlice(io.RawIOBase):
-    """``length`` bytes of an open file from ``start``, as a seekable read-only stream.
-
-    A request body that aiohttp reads in small chunks in its executor, so an
-    upload holds kilobytes, not the part, in memory; botocore can seek back
-    to retry. Reads use ``os.pread``, so slices of one file never disturb each
-    other. Closing a slice leaves the file open.
-    """
-
-    def __init__(self, fd: int, start: int, length: int) -> None:
-        super().__init__()
-        self._fd = fd
-        self._start = start
-        self._length = length
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return self._length
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        left = max(0, self._length - self._pos)
-        want = left if size is None or size < 0 else min(size, left)
-        if want == 0:
-            return b""
-        data = os.pread(self._fd, want, self._start + self._pos)
-        if not data:
-            raise OSError(errno.EIO, "temporary file shrank during the upload")
-        self._pos += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
-def _body(fh: BinaryIO, start: int, length: int) -> IO[bytes]:
-    return cast("IO[bytes]", _FileSlice(fh.fileno(), start, length))
 
 
 def _open_binary(path: Path) -> BinaryIO:

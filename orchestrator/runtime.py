@@ -24,8 +24,8 @@ from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.inputs import InputStore
+from orchestrator.local.app import LOCAL_MOUNT
 from orchestrator.local.engines import available_engines
-from orchestrator.local.server import LOCAL_MOUNT
 from orchestrator.metrics import Metrics
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule, parse_schedule

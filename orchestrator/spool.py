@@ -103,22 +103,22 @@ class SpoolWriter:
         if self._pending_bytes >= self._block_bytes:
             await self._flush()
 
-    async def _open(self) -> BinaryIO:
-        """The part file, created on first use (a body without an upload creates none)."""
-        if self._file is not None:
-            return self._file
+    async def _open(self) -> tuple[Path, BinaryIO]:
+        """The part file and its path, created on first use (a body without an upload
+        creates none)."""
+        if self._path is not None and self._file is not None:
+            return self._path, self._file
         path, file = await self._io(self._opener, self.directory)
         self._path, self._file = path, file
-        return file
+        return path, file
 
     async def finish(self) -> StagedImage:
         """Everything written and closed: the staged image (its file still ours until moved)."""
         await self._flush()
-        file = await self._open()
-        assert self._path is not None
+        path, file = await self._open()
         await self._io(file.close)
         return StagedImage(
-            path=self._path, size=self._size, sha256=self._hash.hexdigest(), head=self._head
+            path=path, size=self._size, sha256=self._hash.hexdigest(), head=self._head
         )
 
     async def _flush(self) -> None:
@@ -127,7 +127,8 @@ class SpoolWriter:
         block = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        await self._io(self._write_block, await self._open(), block)
+        _, file = await self._open()
+        await self._io(self._write_block, file, block)
 
     def _write_block(self, file: BinaryIO, block: bytes) -> None:
         self._hash.update(block)

@@ -51,7 +51,8 @@ def error_response(exc: UpscaleError) -> JSONResponse:
 
 
 async def handle_upscale_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, UpscaleError)
+    if not isinstance(exc, UpscaleError):  # registered for UpscaleError only
+        raise exc
     route = request.scope.get("route")
     path = getattr(route, "path", "?")
     if isinstance(exc, ClientGone):
@@ -72,7 +73,8 @@ async def handle_upscale_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (routing, form parsing) in the project's terms."""
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
     return await handle_upscale_error(request, translate_http_exception(request, exc))
 
 

@@ -8,6 +8,7 @@ more than :data:`MAX_DEPTH` levels, so anything deeper is refused as a 400.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -64,11 +65,6 @@ def depth_of(value: Any) -> int:
     return deepest
 
 
-async def read_json(request: Request, *, limit: int) -> Any:
-    """The request's JSON body, at most ``limit`` bytes (413 past it)."""
-    return parse_json(await read_capped(request, limit))
-
-
 async def read_object(request: Request, *, limit: int = SMALL_BODY_BYTES) -> dict[str, Any]:
     """The request's JSON object; an empty (or blank) body is ``{}``."""
     raw = await read_capped(request, limit)
@@ -78,3 +74,11 @@ async def read_object(request: Request, *, limit: int = SMALL_BODY_BYTES) -> dic
     if not isinstance(payload, dict):
         raise RejectedInput("body must be a JSON object")
     return payload
+
+
+def parse_json_field(fields: Mapping[str, str], name: str) -> Any:
+    """The JSON value of a form field, or None when the field is absent or empty."""
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        return None
+    return parse_json(raw, what=f"form field {name!r}")

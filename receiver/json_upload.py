@@ -33,6 +33,7 @@ _SIMPLE_ESCAPES = {
     ord("t"): b"\t",
 }
 _NOT_BASE64 = "image is neither an http(s) URL nor valid base64"
+_NOT_JSON = "body must be JSON (or multipart/form-data)"
 
 
 class Base64Stream:
@@ -96,9 +97,9 @@ class JsonImageSplitter:
         i, n = 0, len(chunk)
         while i < n:
             if self._decoder is not None:
-                i = self._stream(chunk, i, out)
+                i = self._stream(self._decoder, chunk, i, out)
             elif self._head is not None:
-                i = self._collect_head(chunk, i, out)
+                i = self._collect_head(self._head, chunk, i, out)
             else:
                 self._scan(chunk[i])
                 i += 1
@@ -106,7 +107,7 @@ class JsonImageSplitter:
 
     def close(self) -> bytes:
         if self._decoder is not None or self._head is not None or self._in_string:
-            raise RejectedInput("body must be JSON (or multipart/form-data)")
+            raise RejectedInput(_NOT_JSON)
         return b""
 
     # outside the image ---------------------------------------------------------------
@@ -157,10 +158,8 @@ class JsonImageSplitter:
 
     # the image value -----------------------------------------------------------------
 
-    def _collect_head(self, chunk: bytes, i: int, out: list[bytes]) -> int:
-        """Gather the start of the image value, then decide: keep it, or stream it."""
-        assert self._head is not None
-        head = self._head
+    def _collect_head(self, head: bytearray, chunk: bytes, i: int, out: list[bytes]) -> int:
+        """Gather the start of the image value (``head``), then decide: keep it, or stream it."""
         while i < len(chunk) and len(head) < HEAD_CHARS:
             byte = chunk[i]
             i += 1
@@ -185,15 +184,15 @@ class JsonImageSplitter:
         self._head = None
         self.streamed = True
         self._keep(b"null")
-        self._decoder = Base64Stream()
+        decoder = self._decoder = Base64Stream()
         if text[:5].lower() == b"data:":
             prefix = _DATA_URI.match(text)
             if prefix is None:
                 raise RejectedInput(_NOT_BASE64)
             # The prefix was unescaped for matching; feed the raw bytes after it.
-            self._stream(bytes(head), self._raw_offset(bytes(head), prefix.end()), out)
+            self._stream(decoder, bytes(head), self._raw_offset(bytes(head), prefix.end()), out)
         else:
-            self._stream(bytes(head), 0, out)
+            self._stream(decoder, bytes(head), 0, out)
         return i
 
     @staticmethod
@@ -211,10 +210,8 @@ class JsonImageSplitter:
             seen += 1
         return i
 
-    def _stream(self, chunk: bytes, i: int, out: list[bytes]) -> int:
+    def _stream(self, decoder: Base64Stream, chunk: bytes, i: int, out: list[bytes]) -> int:
         """Decode the image string from ``chunk[i:]`` up to its closing quote."""
-        decoder = self._decoder
-        assert decoder is not None
         n = len(chunk)
         while i < n:
             if self._pending_escape:
@@ -232,31 +229,30 @@ class JsonImageSplitter:
                 # Some encoders escape every '/': undo that in one pass.
                 plain = segment.replace(b"\\/", b"/")
                 if b"\\" not in plain:
-                    self._feed_span(plain, out)
+                    self._feed_span(decoder, plain, out)
                     i = stop
                     if quote >= 0:
-                        return self._end_image(out, i)
+                        return self._end_image(decoder, out, i)
                     continue
             backslash = chunk.find(b"\\", i, stop)
             end = backslash if backslash >= 0 else stop
-            self._feed_span(chunk[i:end], out)
+            self._feed_span(decoder, chunk[i:end], out)
             i = end
             if end == backslash:
                 self._pending_escape = chunk[i : i + 1]
                 i += 1
             elif end == quote:
-                return self._end_image(out, i)
+                return self._end_image(decoder, out, i)
         return i
 
-    def _feed_span(self, span: bytes, out: list[bytes]) -> None:
-        assert self._decoder is not None
+    @staticmethod
+    def _feed_span(decoder: Base64Stream, span: bytes, out: list[bytes]) -> None:
         if len(span.translate(None, _CONTROL)) != len(span):
-            raise RejectedInput("body must be JSON (or multipart/form-data)")
-        out.append(self._decoder.feed(span))
+            raise RejectedInput(_NOT_JSON)
+        out.append(decoder.feed(span))
 
-    def _end_image(self, out: list[bytes], quote_at: int) -> int:
-        assert self._decoder is not None
-        out.append(self._decoder.close())
+    def _end_image(self, decoder: Base64Stream, out: list[bytes], quote_at: int) -> int:
+        out.append(decoder.close())
         self._decoder = None
         self._last_key = b""
         return quote_at + 1
@@ -268,11 +264,11 @@ def _unescape(escape: bytes) -> bytes:
         try:
             code = int(escape[2:6], 16)
         except ValueError:
-            raise RejectedInput("body must be JSON (or multipart/form-data)") from None
+            raise RejectedInput(_NOT_JSON) from None
         if code > 0x7F:
             raise RejectedInput(_NOT_BASE64)
         return bytes((code,))
     plain = _SIMPLE_ESCAPES.get(escape[1])
     if plain is None:
-        raise RejectedInput("body must be JSON (or multipart/form-data)")
+        raise RejectedInput(_NOT_JSON)
     return plain

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from orchestrator.runtime import Runtime
 from orchestrator.spool import SpoolWriter
 from receiver.bodies import body_chunks, declared_length
-from receiver.json_bodies import parse_json
+from receiver.json_bodies import parse_json, parse_json_field
 from receiver.json_upload import JsonImageSplitter
 from schemas.api import StagedImage
 from schemas.errors import PayloadTooLarge, RejectedInput, TooManyUploads
@@ -84,10 +84,10 @@ async def _read(
 ) -> tuple[Any, StagedImage | None]:
     if multipart:
         return await _read_multipart(request, writer, limit)
-    return await _read_json(request, writer, limit)
+    return await _read_json_upload(request, writer, limit)
 
 
-async def _read_json(
+async def _read_json_upload(
     request: Request, writer: SpoolWriter, limit: int
 ) -> tuple[Any, StagedImage | None]:
     splitter = JsonImageSplitter(rest_limit=SMALL_BODY)
@@ -207,14 +207,7 @@ def _form_body(fields: dict[str, str]) -> dict[str, Any]:
     return {
         "provider": fields.get("provider"),
         "scale": scale,
-        "options": _json_field(fields, "options") or {},
-        "metadata": _json_field(fields, "metadata"),
+        "options": parse_json_field(fields, "options") or {},
+        "metadata": parse_json_field(fields, "metadata"),
         "webhook_url": fields.get("webhook_url") or None,
     }
-
-
-def _json_field(fields: dict[str, str], name: str) -> Any:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return None
-    return parse_json(raw, what=f"form field {name!r}")

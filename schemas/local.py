@@ -1,7 +1,7 @@
 """Local provider payloads: a job as the server reports it (status answer and webhook).
 
 ``{"id", "status", "result_url"?, "width"?, "height"?, "error"?: {"code", "message"}}``;
-the wire contract is documented in :mod:`orchestrator.local.server`.
+the wire contract is documented in :mod:`orchestrator.local.app`.
 
 Pure data, no I/O. Lenient about odd optional fields (they are dropped or made
 readable) and strict about ``id`` and ``status``: anything it cannot use raises

@@ -43,6 +43,10 @@ class AllowEntry:
     network: IPNetwork | None = None
     port: int | None = None
 
+    def __post_init__(self) -> None:
+        if (self.host is None) == (self.network is None):
+            raise ValueError("an allow-list entry is a host name or a network, exactly one")
+
     @classmethod
     def parse(cls, text: str) -> AllowEntry:
         """Parse one entry; ValueError names the entry when it is malformed."""
@@ -84,7 +88,8 @@ class AllowEntry:
             return False
         if self.host is not None:
             return _normalise_host(host) == self.host
-        assert self.network is not None
+        if self.network is None:  # not after __post_init__; the type cannot say so
+            return False
         return any(candidate in self.network for candidate in _variants(ip))
 
 

@@ -5,11 +5,8 @@ cap, sha256 on the way, magic bytes from the first bytes), inspects the
 image header with Pillow (:mod:`orchestrator.fetch.imagecheck`), then moves
 the file into place under ``<key_stem>.<ext>``. ``store_bytes`` does the same
 for results that arrive inline. Memory stays constant: the body passes in
-blocks of ``WRITE_BLOCK`` bytes to the spool's own thread, at most
-``WRITE_BEHIND`` blocks ahead, where each is hashed, written and (for a PNG)
-walked chunk by chunk with every CRC checked, while the next ones are received.
-The kernel is asked to start writing to the disk as the file grows, so the
-final fsync is short.
+blocks of ``WRITE_BLOCK`` bytes to a :class:`~orchestrator.fetch.spool.ResultSpool`,
+which hashes, writes and (for a PNG) walks them behind the download.
 
 Errors are the project's (:mod:`schemas.errors`):
 
@@ -29,29 +26,16 @@ or put into messages.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import hashlib
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, TypeVar
 
 import httpx
 from PIL import Image
 
-from orchestrator.fetch.imagecheck import (
-    PNG_MAGIC,
-    SNIFF_BYTES,
-    PngWalker,
-    extension_for,
-    inspect_image,
-    sniff_format,
-)
+from orchestrator.fetch.imagecheck import SNIFF_BYTES, extension_for, inspect_image, sniff_format
+from orchestrator.fetch.spool import WRITE_BLOCK, ResultSpool, in_thread
 from orchestrator.private_files import make_private_dir
 from orchestrator.results import ResultStorage, validate_key
 from schemas.errors import FetchTransient, ForbiddenURL, ResultExpired, ResultInvalid
@@ -64,14 +48,6 @@ logger = logging.getLogger(__name__)
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _EXPIRED = frozenset({403, 404, 410})
-# Received chunks are handed to the spool's thread in blocks of about this size, at
-# most WRITE_BEHIND blocks ahead of it (memory held: a few MiB whatever the size).
-WRITE_BLOCK = 1 << 20
-WRITE_BEHIND = 4
-WRITEBACK_EVERY = 8 << 20
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 class _Transient(Exception):
@@ -80,101 +56,6 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-
-class _Spool:
-    """A temporary file that hashes what is written to it, written behind the download.
-
-    Blocks go, in order, to a thread of the spool's own, and at most
-    ``WRITE_BEHIND`` of them wait there: the next chunks are received while the
-    earlier ones are hashed and written, and memory stays bounded.
-    """
-
-    def __init__(self, directory: Path, prefix: str) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".part")
-        self.path = Path(name)
-        self.size = 0
-        self._png: PngWalker | None = None
-        self._written_back = 0
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-        self._sha = hashlib.sha256()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self._queued: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @classmethod
-    async def create(cls, directory: Path, prefix: str) -> _Spool:
-        return await _in_thread(cls, directory, prefix)
-
-    async def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
-        """Queue ``chunks``; wait only while ``WRITE_BEHIND`` blocks are queued already."""
-        while len(self._queued) >= WRITE_BEHIND:
-            await _local_io(self._queued.popleft())
-        loop = asyncio.get_running_loop()
-        self._queued.append(loop.run_in_executor(self._thread, self._write, chunks))
-
-    async def flushed(self) -> None:
-        """Wait for the queued blocks; then the whole file can be read back."""
-        while self._queued:
-            await _local_io(self._queued.popleft())
-        loop = asyncio.get_running_loop()
-        await _local_io(loop.run_in_executor(self._thread, self._file.flush))
-
-    def png_walked(self) -> bool:
-        """Once flushed: True if it is a PNG whose chunks and CRCs were all checked on
-        the way in (ResultInvalid if they were bad), False if it is not a PNG."""
-        if self._png is None:
-            return False
-        self._png.finish()
-        return True
-
-    async def finish(self) -> str:
-        """Once flushed: send it to the disk and close it; the sha256 of it all."""
-        await _local_io(asyncio.get_running_loop().run_in_executor(self._thread, self._close))
-        self._thread.shutdown(wait=False)
-        return self._sha.hexdigest()
-
-    def discard(self) -> None:
-        """Close and delete; safe to call at any point, more than once. Waits for the
-        block being written at the moment, if any (the others are dropped)."""
-        for queued in self._queued:
-            if queued.done() and not queued.cancelled():
-                queued.exception()  # already failed: seen here, not logged as unretrieved
-            queued.cancel()
-        self._queued.clear()
-        self._thread.shutdown(wait=True, cancel_futures=True)
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
-
-    # in the spool's thread ---------------------------------------------------------------
-
-    def _write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> None:
-        # One block, not many chunks: the hash and the write each let go of the
-        # interpreter lock once per block, and the event loop thread wants it back.
-        block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if self.size == 0 and block[: len(PNG_MAGIC)] == PNG_MAGIC:
-            self._png = PngWalker()
-        if self._png is not None:
-            self._png.feed(block)  # a corrupt PNG stops the download here
-        self._sha.update(block)
-        self._file.write(block)
-        self.size += len(block)
-        if self.size - self._written_back >= WRITEBACK_EVERY:
-            self._start_writeback()
-
-    def _start_writeback(self) -> None:
-        """Have the kernel start writing what we wrote so far to the disk, without
-        waiting for it (POSIX_FADV_DONTNEED starts the write-back of dirty pages on
-        Linux): the final fsync then has little left to wait for."""
-        self._file.flush()
-        if hasattr(os, "posix_fadvise"):
-            done, self._written_back = self._written_back, self.size
-            os.posix_fadvise(self._file.fileno(), done, self.size - done, os.POSIX_FADV_DONTNEED)
-
-    def _close(self) -> None:
-        os.fsync(self._file.fileno())
-        self._file.close()
 
 
 class ResultFetcher:
@@ -320,7 +201,7 @@ class ResultFetcher:
             spool.discard()
             raise
 
-    async def _stream_into(self, response: httpx.Response, spool: _Spool, host: str) -> str:
+    async def _stream_into(self, response: httpx.Response, spool: ResultSpool, host: str) -> str:
         """Copy the body into ``spool`` under the byte cap; return the sniffed format."""
         received = 0
         head = b""
@@ -348,12 +229,12 @@ class ResultFetcher:
             raise ResultInvalid(f"result from {host} is empty")
         return fmt if fmt is not None else _sniff_or_refuse(head)
 
-    async def _finish(self, spool: _Spool, fmt: str, key_stem: str) -> ResultInfo:
+    async def _finish(self, spool: ResultSpool, fmt: str, key_stem: str) -> ResultInfo:
         await spool.flushed()
         walked = spool.png_walked()
         # The image is checked (its header read back) while it goes to the disk.
         facts, sha256 = await asyncio.gather(
-            _in_thread(inspect_image, spool.path, self._max_pixels, png_walked=walked),
+            in_thread(inspect_image, spool.path, self._max_pixels, png_walked=walked),
             spool.finish(),
         )
         if facts.format != fmt:
@@ -373,21 +254,8 @@ class ResultFetcher:
             format=facts.format,
         )
 
-    async def _new_spool(self, key_stem: str) -> _Spool:
-        return await _Spool.create(self._tmp_dir, f"{key_stem}.")
-
-
-async def _in_thread(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """Run blocking file work in a thread; a local I/O failure is retryable later."""
-    return await _local_io(asyncio.to_thread(fn, *args, **kwargs))
-
-
-async def _local_io(work: Awaitable[_T]) -> _T:
-    """Await local file work; an OSError becomes FetchTransient (retryable later)."""
-    try:
-        return await work
-    except OSError as exc:
-        raise FetchTransient(f"cannot write the result locally: {exc.strerror}") from exc
+    async def _new_spool(self, key_stem: str) -> ResultSpool:
+        return await ResultSpool.create(self._tmp_dir, f"{key_stem}.")
 
 
 def _http_url(url: str) -> httpx.URL:

@@ -40,6 +40,7 @@ __all__ = [
     "extension_for",
     "inspect_image",
     "sniff_format",
+    "sniff_image",
 ]
 
 SNIFF_BYTES = 16
@@ -98,21 +99,48 @@ def extension_for(fmt: str) -> str:
     return EXTENSIONS[fmt]
 
 
-def sniff_format(head: bytes) -> str | None:
-    """The image format the leading bytes announce, or None (give at least SNIFF_BYTES)."""
-    if head.startswith(PNG_MAGIC):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
-        return "tiff"
-    if head.startswith(b"BM") and len(head) >= 14:
-        return "bmp"
+# The one table of magic bytes: (bytes, offset, format). WebP also needs "RIFF" first.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (PNG_MAGIC, 0, "png"),
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"GIF87a", 0, "gif"),
+    (b"GIF89a", 0, "gif"),
+    (b"WEBP", 8, "webp"),
+    (b"II*\x00", 0, "tiff"),
+    (b"MM\x00*", 0, "tiff"),
+    (b"II+\x00", 0, "tiff"),
+    (b"MM\x00+", 0, "tiff"),
+    (b"BM", 0, "bmp"),
+    (b"ftypavif", 4, "avif"),
+    (b"ftypheic", 4, "heic"),
+)
+MEDIA_TYPES = CONTENT_TYPES | {"avif": "image/avif", "heic": "image/heic"}
+"""Every format :func:`sniff_image` knows -> its media type."""
+_BMP_HEADER_BYTES = 14
+
+
+def sniff_image(head: bytes) -> str | None:
+    """Any image format the leading bytes announce (avif and heic too), or None."""
+    for magic, offset, fmt in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            if fmt == "webp" and not head.startswith(b"RIFF"):
+                continue
+            return fmt
     return None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format the leading bytes announce, or None (give at least SNIFF_BYTES).
+
+    Only formats this module can check (not avif, heic), and a BMP only with its
+    whole file header.
+    """
+    fmt = sniff_image(head)
+    if fmt not in _PILLOW_FORMATS:
+        return None
+    if fmt == "bmp" and len(head) < _BMP_HEADER_BYTES:
+        return None
+    return fmt
 
 
 def inspect_image(path: Path, max_pixels: int, *, png_walked: bool = False) -> ImageFacts:

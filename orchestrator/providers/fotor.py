@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from orchestrator.clock import Clock, SystemClock
+from orchestrator.fetch.imagecheck import MEDIA_TYPES, sniff_image
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.fotor_answers import (
     DEFAULT_S3_BASE_URL,
@@ -61,28 +62,10 @@ MAX_RESPONSE_BYTES = MAX_PAYLOAD_BYTES
 
 # --- submit body ---------------------------------------------------------------------
 
-_MAGIC: Final[tuple[tuple[bytes, int, str], ...]] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"GIF87a", 0, "image/gif"),
-    (b"GIF89a", 0, "image/gif"),
-    (b"WEBP", 8, "image/webp"),
-    (b"BM", 0, "image/bmp"),
-    (b"II*\x00", 0, "image/tiff"),
-    (b"MM\x00*", 0, "image/tiff"),
-    (b"ftypavif", 4, "image/avif"),
-    (b"ftypheic", 4, "image/heic"),
-)
-
 
 def sniff_image_type(data: bytes) -> str:
     """The image media type from magic bytes; ``image/png`` when unrecognised."""
-    for magic, offset, media_type in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            if media_type == "image/webp" and not data.startswith(b"RIFF"):
-                continue
-            return media_type
-    return "image/png"
+    return MEDIA_TYPES.get(sniff_image(data) or "", "image/png")
 
 
 def image_data_uri(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""The adapter for the local provider (the app in :mod:`orchestrator.local.server`).
+"""The adapter for the local provider (the app in :mod:`orchestrator.local.app`).
 
 It talks to the local server over HTTP exactly like to a cloud provider:
 ``POST {base}/api/v1/upscale`` with the job's signed callback URL as ``webhook``,

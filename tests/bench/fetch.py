@@ -107,7 +107,7 @@ _PHASES: dict[str, float] = {}
 def _time_phases() -> None:
     """Wrap the fetcher's blocking steps with timers (this subprocess only): where the
     time of one fetch goes. Used by the "fetcher-timed" run, not the measured ones."""
-    from orchestrator.fetch import fetcher
+    from orchestrator.fetch import fetcher, spool
     from orchestrator.results import LocalResultStorage
 
     def timed(name: str, fn: Any) -> Any:
@@ -120,8 +120,8 @@ def _time_phases() -> None:
 
         return wrapper
 
-    fetcher._Spool._write = timed("sha256+write (spool thread)", fetcher._Spool._write)  # type: ignore[method-assign]
-    fetcher._Spool._close = timed("final fsync", fetcher._Spool._close)  # type: ignore[method-assign]
+    spool.ResultSpool._write = timed("sha256+write (spool thread)", spool.ResultSpool._write)  # type: ignore[method-assign]
+    spool.ResultSpool._close = timed("final fsync", spool.ResultSpool._close)  # type: ignore[method-assign]
     fetcher.inspect_image = timed("image header check", fetcher.inspect_image)  # type: ignore[attr-defined]
     LocalResultStorage._put_file = timed("move into place", LocalResultStorage._put_file)  # type: ignore[method-assign]
 

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.local import engines
-from orchestrator.local.server import LOCAL_MOUNT, create_local_app
+from orchestrator.local.app import LOCAL_MOUNT, create_local_app
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.local import LocalProvider
 from schemas.errors import ProviderRejected, ProviderThrottled

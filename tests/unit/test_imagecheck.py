@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.fetch.imagecheck import SNIFF_BYTES, extension_for, inspect_image, sniff_format
+from orchestrator.fetch.imagecheck import (
+    SNIFF_BYTES,
+    extension_for,
+    inspect_image,
+    sniff_format,
+    sniff_image,
+)
 from schemas.errors import ResultInvalid
 
 MAX_PIXELS = 50_000_000
@@ -81,6 +87,21 @@ def test_lossless_and_animated_webp(tmp_path: Path) -> None:
     [b"", b"\x89PN", b"hello world, not an image", b"<html><body>", b"RIFF\x00\x00\x00\x00WAVE"],
 )
 def test_sniff_rejects_non_images(head: bytes) -> None:
+    assert sniff_format(head) is None
+
+
+@pytest.mark.parametrize(
+    ("head", "any_format"),
+    [
+        (b"\x00\x00\x00\x18ftypavif" + b"\x00" * 4, "avif"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 4, "heic"),
+        (b"BM\x00\x00", "bmp"),
+    ],
+)
+def test_a_result_must_be_a_format_that_can_be_checked(head: bytes, any_format: str) -> None:
+    # The one table knows these (an input's media type for a provider), but a
+    # result in them, or a BMP without its whole header, is not an image we check.
+    assert sniff_image(head) == any_format
     assert sniff_format(head) is None
 
 

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from orchestrator.local import engines
-from orchestrator.local.engines import (
+from orchestrator.local import engines, images
+from orchestrator.local.engines import available_engines, upscale_file
+from orchestrator.local.errors import (
     EngineUnavailable,
     InputTooLarge,
     InvalidImage,
     UnknownEngine,
-    available_engines,
-    upscale_file,
 )
 from schemas.errors import RejectedInput
 
@@ -114,7 +113,7 @@ def test_pyanime4k_gives_exactly_the_requested_size(
     src = write(tmp_path / "in.png", gradient(*size))
     dst = tmp_path / "out.png"
 
-    expected = engines.output_size(*size, scale)
+    expected = images.output_size(*size, scale)
     assert upscale_file(src, str(dst), scale, "pyanime4k", MAX_PIXELS) == expected
 
     with Image.open(dst) as out:
@@ -174,7 +173,7 @@ def test_pixel_cap_names_the_size_under_pillows_own_limit(tmp_path: Path) -> Non
 
     with pytest.raises(InputTooLarge, match="3000x2000"):
         upscale_file(str(src), str(tmp_path / "out.png"), 2, "lanczos", 1_000_000)
-    assert engines.probe_image(src, 6_000_000) == (3000, 2000)
+    assert images.probe_image(src, 6_000_000) == (3000, 2000)
 
 
 def test_output_cap_refuses_a_scale_too_large_for_the_input(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from orchestrator.fetch.fetcher import ResultFetcher
+from orchestrator.file_slice import FileSlice
 from orchestrator.results import ResultStorage, ResultStream
 from orchestrator.storage_url import open_result_storage
 from tests.factories import make_png
@@ -152,14 +153,14 @@ async def test_failed_multipart_upload_is_aborted(
 ) -> None:
     tmp = tmp_path / "big.part"
     write_random(tmp, 12 * MiB)
-    real_read = results_s3._FileSlice.read
+    real_read = FileSlice.read
 
     def failing_read(self: object, size: int | None = -1) -> bytes:
         if self._start > 0:  # type: ignore[attr-defined]
             raise OSError(5, "disk went away")
         return real_read(self, size)
 
-    monkeypatch.setattr(results_s3._FileSlice, "read", failing_read)
+    monkeypatch.setattr(FileSlice, "read", failing_read)
     with pytest.raises(OSError, match="disk went away"):
         await s3_storage.put_file(tmp, "broken.png")
 
