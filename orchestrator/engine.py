@@ -623,7 +623,7 @@ class Orchestrator:
             Event.SUBMIT_UNCERTAIN,
             cause=cause,
             now=self.clock.now(),
-            changes=Changes(failure=Failure("submission_uncertain", message)),
+            changes=Changes(failure=Failure(FailureReason.SUBMISSION_UNCERTAIN, message)),
         )
 
     async def _submit(self, job: Job) -> None:

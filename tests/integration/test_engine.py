@@ -415,7 +415,10 @@ async def test_read_timeout_on_submit_leaves_the_job_uncertain(world: World) -> 
     world.fake.submit = hang
     job = await world.create()
     await world.step()
-    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    uncertain = await world.job(job.id)
+    assert uncertain.state is JobState.UNCERTAIN
+    assert uncertain.failure is not None
+    assert uncertain.failure.to_json()["reason"] == "submission_uncertain"  # the wire value
     await world.step(3600)
     assert world.fake.submits == 1
 
