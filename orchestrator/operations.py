@@ -73,7 +73,8 @@ async def replay(orchestrator: Orchestrator, delivery_id: str) -> ReplayResult:
         )
     await store.requeue_delivery(delivery.id)
     fresh = await store.get_delivery(delivery.id)
-    assert fresh is not None
+    if fresh is None:  # deleted meanwhile (pruned, or by another operator)
+        raise NotFound("no such delivery")
     after = await orchestrator.process_delivery(fresh, cause=f"replay:{delivery.id}")
     return ReplayResult(delivery.id, delivery.status, after, f"replayed: now {after.value}")
 

@@ -11,7 +11,7 @@ from orchestrator.core.moves import back_off, past_deadline, reschedule
 from orchestrator.core.parts import Parts, log
 from orchestrator.states import Event
 from orchestrator.store.protocol import Changes
-from schemas.errors import ProviderError, ProviderRejected, ProviderThrottled
+from schemas.errors import ProviderError, ProviderRejected, ProviderThrottled, RejectedInput
 from schemas.jobs import Failure, Job, JobState, ProviderUpdate
 
 
@@ -73,7 +73,9 @@ class Poller:
         budget like the scheduler's polls, is counted and logged like them, and a
         429 cools the budget down for everyone."""
         parts = self.parts
-        assert job.provider_job_id is not None
+        provider_job_id = job.provider_job_id
+        if provider_job_id is None:
+            raise RejectedInput("the provider never gave this job an id: nothing to ask it about")
         provider = parts.providers[job.provider]
         for _ in range(10_000):
             wait = await parts.budgets.try_acquire(job.provider, "status", parts.clock.now())
@@ -83,7 +85,7 @@ class Poller:
         else:
             raise ProviderThrottled("the status budget stayed spent", retry_after_s=60.0)
         try:
-            return await provider_call(parts.metrics, job, call, provider.poll(job.provider_job_id))
+            return await provider_call(parts.metrics, job, call, provider.poll(provider_job_id))
         except ProviderThrottled as exc:
             await parts.budgets.cool_down(
                 job.provider, "status", parts.clock.now(), exc.retry_after_s

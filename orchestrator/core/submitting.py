@@ -29,7 +29,7 @@ from schemas.errors import (
     ProviderUncertain,
     StoreUnavailable,
 )
-from schemas.jobs import Failure, Job, ResultInfo, UpdateStatus
+from schemas.jobs import Failure, Job, ProviderUpdate, ResultInfo, UpdateStatus
 
 
 class Submitter:
@@ -106,7 +106,7 @@ class Submitter:
             await self._deferred(job, max(1.0, delay), exc)
             return
         if accepted.update is not None:
-            await self._settle_sync(job, accepted)
+            await self._settle_sync(job, accepted, accepted.update)
             return
         now = parts.clock.now()
         accepted_changes = Changes(
@@ -134,21 +134,18 @@ class Submitter:
             # apart. Say so now instead of leaving the job in ``submitting``.
             await uncertain(parts, job, exc.message, cause="submit")
 
-    async def _settle_sync(self, job: Job, accepted: Accepted) -> None:
-        """A synchronous provider answered with the outcome itself."""
-        update = accepted.update
-        assert update is not None
-        result: ResultInfo | None = None
-        failure: Failure | None = None
+    async def _settle_sync(self, job: Job, accepted: Accepted, update: ProviderUpdate) -> None:
+        """A synchronous provider answered with the outcome itself (``update``)."""
+        stored: ResultInfo | Failure | None = None
         if update.status is UpdateStatus.SUCCEEDED and update.result_bytes is not None:
             # Inline image data: store it before leaving ``submitting``, so a crash
             # cannot lose a result that was paid for.
             try:
-                result = await self.parts.fetcher.store_bytes(update.result_bytes, job.id)
+                stored = await self.parts.fetcher.store_bytes(update.result_bytes, job.id)
             except FetchError as exc:
-                failure = Failure(exc.reason, exc.message)
+                stored = Failure(exc.reason, exc.message)
         try:
-            await self._record_answer(job, accepted, result, failure)
+            await self._record_answer(job, accepted, update, stored)
         except ProviderJobIdTaken:
             # The answer is this call's outcome, paid for, whatever id the provider
             # gave it: keep it under that id qualified by ours.
@@ -157,19 +154,19 @@ class Submitter:
                 "submit.id_taken",
                 extra={"job_id": job.id, "provider": job.provider, "action": "id_taken"},
             )
-            await self._record_answer(job, replace(accepted, provider_job_id=own), result, failure)
+            await self._record_answer(job, replace(accepted, provider_job_id=own), update, stored)
 
     async def _record_answer(
         self,
         job: Job,
         accepted: Accepted,
-        result: ResultInfo | None,
-        failure: Failure | None,
+        update: ProviderUpdate,
+        stored: ResultInfo | Failure | None,
     ) -> None:
+        """Record a synchronous answer. ``stored`` is what became of its inline image
+        data: kept (a ``ResultInfo``), refused (a ``Failure``), or None without any."""
         parts = self.parts
-        update = accepted.update
-        assert update is not None
-        if update.status is not UpdateStatus.SUCCEEDED or update.result_bytes is None:
+        if stored is None:
             # A URL to fetch, or a failure: the same path as any other signal.
             now = parts.clock.now()
             await self._recorded(
@@ -192,8 +189,8 @@ class Submitter:
             cost=accepted.cost if accepted.cost is not None else update.cost,
             next_check_at=now,
         )
-        if result is not None:
-            changes = replace(changes, result=result)
+        if isinstance(stored, ResultInfo):
+            changes = replace(changes, result=stored)
         got = await self._recorded(
             job,
             accepted,
@@ -203,7 +200,7 @@ class Submitter:
         )
         if not got.changed:
             return
-        if result is not None:
+        if isinstance(stored, ResultInfo):
             await transition(
                 parts.store,
                 got.job,
@@ -211,12 +208,11 @@ class Submitter:
                 cause="submit",
                 now=now,
                 changes=Changes(
-                    result=result, detail={"bytes": result.bytes, "sha256": result.sha256}
+                    result=stored, detail={"bytes": stored.bytes, "sha256": stored.sha256}
                 ),
             )
         else:
-            assert failure is not None
-            await result_failed(parts, got.job, failure)
+            await result_failed(parts, got.job, stored)
 
     async def _recorded(
         self, job: Job, accepted: Accepted, write: Callable[[], Awaitable[Applied]]
