@@ -104,3 +104,26 @@ class Intake:
             await self.parts.inputs.discard(input_key)
         if hook is not None:
             await self.parts.store.delete_subscription(hook.id, now=self.parts.clock.now())
+
+    async def create_retry(self, job: Job) -> Job:
+        """A new job asking what ``job`` asked, with the same input, linked to it.
+        Whether ``job`` may be retried is the caller's to decide."""
+        now = self.parts.clock.now()
+        new = NewJob(
+            id=new_id("job", now),
+            provider=job.provider,
+            scale=job.scale,
+            options=job.options,
+            metadata=job.metadata,
+            input_url=job.input_url,
+            input_key=job.input_key,
+            created_at=now,
+            deadline_at=self._deadline(now),
+            request_hash=hashlib.sha256(
+                json.dumps(["retry", job.id, now.isoformat()]).encode()
+            ).hexdigest(),
+            retry_of=job.id,
+        )
+        created, _ = await self.parts.store.create_job(new)
+        self.parts.wake()
+        return created

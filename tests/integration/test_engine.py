@@ -15,12 +15,14 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from orchestrator import operations
 from orchestrator.backoff import PollPolicy
 from orchestrator.budgets import Budgets
 from orchestrator.clock import FakeClock
@@ -39,7 +41,7 @@ from orchestrator.states import Event
 from orchestrator.store.protocol import Changes, DeliveryStatus
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
-from schemas.errors import StoreUnavailable
+from schemas.errors import RejectedInput, StoreUnavailable
 from schemas.jobs import Job, JobState
 from tests.factories import make_png
 
@@ -422,6 +424,34 @@ async def test_read_timeout_on_submit_leaves_the_job_uncertain(world: World) -> 
     assert uncertain.failure.to_json()["reason"] == "submission_uncertain"  # the wire value
     await world.step(3600)
     assert world.fake.submits == 1
+
+
+async def test_a_retry_asks_what_its_job_asked_and_is_submitted_once_confirmed(
+    world: World,
+) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = hang
+    job = await world.create()
+    await world.step()
+    uncertain = await world.job(job.id)
+    world.fake.submit = lambda r: FakeUpsampler.ok("up-2")
+    world.clock.advance(60)
+    with pytest.raises(RejectedInput):
+        await operations.retry(world.orchestrator, uncertain, confirm_uncertain=False)
+    again = await operations.retry(world.orchestrator, uncertain, confirm_uncertain=True)
+    assert again.id != job.id and again.retry_of == job.id
+    assert (again.provider, again.scale, again.input_url) == (
+        job.provider,
+        job.scale,
+        job.input_url,
+    )
+    assert again.state is JobState.QUEUED
+    assert again.deadline_at == world.clock.now() + timedelta(seconds=600)
+    await world.step()
+    assert (await world.job(again.id)).state is JobState.SUBMITTED
+    assert world.fake.submits == 2
 
 
 async def test_status_budget_is_respected(world: World) -> None:
