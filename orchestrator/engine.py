@@ -151,8 +151,12 @@ class Orchestrator:
         if not sole_process:
             return
         await self.store.clear_leases()
-        far = now + timedelta(days=36500)
-        for job in await self.store.interrupted_submissions(now=far):
+        # The sole process: every lease on a ``submitting`` job was taken by a run of
+        # it that is gone, and ends by now plus the longest lease there is. So the
+        # submits whose leases end by then are all of them. (One held longer, under
+        # an earlier setting, is cut off all the same once its lease runs out.)
+        latest_end = now + timedelta(seconds=self.config.longest_lease_s)
+        for job in await self.store.interrupted_submissions(now=latest_end):
             await self._interrupted(job)
 
     async def run_due(self, *, limit: int = 64) -> int:

@@ -42,5 +42,11 @@ class EngineConfig:
         longest = max([self.submit_timeout_s, *self.submit_timeouts_s.values()])
         return longest + SUBMIT_LEASE_MARGIN_S
 
+    @property
+    def longest_lease_s(self) -> float:
+        """The longest a job in ``submitting`` is held: by its submit call, or by a
+        worker that took it over when that call's hold ran out."""
+        return max(self.lease_s, self.longest_submit_hold_s)
+
     # Waits between attempts to record a provider's submit answer the store refused.
     store_retry_s: tuple[float, ...] = STORE_RETRY_S

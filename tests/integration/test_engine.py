@@ -480,6 +480,29 @@ async def test_interrupted_submission_becomes_uncertain_after_restart(world: Wor
     assert world.fake.submits == 0
 
 
+async def test_a_submit_cut_off_mid_call_is_uncertain_after_restart_despite_its_lease(
+    world: World,
+) -> None:
+    """The lease a submit call holds its job with may still run when the process
+    comes back: the call died with the process all the same."""
+    job = await world.create()
+    hold_s = world.orchestrator.config.submit_hold_s(job.provider)
+    until = world.clock.now() + timedelta(seconds=hold_s)
+    started = await world.store.apply_transition(
+        job,
+        Event.SUBMIT_STARTED,
+        JobState.SUBMITTING,
+        cause="test",
+        now=world.clock.now(),
+        changes=Changes(next_check_at=until, lease_until=until),
+    )
+    assert started is not None
+    world.clock.advance(1)
+    await world.orchestrator.recover(sole_process=True)
+    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    assert world.fake.submits == 0
+
+
 async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
     calls = 0
     real = world.store.lease_due
