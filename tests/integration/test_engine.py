@@ -513,12 +513,29 @@ async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
         return await real(**kwargs)  # type: ignore[arg-type]
 
     world.store.lease_due = counting  # type: ignore[method-assign]
+    # Where the loop goes to sleep, and for how long: told by the loop itself, so
+    # the test waits for that moment instead of for a while on the wall clock.
+    naps: list[float] = []
+    asleep = asyncio.Event()
+    sleep_s = world.orchestrator._sleep_s
+
+    async def napping() -> float:
+        nap = await sleep_s()
+        naps.append(nap)
+        asleep.set()
+        return nap
+
+    world.orchestrator._sleep_s = napping  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(world.orchestrator.run_forever(stop, sole_process=True))
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):
+        await asleep.wait()
+    for _ in range(50):  # every chance to spin, had it not gone to sleep
+        await asyncio.sleep(0)
     stop.set()
     await task
-    assert calls <= 2
+    assert calls == 1
+    assert naps == [world.orchestrator.config.max_idle_s]  # nothing due: the longest nap
 
 
 # --- store constraints never wedge a job ---------------------------------------------
