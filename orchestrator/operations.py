@@ -7,8 +7,6 @@ and says what it did (or, for a dry run, what it would do).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,10 +14,9 @@ from typing import Any
 
 from orchestrator.applying import apply_update
 from orchestrator.engine import Orchestrator
-from orchestrator.ids import new_id
 from orchestrator.signing import CallbackClaims
 from orchestrator.states import next_state, provider_event
-from orchestrator.store.protocol import Delivery, DeliveryStatus, NewJob
+from orchestrator.store.protocol import Delivery, DeliveryStatus
 from schemas.errors import NotFound, ProviderError, RejectedInput
 from schemas.jobs import Job, JobState, UpdateStatus
 
@@ -73,7 +70,8 @@ async def replay(orchestrator: Orchestrator, delivery_id: str) -> ReplayResult:
         )
     await store.requeue_delivery(delivery.id)
     fresh = await store.get_delivery(delivery.id)
-    assert fresh is not None
+    if fresh is None:  # deleted meanwhile (pruned, or by another operator)
+        raise NotFound("no such delivery")
     after = await orchestrator.process_delivery(fresh, cause=f"replay:{delivery.id}")
     return ReplayResult(delivery.id, delivery.status, after, f"replayed: now {after.value}")
 
@@ -204,22 +202,4 @@ async def retry(orchestrator: Orchestrator, job: Job, *, confirm_uncertain: bool
             "this job is uncertain: the provider may still have it and bill it; "
             "confirm to submit it again"
         )
-    now = orchestrator.clock.now()
-    new = NewJob(
-        id=new_id("job", now),
-        provider=job.provider,
-        scale=job.scale,
-        options=job.options,
-        metadata=job.metadata,
-        input_url=job.input_url,
-        input_key=job.input_key,
-        created_at=now,
-        deadline_at=now + timedelta(seconds=orchestrator.config.job_deadline_s),
-        request_hash=hashlib.sha256(
-            json.dumps(["retry", job.id, now.isoformat()]).encode()
-        ).hexdigest(),
-        retry_of=job.id,
-    )
-    created, _ = await orchestrator.store.create_job(new)
-    orchestrator.wake()
-    return created
+    return await orchestrator.intake.create_retry(job)

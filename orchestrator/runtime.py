@@ -18,7 +18,8 @@ from orchestrator.backoff import PollPolicy
 from orchestrator.bootstrap_secrets import api_tokens, signing_keys
 from orchestrator.budgets import Budgets
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.core.config import EngineConfig
+from orchestrator.engine import Orchestrator
 from orchestrator.events import Snapshot
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher

@@ -30,7 +30,9 @@ class Event(StrEnum):
     SUBMIT_ACCEPTED = "submit_accepted"  # the provider gave us its job id
     SUBMIT_REJECTED = "submit_rejected"  # the provider refused the job
     SUBMIT_UNCERTAIN = "submit_uncertain"  # no answer: the job may exist and be billed
-    PROVIDER_RUNNING = "provider_running"  # progress signal
+    # A progress signal: it moves no job (polling goes on at its own pace), so no
+    # edge of the table takes it; ``apply_update`` drops it before any transition.
+    PROVIDER_RUNNING = "provider_running"
     PROVIDER_SUCCEEDED = "provider_succeeded"  # the provider has a result for us
     PROVIDER_FAILED = "provider_failed"  # the provider gave up on the job
     RESULT_STORED = "result_stored"  # downloaded, checked and stored
@@ -48,7 +50,6 @@ TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
     (SG, Event.SUBMIT_ACCEPTED): SD,
     (SG, Event.SUBMIT_REJECTED): X,
     (SG, Event.SUBMIT_UNCERTAIN): U,
-    (SD, Event.PROVIDER_RUNNING): SD,
     # A per-job callback can also settle an uncertain job: it proves the
     # provider did create it, and says how it ended.
     (SD, Event.PROVIDER_SUCCEEDED): F,

@@ -37,6 +37,8 @@ class FailureReason(StrEnum):
     RESULT_FORBIDDEN = "result_forbidden"
     RESULT_UNAVAILABLE = "result_unavailable"
     DEADLINE = "deadline"
+    # The submit call got no answer: the provider may have the job and bill it.
+    SUBMISSION_UNCERTAIN = "submission_uncertain"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,8 @@ import httpx
 from orchestrator.backoff import PollPolicy
 from orchestrator.budgets import Budgets
 from orchestrator.clock import SystemClock
-from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.core.config import EngineConfig
+from orchestrator.engine import Orchestrator
 from orchestrator.metrics import Metrics
 from orchestrator.providers.upsampler import UpsamplerProvider
 from orchestrator.settings import Secret

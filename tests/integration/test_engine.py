@@ -15,16 +15,19 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from orchestrator import operations
 from orchestrator.backoff import PollPolicy
 from orchestrator.budgets import Budgets
 from orchestrator.clock import FakeClock
-from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.core.config import EngineConfig
+from orchestrator.engine import Orchestrator
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.inputs import InputStore
 from orchestrator.providers.artnex import ArtnexProvider
@@ -38,7 +41,7 @@ from orchestrator.states import Event
 from orchestrator.store.protocol import Changes, DeliveryStatus
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob
-from schemas.errors import StoreUnavailable
+from schemas.errors import RejectedInput, StoreUnavailable
 from schemas.jobs import Job, JobState
 from tests.factories import make_png
 
@@ -415,9 +418,40 @@ async def test_read_timeout_on_submit_leaves_the_job_uncertain(world: World) -> 
     world.fake.submit = hang
     job = await world.create()
     await world.step()
-    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    uncertain = await world.job(job.id)
+    assert uncertain.state is JobState.UNCERTAIN
+    assert uncertain.failure is not None
+    assert uncertain.failure.to_json()["reason"] == "submission_uncertain"  # the wire value
     await world.step(3600)
     assert world.fake.submits == 1
+
+
+async def test_a_retry_asks_what_its_job_asked_and_is_submitted_once_confirmed(
+    world: World,
+) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = hang
+    job = await world.create()
+    await world.step()
+    uncertain = await world.job(job.id)
+    world.fake.submit = lambda r: FakeUpsampler.ok("up-2")
+    world.clock.advance(60)
+    with pytest.raises(RejectedInput):
+        await operations.retry(world.orchestrator, uncertain, confirm_uncertain=False)
+    again = await operations.retry(world.orchestrator, uncertain, confirm_uncertain=True)
+    assert again.id != job.id and again.retry_of == job.id
+    assert (again.provider, again.scale, again.input_url) == (
+        job.provider,
+        job.scale,
+        job.input_url,
+    )
+    assert again.state is JobState.QUEUED
+    assert again.deadline_at == world.clock.now() + timedelta(seconds=600)
+    await world.step()
+    assert (await world.job(again.id)).state is JobState.SUBMITTED
+    assert world.fake.submits == 2
 
 
 async def test_status_budget_is_respected(world: World) -> None:
@@ -446,6 +480,29 @@ async def test_interrupted_submission_becomes_uncertain_after_restart(world: Wor
     assert world.fake.submits == 0
 
 
+async def test_a_submit_cut_off_mid_call_is_uncertain_after_restart_despite_its_lease(
+    world: World,
+) -> None:
+    """The lease a submit call holds its job with may still run when the process
+    comes back: the call died with the process all the same."""
+    job = await world.create()
+    hold_s = world.orchestrator.config.submit_hold_s(job.provider)
+    until = world.clock.now() + timedelta(seconds=hold_s)
+    started = await world.store.apply_transition(
+        job,
+        Event.SUBMIT_STARTED,
+        JobState.SUBMITTING,
+        cause="test",
+        now=world.clock.now(),
+        changes=Changes(next_check_at=until, lease_until=until),
+    )
+    assert started is not None
+    world.clock.advance(1)
+    await world.orchestrator.recover(sole_process=True)
+    assert (await world.job(job.id)).state is JobState.UNCERTAIN
+    assert world.fake.submits == 0
+
+
 async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
     calls = 0
     real = world.store.lease_due
@@ -456,12 +513,29 @@ async def test_idle_loop_sleeps_instead_of_spinning(world: World) -> None:
         return await real(**kwargs)  # type: ignore[arg-type]
 
     world.store.lease_due = counting  # type: ignore[method-assign]
+    # Where the loop goes to sleep, and for how long: told by the loop itself, so
+    # the test waits for that moment instead of for a while on the wall clock.
+    naps: list[float] = []
+    asleep = asyncio.Event()
+    sleep_s = world.orchestrator._sleep_s
+
+    async def napping() -> float:
+        nap = await sleep_s()
+        naps.append(nap)
+        asleep.set()
+        return nap
+
+    world.orchestrator._sleep_s = napping  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(world.orchestrator.run_forever(stop, sole_process=True))
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):
+        await asleep.wait()
+    for _ in range(50):  # every chance to spin, had it not gone to sleep
+        await asyncio.sleep(0)
     stop.set()
     await task
-    assert calls <= 2
+    assert calls == 1
+    assert naps == [world.orchestrator.config.max_idle_s]  # nothing due: the longest nap
 
 
 # --- store constraints never wedge a job ---------------------------------------------

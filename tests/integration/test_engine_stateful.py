@@ -57,7 +57,7 @@ from hypothesis.stateful import (
 )
 
 from orchestrator.clock import FakeClock
-from orchestrator.engine import SUBMIT_LEASE_MARGIN_S
+from orchestrator.core.config import SUBMIT_LEASE_MARGIN_S
 from orchestrator.events import event_type
 from orchestrator.operations import replay
 from orchestrator.store.protocol import DeliveryStatus

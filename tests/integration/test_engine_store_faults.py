@@ -18,7 +18,8 @@ import pytest
 from orchestrator.backoff import PollPolicy
 from orchestrator.budgets import Budgets
 from orchestrator.clock import FakeClock
-from orchestrator.engine import EngineConfig, Orchestrator
+from orchestrator.core.config import EngineConfig
+from orchestrator.engine import Orchestrator
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.inputs import InputStore
 from orchestrator.providers.upsampler import UpsamplerProvider

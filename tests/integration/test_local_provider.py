@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import multiprocessing
 import os
 import socket
@@ -362,18 +363,36 @@ async def test_missing_image_is_rejected_before_any_request(
     assert rejected.value.reason == FailureReason.REJECTED_INPUT
 
 
-async def test_webhook_is_retried_until_accepted_and_not_after_a_final_4xx(
-    local: LocalFactory, receiver: tuple[Receiver, str]
+async def webhooks_settled(
+    caplog: pytest.LogCaptureFixture, *provider_job_ids: str, timeout_s: float = 15
 ) -> None:
+    """Wait for the local provider's last word on each job's webhook (delivered, or
+    given up): no attempt comes after it, so counting them then is final."""
+
+    def settled(job_id: str, said: set[str]) -> bool:
+        return bool(
+            {f"local job {job_id} webhook delivered", f"local job {job_id} webhook not delivered"}
+            & said
+        )
+
+    async with asyncio.timeout(timeout_s):
+        while not all(
+            settled(job_id, {r.getMessage() for r in caplog.records}) for job_id in provider_job_ids
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_webhook_is_retried_until_accepted_and_not_after_a_final_4xx(
+    local: LocalFactory, receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator.local.server")
     hooks, hooks_url = receiver
     hooks.answers = {"flaky": [503, 500], "gone": [404]}
     provider, _ = await local()
 
-    await provider.submit(request_for("flaky", hooks_url, png_bytes(8, 8)))
-    await provider.submit(request_for("gone", hooks_url, png_bytes(8, 8)))
-    await hooks.wait("flaky", count=3)
-    await hooks.wait("gone")
-    await asyncio.sleep(0.3)  # room for a wrong extra attempt (backoff is 0.05 s, 0.1 s)
+    flaky = await provider.submit(request_for("flaky", hooks_url, png_bytes(8, 8)))
+    gone = await provider.submit(request_for("gone", hooks_url, png_bytes(8, 8)))
+    await webhooks_settled(caplog, flaky.provider_job_id, gone.provider_job_id)
 
     assert len(hooks.bodies["flaky"]) == 3
     assert len(set(hooks.bodies["flaky"])) == 1
@@ -391,8 +410,8 @@ async def test_a_dead_worker_fails_its_job_and_the_next_job_still_runs(
     slow = await provider.submit(
         request_for("killed", hooks_url, png_bytes(800, 800, noise=True), scale=4)
     )
+    # Running: its work is in the pool's hands, so the worker's death fails it.
     await wait_for_status(provider, slow.provider_job_id, UpdateStatus.RUNNING)
-    await asyncio.sleep(0.1)  # let the worker pick the job up
     for child in multiprocessing.active_children():
         child.kill()
     killed = provider.parse_callback(await hooks.wait("killed"))

@@ -1,0 +1,44 @@
+"""What every room of the engine works with: the store, the providers, the clock..."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.budgets import Budgets
+from orchestrator.clock import Clock
+from orchestrator.core.config import EngineConfig
+from orchestrator.inputs import InputStore
+from orchestrator.metrics import Metrics
+from orchestrator.providers.base import Provider
+from orchestrator.store.protocol import Store
+from schemas.jobs import ResultInfo
+
+# Every room logs under the engine's name, so the log lines read as they always have.
+log = logging.getLogger("orchestrator.engine")
+
+
+class Fetcher(Protocol):
+    async def fetch(self, url: str, key_stem: str) -> ResultInfo: ...
+
+    async def store_bytes(self, data: bytes, key_stem: str) -> ResultInfo: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The engine's collaborators, shared by its rooms. ``wake`` asks the loop to
+    look for due work now instead of at its next check."""
+
+    config: EngineConfig
+    store: Store
+    providers: Mapping[str, Provider]
+    fetcher: Fetcher
+    inputs: InputStore
+    budgets: Budgets
+    metrics: Metrics
+    clock: Clock
+    rng: random.Random
+    wake: Callable[[], None]
