@@ -29,7 +29,7 @@ from orchestrator.store import outbox_queries as oq
 from orchestrator.store.connector import Conflict, Row, Tx
 from orchestrator.store.dialect import POSTGRES
 from orchestrator.store.inbox_queries import INSERT_DELIVERY, SEEN
-from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
+from orchestrator.store.migrate import SchemaNotReady, load_migrations, refuse_newer
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.postgres_conn import (
     BUDGET_NS,
@@ -134,11 +134,7 @@ class PostgresStore(SqlStore):
                     f"database schema is at version {current}, this release needs {wanted}: "
                     "run `upscale db migrate`"
                 )
-            if current > wanted:
-                raise SchemaTooNew(
-                    f"database schema {current} is newer than this release knows "
-                    f"({wanted}); upgrade the service"
-                )
+            refuse_newer(current, wanted)
             listener = ChannelListener(
                 self._dsn,
                 EVENTS_CHANNEL,
@@ -178,11 +174,7 @@ class PostgresStore(SqlStore):
                     current = int(
                         await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
                     )
-                    if current > len(migrations):
-                        raise SchemaTooNew(
-                            f"database schema {current} is newer than this release knows "
-                            f"({len(migrations)}); upgrade the service"
-                        )
+                    refuse_newer(current, len(migrations))
                     for migration in migrations[current:]:
                         await conn.execute(migration.sql)
                         await conn.execute(

@@ -20,7 +20,7 @@ from orchestrator.store import job_queries as jq
 from orchestrator.store import outbox_queries as oq
 from orchestrator.store.connector import Conflict, Row, Tx
 from orchestrator.store.dialect import SQLITE
-from orchestrator.store.migrate import SchemaTooNew, load_migrations
+from orchestrator.store.migrate import load_migrations, refuse_newer
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.protocol import Delivery, NewDelivery, TransitionListener
 from orchestrator.store.rows import row_to_job
@@ -137,11 +137,7 @@ class SQLiteStore(SqlStore):
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
         )
-        if current > len(migrations):
-            raise SchemaTooNew(
-                f"database schema {current} is newer than this release knows "
-                f"({len(migrations)}); upgrade the service"
-            )
+        refuse_newer(current, len(migrations))
         for migration in migrations[current:]:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
