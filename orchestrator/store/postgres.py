@@ -48,8 +48,9 @@ from orchestrator.store.postgres_conn import (
 )
 from orchestrator.store.postgres_listener import ChannelListener
 from orchestrator.store.protocol import Delivery, DeliveryStatus, NewDelivery, TransitionListener
-from orchestrator.store.rows import delivery_values, row_to_job
+from orchestrator.store.rows import delivery_values
 from orchestrator.store.sql import SqlStore
+from orchestrator.store.sql_jobs import in_due_order
 from orchestrator.store.sql_outbox import row_to_task
 from schemas.errors import StoreUnavailable
 from schemas.jobs import Job
@@ -278,7 +279,7 @@ class PostgresStore(SqlStore):
         ts = now.timestamp()
         async with self._transaction() as tx:
             rows = await tx.fetch_all(_LEASE_DUE, (ts, *jq.DUE, ts, limit, ts + lease_s))
-        return sorted((row_to_job(r) for r in rows), key=lambda j: j.next_check_at or now)
+        return in_due_order(rows, now)
 
     async def lease_outbound(
         self, *, now: datetime, lease_s: float, limit: int

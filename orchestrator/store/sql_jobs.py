@@ -30,6 +30,11 @@ def _returned(row: Row | None, what: str) -> Row:
     return row
 
 
+def in_due_order(rows: list[Row], now: datetime) -> list[Job]:
+    """Leased jobs, the most overdue first."""
+    return sorted((row_to_job(r) for r in rows), key=lambda j: j.next_check_at or now)
+
+
 class SqlJobs(Connector):
     """Jobs, their history, and the event each transition writes in its transaction."""
 

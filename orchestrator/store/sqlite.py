@@ -23,8 +23,8 @@ from orchestrator.store.dialect import SQLITE
 from orchestrator.store.migrate import load_migrations, refuse_newer
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.protocol import Delivery, NewDelivery, TransitionListener
-from orchestrator.store.rows import row_to_job
 from orchestrator.store.sql import SqlStore
+from orchestrator.store.sql_jobs import in_due_order
 from orchestrator.store.sql_outbox import row_to_task
 from orchestrator.store.sqlite_file import DatabaseMarker, FileWatch
 from orchestrator.store.sqlite_inbox import InboxWriter
@@ -241,14 +241,14 @@ class SQLiteStore(SqlStore):
                     AND (lease_until IS NULL OR lease_until <= ?) RETURNING *""",
                 (ts + lease_s, *ids, ts),
             )
-        return sorted((row_to_job(r) for r in leased), key=lambda j: j.next_check_at or now)
+        return in_due_order(leased, now)
 
     async def lease_outbound(
         self, *, now: datetime, lease_s: float, limit: int
     ) -> list[OutboundTask]:
         """Due deliveries whose earlier events (same subscription and job) are settled,
         and none of whose job's deliveries is in flight (the rule of both stores).
-        One process writes this database: what it read is still true when it leases."""
+        Read first on the reading connection: no write at all when nothing is due."""
         ts = now.timestamp()
         rows = await self._all(oq.pick_ready(oq.TASK_COLUMNS), (ts, ts, ts, limit))
         if not rows:
