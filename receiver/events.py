@@ -90,7 +90,6 @@ async def redeliver(request: Request) -> Response:
     queued = await runtime.store.redeliver(
         seq, now=runtime.orchestrator.clock.now(), subscription_id=subscription_id
     )
-    runtime.store.events_written.notify()
     return JSONResponse(
         {"event_id": request.path_params["event_id"], "queued": queued}, status_code=202
     )

@@ -80,7 +80,6 @@ async def enable(request: Request) -> Response:
     runtime = require_token(request)
     sub = await _get(runtime, request.path_params["subscription_id"])
     await runtime.store.enable_subscription(sub.id)
-    runtime.store.events_written.notify()
     return JSONResponse(public_subscription(await _get(runtime, sub.id)))
 
 

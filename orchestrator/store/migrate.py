@@ -32,5 +32,14 @@ class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer release than this one."""
 
 
+def refuse_newer(current: int, known: int) -> None:
+    """SchemaTooNew if the database's schema is past the ``known`` migrations."""
+    if current > known:
+        raise SchemaTooNew(
+            f"database schema {current} is newer than this release knows ({known}); "
+            "upgrade the service"
+        )
+
+
 class SchemaNotReady(RuntimeError):
     """The database is behind this release: its migrations have not been applied yet."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
+from orchestrator.store.dialect import numbered
 from schemas.errors import StoreUnavailable
 
 # Advisory lock keys, in the two-int key space: (namespace, key). The single
@@ -68,12 +68,21 @@ class Pool(Protocol):
     def terminate(self) -> None: ...
 
 
-@dataclass(slots=True)
-class Tx:
-    """One open transaction; ``emitted`` is set when it wrote an event."""
+class PgTx:
+    """One open transaction on a pooled connection; statements take ``?`` placeholders."""
 
-    conn: Conn
-    emitted: bool = False
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.announce = False
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return affected(await self.conn.execute(numbered(sql), *params))
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await self.conn.fetchrow(numbered(sql), *params)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self.conn.fetch(numbered(sql), *params)
 
 
 # Errors that mean "the database could not do it now": connection trouble and

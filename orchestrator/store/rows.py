@@ -19,7 +19,7 @@ from orchestrator.store.protocol import (
     NewDelivery,
     NewJob,
 )
-from schemas.errors import ProviderJobIdTaken
+from schemas.errors import ProviderJobIdTaken, StoreUnavailable
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 
 
@@ -91,7 +91,7 @@ def row_to_match(row: Row | None) -> CallbackMatch:
     """A callback match from the one row of ``MATCH_CALLBACK`` (job columns NULL
     when no job holds the id)."""
     if row is None:
-        raise AssertionError("the match statement always reads one row")
+        raise StoreUnavailable("database read failed: the match statement read no row")
     job = row_to_job(row) if row["id"] is not None else None
     return CallbackMatch(job, bool(row["submit_in_flight"]))
 

@@ -523,6 +523,33 @@ async def test_a_committed_event_wakes_this_process(store: Store) -> None:
     assert await woken
 
 
+async def test_redelivering_an_event_or_enabling_a_subscription_wakes_the_dispatcher(
+    store: Store,
+) -> None:
+    from orchestrator.outbound.subscriptions import new_subscription
+
+    now = CLOCK.now()
+    await store.create_subscription(new_subscription("sub_1", "https://h.example/x", None, now=now))
+    await store.create_job(make_new_job(now))
+    (event,) = await store.list_events()
+    woken = asyncio.create_task(store.events_written.wait(5.0))
+    await asyncio.sleep(0)
+    assert await store.redeliver(event.seq, now=now) == 1
+    assert await woken
+    woken = asyncio.create_task(store.events_written.wait(5.0))
+    await asyncio.sleep(0)
+    await store.enable_subscription("sub_1")
+    assert await woken
+
+
+async def test_deliveries_received_at_one_instant_come_in_id_order(store: Store) -> None:
+    for delivery_id in ("d2", "d3", "d1"):
+        await store.record_delivery(_delivery(delivery_id, f"key-{delivery_id}"))
+    assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d1", "d2", "d3"]
+    waiting = await store.deliveries_waiting_for("job_x", "upsampler", None)
+    assert [d.id for d in waiting] == ["d1", "d2", "d3"]
+
+
 async def test_events_are_numbered_in_commit_order(store: Store) -> None:
     """A reader paging by seq while 4 writers transition jobs sees every event once."""
     writers_done = asyncio.Event()
@@ -603,6 +630,22 @@ async def test_budget_windows_cooldowns_and_spacing(store: Store) -> None:
         "photio", "status", [], now=at(1), cooldown_s=3
     ) == pytest.approx(2)
     assert await store.take_budget("photio", "status", [], now=at(3), cooldown_s=3) == 0.0
+
+
+async def test_a_longer_window_counts_calls_the_shorter_one_let_through(store: Store) -> None:
+    t0 = CLOCK.now()
+    windows = [(1, 5.0), (3, 100.0)]  # 1 per 5 s, 3 per 100 s
+    for second in (0, 10, 20):
+        assert (
+            await store.take_budget("artnex", "submit", windows, now=t0 + timedelta(seconds=second))
+            == 0.0
+        )
+    # The short window is free again; the long one is full until the first call ages out.
+    wait = await store.take_budget("artnex", "submit", windows, now=t0 + timedelta(seconds=30))
+    assert wait == pytest.approx(70)
+    assert (
+        await store.take_budget("artnex", "submit", windows, now=t0 + timedelta(seconds=100)) == 0.0
+    )
 
 
 async def test_budget_is_shared_by_two_stores(twin_stores: tuple[Store, Store]) -> None:

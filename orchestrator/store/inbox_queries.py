@@ -1,17 +1,17 @@
 """The callback inbox's statements, written once for both stores.
 
-Placeholders are ``?`` (SQLite's); the PostgreSQL store numbers them with
-:func:`numbered`. Each statement is one SQL statement, so it reads one snapshot
+Placeholders are ``?``; a connector turns them into its database's own (see
+``dialect.py``). Each statement is one SQL statement, so it reads one snapshot
 of the database in either store.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from orchestrator.states import SUBMIT_PENDING_STATES
 from orchestrator.store.protocol import DeliveryMark
+from orchestrator.store.rows import DELIVERY_COLUMNS
 
 # Which job a callback names by its provider job id, and, in the same snapshot,
 # whether a submit call to that provider is in flight (a job in ``submitting``),
@@ -70,16 +70,45 @@ def mark_params(mark: DeliveryMark) -> tuple[Any, ...]:
     )
 
 
-_PLACEHOLDER = re.compile(r"\?")
+DELIVERY_BY_ID = "SELECT * FROM deliveries WHERE id = ?"
+
+# Stored and not looked at yet, oldest first (ties in the order they were written).
+PENDING = """
+    SELECT * FROM deliveries WHERE status = 'pending' AND processed_at IS NULL
+    ORDER BY received_at, id LIMIT ?
+"""
+
+# Deliveries waiting for one job: claimed by it, or naming its provider job id.
+WAITING_FOR = """
+    SELECT * FROM deliveries WHERE status = 'pending'
+    AND (claimed_job_id = ? OR (provider = ? AND provider_job_id = ?))
+    ORDER BY received_at, id
+"""
 
 
-def numbered(sql: str) -> str:
-    """The statement with PostgreSQL's placeholders: ``$1``, ``$2``, ... in order."""
-    count = 0
+def list_deliveries(clause: str) -> str:
+    return f"SELECT * FROM deliveries {clause} ORDER BY received_at DESC, id DESC LIMIT ?"
 
-    def next_number(_: re.Match[str]) -> str:
-        nonlocal count
-        count += 1
-        return f"${count}"
 
-    return _PLACEHOLDER.sub(next_number, sql)
+REQUEUE = """
+    UPDATE deliveries SET status = 'pending', processed_at = NULL, error = NULL,
+           replays = replays + 1
+    WHERE id = ?
+"""
+
+# Looked at, still claimed by no job of ours, and older than the wait allows.
+EXPIRE_WAITING = """
+    UPDATE deliveries SET status = 'unmatched', processed_at = ?,
+           error = 'no job of ours claimed this callback'
+    WHERE status = 'pending' AND job_id IS NULL AND claimed_job_id IS NULL
+      AND processed_at IS NOT NULL AND received_at < ?
+"""
+
+COUNT_ALL = "SELECT COUNT(*) FROM deliveries"
+COUNT_BY_STATUS = "SELECT COUNT(*) FROM deliveries WHERE status = ?"
+
+# Is a delivery with this dedupe key stored already?
+SEEN = "SELECT 1 FROM deliveries WHERE dedupe_key = ? LIMIT 1"
+
+# One new delivery's row (``rows.delivery_values``).
+INSERT_DELIVERY = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 10)})"
