@@ -89,7 +89,8 @@ def build_server(settings: Settings, app: Any, *, host: str, port: int) -> uvico
 
 
 def run_server(server: uvicorn.Server) -> int:
-    """Serve until a signal; the exit code of ``uvicorn.run`` (3 if start-up failed)."""
+    """Serve until a signal; the exit code of ``uvicorn.run``: 0, or 3 if start-up
+    failed (uvicorn may also exit with 3 by itself)."""
     from uvicorn.config import STARTUP_FAILURE
 
     with contextlib.suppress(KeyboardInterrupt):
