@@ -18,8 +18,9 @@ app = create_app(
     build_runtime(
         _settings,
         listen_url=_listen,
-        # Set by `upscale serve`; unknown (so the sandbox is not mounted unless
-        # UPSCALE_SANDBOX=on) when an ASGI server is started some other way.
+        # The host the ASGI server binds, if whoever starts it says so; unknown (so the
+        # sandbox is not mounted unless UPSCALE_SANDBOX=on) otherwise. `upscale serve`
+        # builds its app itself (orchestrator/cli/serve.py) and does not come here.
         bind_host=os.environ.get("UPSCALE_LISTEN_HOST"),
         run_loops=os.environ.get("UPSCALE_RUN_LOOPS", "true").lower() != "false",
     ),

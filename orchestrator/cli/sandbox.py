@@ -1,0 +1,38 @@
+"""``upscale sandbox``: all sandbox providers in one standalone server."""
+
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.cli.flags import Commands, Flags
+from orchestrator.logs import configure
+from orchestrator.settings import load_settings
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from orchestrator.bootstrap_secrets import api_tokens
+    from orchestrator.sandbox.app import standalone_app
+    from orchestrator.sandbox.faults import Faults
+    from orchestrator.sandbox.outbound import standalone_allow
+
+    settings = load_settings()
+    configure(settings.log_level, settings.log_format)
+    # Its control routes take the service's API tokens (UPSCALE_API_TOKENS, or the
+    # token generated into the data directory, as `upscale serve` does).
+    tokens, _ = api_tokens(settings.api_tokens, settings.data_dir)
+    app = standalone_app(
+        faults=Faults.parse(settings.sandbox_faults),
+        allow=standalone_allow(settings, host=args.host, port=args.port),
+        control_tokens=tuple(token.reveal() for token in tokens),
+    )
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
+    return 0
+
+
+def register(commands: Commands, flags: Flags) -> None:
+    p = commands.add_parser("sandbox", help="all sandbox providers in one standalone server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.set_defaults(func=_sandbox)

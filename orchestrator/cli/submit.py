@@ -1,0 +1,142 @@
+"""``upscale submit``: submit image files or URLs, optionally wait and download."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.cli.client import check, connect
+from orchestrator.cli.flags import Commands, Flags
+from orchestrator.cli.output import print_job, progress
+
+SETTLED = {"succeeded", "failed", "cancelled", "uncertain"}
+
+
+def _parse_options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --option wants KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+def _submit_one(
+    client: httpx.Client, args: argparse.Namespace, target: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    if target.startswith(("http://", "https://")):
+        body = {"provider": args.provider, "scale": args.scale, "image": target, "options": options}
+        job: dict[str, Any] = check(client.post("/v1/jobs", json=body))
+        return job
+    path = Path(target)
+    if not path.is_file():
+        raise SystemExit(f"error: no such file: {target}")
+    with path.open("rb") as fh:
+        job = check(
+            client.post(
+                "/v1/jobs",
+                data={
+                    "provider": args.provider,
+                    "scale": str(args.scale),
+                    "options": json.dumps(options),
+                },
+                files={"image": (path.name, fh, "application/octet-stream")},
+            )
+        )
+    return job
+
+
+def _download(client: httpx.Client, job: dict[str, Any], out: Path) -> None:
+    with client.stream("GET", f"/v1/jobs/{job['id']}/result") as stream:
+        if stream.status_code != 200:
+            raise SystemExit(f"error: result download failed: {stream.status_code}")
+        with out.open("wb") as fh:
+            for chunk in stream.iter_bytes():
+                fh.write(chunk)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    options = _parse_options(args.option or [])
+    targets: list[str] = args.image
+    if args.out and len(targets) > 1:
+        raise SystemExit("error: --out takes one image; use --out-dir for several")
+    with connect(args.url) as client:
+        jobs = [_submit_one(client, args, t, options) for t in targets]
+        if not args.wait:
+            for job in jobs:
+                print_job(job, args.json)
+            return 0
+        if len(jobs) == 1:
+            done = [_wait(client, jobs[0], timeout_s=args.timeout)]
+        else:
+            done = []
+            for n, job in enumerate(jobs, start=1):
+                done.append(_wait(client, job, timeout_s=args.timeout, quiet=True))
+                progress(n, len(jobs), "waiting")
+        for target, job in zip(targets, done, strict=True):
+            if job["state"] != "succeeded":
+                continue
+            out = None
+            if args.out:
+                out = Path(args.out)
+            elif args.out_dir:
+                ext = "png" if job["result"]["content_type"] == "image/png" else "jpg"
+                out = Path(args.out_dir) / f"{Path(target).stem}.upscaled.{ext}"
+                out.parent.mkdir(parents=True, exist_ok=True)
+            if out is not None:
+                _download(client, job, out)
+                print(f"result written to {out}", file=sys.stderr)
+    for job in done:
+        print_job(job, args.json)
+    return 0 if all(j["state"] == "succeeded" for j in done) else 1
+
+
+def _wait(
+    client: httpx.Client, job: dict[str, Any], *, timeout_s: float, quiet: bool = False
+) -> dict[str, Any]:
+    start = time.monotonic()
+    spinner = "|/-\\"
+    tick = 0
+    show = sys.stderr.isatty() and not quiet
+    while job["state"] not in SETTLED:
+        if time.monotonic() - start > timeout_s:
+            raise SystemExit(f"error: job {job['id']} still {job['state']} after {timeout_s}s")
+        if show:
+            elapsed = time.monotonic() - start
+            print(
+                f"\r{spinner[tick % 4]} {job['id']} {job['state']:<10} {elapsed:5.1f}s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        tick += 1
+        time.sleep(0.25)
+        job = check(client.get(f"/v1/jobs/{job['id']}"))
+    if show:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    return job
+
+
+def register(commands: Commands, flags: Flags) -> None:
+    p = commands.add_parser(
+        "submit", parents=[flags.json, flags.url], help="submit an image file or URL"
+    )
+    p.add_argument("image", nargs="+", help="file paths or http(s) URLs")
+    p.add_argument("--provider", required=True)
+    p.add_argument("--scale", type=float, default=2.0)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--wait", action="store_true", help="wait until the job settles")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    p.add_argument("--out", help="write the result image here (with --wait, one image)")
+    p.add_argument("--out-dir", help="write each result here as NAME.upscaled.EXT (with --wait)")
+    p.set_defaults(func=_submit)
