@@ -14,6 +14,7 @@ from orchestrator.settings import load_settings
 def _callback_url(args: argparse.Namespace) -> int:
     from orchestrator.bootstrap_secrets import signing_keys
     from orchestrator.clock import SystemClock
+    from orchestrator.core.urls import account_callback_url
     from orchestrator.providers.registry import ACCOUNT_WEBHOOK
     from orchestrator.signing import CallbackSigner
 
@@ -31,7 +32,7 @@ def _callback_url(args: argparse.Namespace) -> int:
         )
     signer = CallbackSigner(signing_keys(settings.secret_keys, settings.data_dir), SystemClock())
     base = settings.public_base("http://127.0.0.1:8000")
-    print(f"{base}/callbacks/{args.provider}/{signer.for_account(args.provider)}")
+    print(account_callback_url(base, signer, args.provider))
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import cli
+from orchestrator.cli.main import main as cli_main
 from orchestrator.clock import SystemClock
 from orchestrator.core.urls import Urls, account_callback_url
 from orchestrator.settings import Secret
@@ -95,7 +95,7 @@ def test_the_cli_prints_the_account_url_the_service_accepts(
     monkeypatch.setenv("UPSCALE_PUBLIC_URL", BASE)
     monkeypatch.setenv("UPSCALE_SECRET_KEYS", "key-one")
     monkeypatch.setenv("UPSCALE_DATA_DIR", str(tmp_path))
-    assert cli.main(["callback-url", "fotor"]) == 0
+    assert cli_main(["callback-url", "fotor"]) == 0
     url = capsys.readouterr().out.strip()
     signer = CallbackSigner(KEYS, SystemClock())
     assert signer.verify("fotor", _token(url, "fotor")).job_id is None
