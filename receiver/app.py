@@ -13,9 +13,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
 from orchestrator.local.app import LOCAL_MOUNT, create_local_app
-from orchestrator.runtime import Runtime, local_api_key, sandbox_api_key
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
+from orchestrator.service.runtime import Runtime, local_api_key, sandbox_api_key
 from receiver import (
     callbacks,
     events,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from orchestrator.logs import configure
-from orchestrator.runtime import build_runtime
-from orchestrator.settings import load_settings
+from orchestrator.common.logs import configure
+from orchestrator.common.settings import load_settings
+from orchestrator.service.runtime import build_runtime
 from receiver.app import create_app
 
 _settings = load_settings()

@@ -6,7 +6,7 @@ import hmac
 
 from starlette.requests import Request
 
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from schemas.errors import NotAuthorized
 
 

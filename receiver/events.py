@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from orchestrator.events import EVENT_TYPES, event_seq
+from orchestrator.domain.events import EVENT_TYPES, event_seq
 from orchestrator.outbound.feed import cursor, follow_events_or_idle
 from orchestrator.store.outbox import EventRecord
 from receiver.auth import require_token

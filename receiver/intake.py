@@ -4,7 +4,7 @@ may reach (its input image, its ``webhook_url``). Each refusal is a 400 that say
 from __future__ import annotations
 
 from orchestrator.fetch.destinations import refuse_private_url
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from schemas.api import CreateJob
 from schemas.errors import RejectedInput
 

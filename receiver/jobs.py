@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.durations import parse_duration
+from orchestrator.common.durations import parse_duration
 from orchestrator.outbound.subscriptions import current_secret
-from orchestrator.results import ResultStream
-from orchestrator.runtime import Runtime
+from orchestrator.results.storage import ResultStream
+from orchestrator.service.runtime import Runtime
 from receiver.auth import require_token
 from receiver.intake import check_job_request, offered_providers
 from receiver.uploads import received_job

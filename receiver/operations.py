@@ -11,9 +11,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from orchestrator import operations
-from orchestrator.durations import parse_duration
-from orchestrator.runtime import Runtime
+from orchestrator.common.durations import parse_duration
+from orchestrator.core import operations
+from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import Delivery, DeliveryStatus
 from receiver.auth import require_token
 from receiver.bodies import read_capped

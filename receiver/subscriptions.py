@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from orchestrator.durations import MAX_DURATION_S, bounded_seconds
-from orchestrator.ids import new_id
+from orchestrator.common.durations import MAX_DURATION_S, bounded_seconds
+from orchestrator.common.ids import new_id
 from orchestrator.outbound.subscriptions import new_subscription, public_subscription, rotated
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from orchestrator.store.outbox import OutboundStatus, Subscription
 from receiver.auth import require_token
 from receiver.intake import check_webhook_url

@@ -2,7 +2,7 @@
 
 Multipart (an ``image`` file part) and JSON (a base64 ``image``, decoded in
 pieces by :mod:`receiver.json_upload`) both end in the same place: the image in
-a private part file of the input store's spool (:class:`orchestrator.spool.SpoolWriter`),
+a private part file of the input store's spool (:class:`orchestrator.results.spool.SpoolWriter`),
 capped at ``UPSCALE_MAX_UPLOAD_BYTES`` and hashed on the way, and the other
 fields as a JSON-like dict for ``parse_create_job``. The part file lives until
 the ``async with`` block ends: moved into the input store by then, or removed.
@@ -24,8 +24,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from orchestrator.runtime import Runtime
-from orchestrator.spool import SpoolWriter
+from orchestrator.results.spool import SpoolWriter
+from orchestrator.service.runtime import Runtime
 from receiver.bodies import body_chunks, declared_length
 from receiver.json_bodies import parse_json, parse_json_field
 from receiver.json_upload import JsonImageSplitter

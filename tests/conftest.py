@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from orchestrator.runtime import Runtime, build_runtime
-from orchestrator.settings import load_settings
+from orchestrator.common.settings import load_settings
+from orchestrator.service.runtime import Runtime, build_runtime
 from receiver.app import create_app
 from tests.processes import command, marked, parent, wait_gone
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from orchestrator.ids import new_id
+from orchestrator.common.ids import new_id
 from orchestrator.store.protocol import NewJob
 
 

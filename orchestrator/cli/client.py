@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from orchestrator.bootstrap_secrets import read_api_token
-from orchestrator.settings import load_settings
+from orchestrator.common.settings import load_settings
+from orchestrator.security.bootstrap_secrets import read_api_token
 
 
 def connect(url: str) -> httpx.Client:

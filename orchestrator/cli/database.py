@@ -6,12 +6,12 @@ import argparse
 import asyncio
 
 from orchestrator.cli.flags import Commands, Flags
-from orchestrator.logs import configure
-from orchestrator.settings import load_settings
+from orchestrator.common.logs import configure
+from orchestrator.common.settings import load_settings
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from orchestrator.runtime import open_store
+    from orchestrator.service.runtime import open_store
     from orchestrator.store.postgres import PostgresStore
 
     settings = load_settings()

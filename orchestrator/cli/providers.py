@@ -8,15 +8,15 @@ import sys
 from orchestrator.cli.client import check, connect
 from orchestrator.cli.flags import Commands, Flags
 from orchestrator.cli.output import print_json
-from orchestrator.settings import load_settings
+from orchestrator.common.settings import load_settings
 
 
 def _callback_url(args: argparse.Namespace) -> int:
-    from orchestrator.bootstrap_secrets import signing_keys
-    from orchestrator.clock import SystemClock
+    from orchestrator.common.clock import SystemClock
     from orchestrator.core.urls import account_callback_url
     from orchestrator.providers.registry import ACCOUNT_WEBHOOK
-    from orchestrator.signing import CallbackSigner
+    from orchestrator.security.bootstrap_secrets import signing_keys
+    from orchestrator.security.signing import CallbackSigner
 
     if args.provider not in ACCOUNT_WEBHOOK:
         names = ", ".join(sorted(ACCOUNT_WEBHOOK))

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.cli.flags import Commands, Flags
-from orchestrator.logs import configure
-from orchestrator.settings import load_settings
+from orchestrator.common.logs import configure
+from orchestrator.common.settings import load_settings
 
 
 def _sandbox(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from orchestrator.bootstrap_secrets import api_tokens
     from orchestrator.sandbox.app import standalone_app
     from orchestrator.sandbox.faults import Faults
     from orchestrator.sandbox.outbound import standalone_allow
+    from orchestrator.security.bootstrap_secrets import api_tokens
 
     settings = load_settings()
     configure(settings.log_level, settings.log_format)

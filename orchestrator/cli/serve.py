@@ -15,13 +15,13 @@ import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.cli.flags import Commands, Flags
-from orchestrator.logs import configure
-from orchestrator.settings import Settings, load_settings
+from orchestrator.common.logs import configure
+from orchestrator.common.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from orchestrator.runtime import Runtime
+    from orchestrator.service.runtime import Runtime
 
 # The other commands do not pay for importing the server and the runtime: those
 # imports are made where they are used.
@@ -51,7 +51,7 @@ def build_app(
     """The ASGI app ``upscale serve`` runs, from ``settings`` and the command's flags."""
     from uvicorn.importer import import_from_string
 
-    from orchestrator.runtime import build_runtime
+    from orchestrator.service.runtime import build_runtime
 
     if allow_new_database:
         settings = dataclasses.replace(settings, allow_new_database=True)
@@ -72,7 +72,7 @@ def build_app(
 def build_server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Server:
     import uvicorn
 
-    from orchestrator.listener import server_options
+    from orchestrator.service.listener import server_options
 
     # No access log: it would write signed callback and input URLs, and it halves
     # the throughput of the callback path.

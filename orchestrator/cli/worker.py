@@ -7,12 +7,12 @@ import asyncio
 import signal
 
 from orchestrator.cli.flags import Commands, Flags
-from orchestrator.logs import configure
-from orchestrator.settings import load_settings
+from orchestrator.common.logs import configure
+from orchestrator.common.settings import load_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from orchestrator.runtime import build_runtime
+    from orchestrator.service.runtime import build_runtime
 
     settings = load_settings()
     configure(settings.log_level, settings.log_format)

@@ -6,8 +6,8 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from orchestrator.common.metrics import Metrics
 from orchestrator.core.parts import log
-from orchestrator.metrics import Metrics
 from schemas.errors import ProviderError
 from schemas.jobs import Job
 

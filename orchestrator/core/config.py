@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from orchestrator.backoff import PollPolicy
-from orchestrator.store_retry import STORE_RETRY_S
+from orchestrator.core.store_retry import STORE_RETRY_S
+from orchestrator.domain.backoff import PollPolicy
 
 # Extra time a submit call holds its job beyond the call's own timeout.
 SUBMIT_LEASE_MARGIN_S = 30.0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.applying import transition
+from orchestrator.core.applying import transition
 from orchestrator.core.moves import back_off, past_deadline, result_failed
 from orchestrator.core.parts import Parts, log
-from orchestrator.states import Event
+from orchestrator.domain.states import Event
 from orchestrator.store.protocol import Changes
 from schemas.errors import FetchError
 from schemas.jobs import Failure, FailureReason, Job

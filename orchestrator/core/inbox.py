@@ -11,11 +11,11 @@ import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
 
-from orchestrator.applying import apply_update
+from orchestrator.common.ids import new_id
+from orchestrator.core.applying import apply_update
 from orchestrator.core.parts import Parts, log
-from orchestrator.ids import new_id
-from orchestrator.signing import CallbackClaims
-from orchestrator.states import awaits_submit_answer
+from orchestrator.domain.states import awaits_submit_answer
+from orchestrator.security.signing import CallbackClaims
 from orchestrator.store.protocol import (
     Changes,
     Delivery,

@@ -11,8 +11,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.common.ids import new_id
 from orchestrator.core.parts import Parts, log
-from orchestrator.ids import new_id
 from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import NewJob

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from orchestrator.applying import transition
+from orchestrator.core.applying import transition
 from orchestrator.core.parts import Parts
-from orchestrator.states import Event
+from orchestrator.domain.states import Event
 from orchestrator.store.protocol import Changes
 from schemas.jobs import Failure, FailureReason, Job
 

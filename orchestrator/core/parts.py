@@ -8,17 +8,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.budgets import Budgets
-from orchestrator.clock import Clock
+from orchestrator.common.clock import Clock
+from orchestrator.common.metrics import Metrics
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
-from orchestrator.inputs import InputStore
-from orchestrator.metrics import Metrics
+from orchestrator.core.inputs import InputStore
 from orchestrator.providers.base import Provider
 from orchestrator.store.protocol import Store
 from schemas.jobs import ResultInfo
 
 # Every room logs under the engine's name, so the log lines read as they always have.
-log = logging.getLogger("orchestrator.engine")
+log = logging.getLogger("orchestrator.core.engine")
 
 
 class Fetcher(Protocol):

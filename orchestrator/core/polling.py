@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestrator.applying import apply_update, transition
+from orchestrator.core.applying import apply_update, transition
 from orchestrator.core.calls import provider_call
 from orchestrator.core.moves import back_off, past_deadline, reschedule
 from orchestrator.core.parts import Parts, log
-from orchestrator.states import Event
+from orchestrator.domain.states import Event
 from orchestrator.store.protocol import Changes
 from schemas.errors import ProviderError, ProviderRejected, ProviderThrottled, RejectedInput
 from schemas.jobs import Failure, Job, JobState, ProviderUpdate

@@ -11,15 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 
-from orchestrator.applying import Applied, apply_update, transition
+from orchestrator.core.applying import Applied, apply_update, transition
 from orchestrator.core.calls import provider_call
 from orchestrator.core.moves import past_deadline, reschedule, result_failed, uncertain
 from orchestrator.core.parts import Parts, log
+from orchestrator.core.store_retry import until_stored
 from orchestrator.core.urls import Urls
+from orchestrator.domain.states import Event
 from orchestrator.providers.base import Accepted, SubmitRequest
-from orchestrator.states import Event
 from orchestrator.store.protocol import Changes
-from orchestrator.store_retry import until_stored
 from schemas.errors import (
     FetchError,
     ProviderError,

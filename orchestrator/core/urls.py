@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.clock import Clock
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.common.clock import Clock
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from schemas.jobs import Job
 
 # How long after a job's deadline its callback URL still works: a late success

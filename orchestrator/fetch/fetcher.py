@@ -36,8 +36,8 @@ from PIL import Image
 
 from orchestrator.fetch.imagecheck import SNIFF_BYTES, extension_for, inspect_image, sniff_format
 from orchestrator.fetch.spool import WRITE_BLOCK, ResultSpool, in_thread
-from orchestrator.private_files import make_private_dir
-from orchestrator.results import ResultStorage, validate_key
+from orchestrator.results.storage import ResultStorage, validate_key
+from orchestrator.security.private_files import make_private_dir
 from schemas.errors import FetchTransient, ForbiddenURL, ResultExpired, ResultInvalid
 from schemas.jobs import ResultInfo
 

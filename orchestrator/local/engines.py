@@ -39,7 +39,7 @@ from orchestrator.local.images import (
 )
 from orchestrator.local.lifeline import bind_to_parent
 from orchestrator.local.realesrgan import realesrgan, realesrgan_missing
-from orchestrator.private_files import create_private_file
+from orchestrator.security.private_files import create_private_file
 
 __all__ = [
     "ENGINES",

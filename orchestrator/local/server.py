@@ -34,7 +34,7 @@ from orchestrator.local.limits import Limits
 from orchestrator.local.submissions import Refused, error_response, parse_submit, read_body
 from orchestrator.local.webhooks import deliver
 from orchestrator.local.workers import WorkerPool
-from orchestrator.private_files import make_private_dir
+from orchestrator.security.private_files import make_private_dir
 from schemas.errors import RejectedInput, UpscaleError
 
 logger = logging.getLogger(__name__)

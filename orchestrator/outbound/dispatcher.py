@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import httpx
 
-from orchestrator.clock import Clock
+from orchestrator.common.clock import Clock
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.signatures import signed_headers
 from orchestrator.store.outbox import OutboundStatus, OutboundTask, Outbox

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from orchestrator.events import event_seq
-from orchestrator.signals import Broadcast
+from orchestrator.common.signals import Broadcast
+from orchestrator.domain.events import event_seq
 from orchestrator.store.outbox import EventRecord
 from schemas.errors import RejectedInput
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.events import EVENT_TYPES
+from orchestrator.common.settings import Secret
+from orchestrator.domain.events import EVENT_TYPES
 from orchestrator.outbound.signatures import new_secret
-from orchestrator.settings import Secret
 from orchestrator.store.outbox import SigningSecret, Subscription
 from schemas.errors import RejectedInput
 

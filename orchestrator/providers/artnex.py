@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import CONTENT_TYPES, SNIFF_BYTES, sniff_format
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.http import JsonApi, parse_retry_after

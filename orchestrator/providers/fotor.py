@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import MEDIA_TYPES, sniff_image
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.fotor_answers import (

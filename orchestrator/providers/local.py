@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.http import JsonApi, answered, parse_retry_after, path_segment
 from schemas.errors import (

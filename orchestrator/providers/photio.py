@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import SNIFF_BYTES, sniff_format
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.http import JsonApi, http_base_url, parse_retry_after

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 
+from orchestrator.common.settings import Settings
 from orchestrator.providers.artnex import ArtnexProvider
 from orchestrator.providers.base import Provider
 from orchestrator.providers.fotor import FotorProvider
 from orchestrator.providers.photio import PhotioProvider
 from orchestrator.providers.upsampler import UpsamplerProvider
-from orchestrator.settings import Settings
 
 # Where the built-in sandbox serves each provider's API, under the service's own URL.
 SANDBOX_PATHS = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
 from orchestrator.providers.http import JsonApi, path_segment
 from orchestrator.providers.upsampler_answers import (

@@ -8,8 +8,8 @@ The mounted sandbox gets the same from the runtime (``Runtime.own_allow``).
 
 from __future__ import annotations
 
+from orchestrator.common.settings import Settings
 from orchestrator.fetch.allowlist import AllowList
-from orchestrator.settings import Settings
 
 _ANY = ("0.0.0.0", "::", "")  # noqa: S104 - names of "every address", not a bind
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
-from orchestrator.signals import Broadcast
+from orchestrator.common.signals import Broadcast
 from orchestrator.store.dialect import Dialect
 from orchestrator.store.protocol import TransitionListener
 

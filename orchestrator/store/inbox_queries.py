@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.states import SUBMIT_PENDING_STATES
+from orchestrator.domain.states import SUBMIT_PENDING_STATES
 from orchestrator.store.protocol import DeliveryMark
 from orchestrator.store.rows import DELIVERY_COLUMNS
 

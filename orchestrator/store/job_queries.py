@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.states import DUE_STATES
+from orchestrator.domain.states import DUE_STATES
 from orchestrator.store.dialect import Dialect
 
 DUE = tuple(state.value for state in DUE_STATES)

@@ -8,9 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from orchestrator.events import event_id
-from orchestrator.settings import Secret
-from orchestrator.signals import Broadcast
+from orchestrator.common.settings import Secret
+from orchestrator.common.signals import Broadcast
+from orchestrator.domain.events import event_id
 
 
 @dataclass(frozen=True, slots=True)

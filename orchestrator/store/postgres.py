@@ -22,8 +22,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from orchestrator.events import Snapshot, default_snapshot
-from orchestrator.signals import Broadcast
+from orchestrator.common.signals import Broadcast
+from orchestrator.domain.events import Snapshot, default_snapshot
 from orchestrator.store import job_queries as jq
 from orchestrator.store import outbox_queries as oq
 from orchestrator.store.connector import Conflict, Row, Tx

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from orchestrator.states import Event
+from orchestrator.domain.states import Event
 from orchestrator.store.outbox import Outbox
 from schemas.jobs import Failure, Job, JobState, ResultInfo
 

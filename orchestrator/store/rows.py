@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from orchestrator.settings import Secret
+from orchestrator.common.settings import Secret
 from orchestrator.store.outbox import EventRecord, SigningSecret, Subscription
 from orchestrator.store.protocol import (
     CallbackMatch,

@@ -3,14 +3,14 @@ call granted, shared by every process that uses the database.
 
 Each decision is one write transaction; the connector serialises the takers of
 one budget (SQLite's single writer, an advisory lock on PostgreSQL). The
-arithmetic is ``orchestrator.budget_window``'s.
+arithmetic is ``orchestrator.domain.budget_window``'s.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from orchestrator import budget_window
+from orchestrator.domain import budget_window
 from orchestrator.store import budget_queries as q
 from orchestrator.store.connector import Connector
 

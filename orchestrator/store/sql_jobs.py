@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from orchestrator.events import Snapshot, envelope, event_type
-from orchestrator.states import Event, has_due_work
+from orchestrator.domain.events import Snapshot, envelope, event_type
+from orchestrator.domain.states import Event, has_due_work
 from orchestrator.store import job_queries as q
 from orchestrator.store.connector import Connector, Row, Tx
 from orchestrator.store.inbox_queries import MARK_DELIVERY, mark_params

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from orchestrator.events import event_id
+from orchestrator.domain.events import event_id
 from orchestrator.store import outbox_queries as q
 from orchestrator.store.connector import Connector, Row
 from orchestrator.store.job_queries import marks, where

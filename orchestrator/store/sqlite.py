@@ -13,9 +13,9 @@ from typing import Any
 
 import aiosqlite
 
-from orchestrator.events import Snapshot, default_snapshot
-from orchestrator.private_files import ensure_private_file
-from orchestrator.signals import Broadcast
+from orchestrator.common.signals import Broadcast
+from orchestrator.domain.events import Snapshot, default_snapshot
+from orchestrator.security.private_files import ensure_private_file
 from orchestrator.store import job_queries as jq
 from orchestrator.store import outbox_queries as oq
 from orchestrator.store.connector import Conflict, Row, Tx

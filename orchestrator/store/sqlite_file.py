@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.private_files import create_private_file, make_private_dir
+from orchestrator.security.private_files import create_private_file, make_private_dir
 from schemas.errors import DatabaseLost
 
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import httpx
 
-from orchestrator.clock import SystemClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner
 from tests.bench.util import (
     HOST,
     Row,
@@ -550,9 +550,9 @@ def profile_with_py_spy(workdir: Path, conns: int, seconds: float) -> list[str]:
 
 _CALLBACK_MARKERS = (
     ("receive_callback (whole handler)", "receive_callback ("),
-    ("  CallbackSigner.verify", "verify (orchestrator/signing.py"),
+    ("  CallbackSigner.verify", "verify (orchestrator/security/signing.py"),
     ("  read_capped (body)", "read_capped ("),
-    ("  Orchestrator.receive", "receive (orchestrator/engine.py"),
+    ("  Orchestrator.receive", "receive (orchestrator/core/engine.py"),
     ("    SQLiteStore.record_delivery", "record_delivery ("),
     ("    prometheus .inc()", "inc (prometheus_client"),
     ("  JSONResponse", "JSONResponse"),

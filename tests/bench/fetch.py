@@ -108,7 +108,7 @@ def _time_phases() -> None:
     """Wrap the fetcher's blocking steps with timers (this subprocess only): where the
     time of one fetch goes. Used by the "fetcher-timed" run, not the measured ones."""
     from orchestrator.fetch import fetcher, spool
-    from orchestrator.results import LocalResultStorage
+    from orchestrator.results.storage import LocalResultStorage
 
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -132,7 +132,7 @@ async def _fetcher_download(url: str, out: Path, warm_url: str) -> dict[str, Any
     from orchestrator.fetch.allowlist import AllowList
     from orchestrator.fetch.fetcher import ResultFetcher
     from orchestrator.fetch.transport import make_guarded_client
-    from orchestrator.results import LocalResultStorage
+    from orchestrator.results.storage import LocalResultStorage
 
     client = make_guarded_client(
         AllowList.parse("127.0.0.1"), timeout=httpx.Timeout(60.0, connect=10.0)

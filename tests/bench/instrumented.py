@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from typing import Any, Literal
 
 import receiver.callbacks as callbacks_module
-from orchestrator.engine import Orchestrator
+from orchestrator.core.engine import Orchestrator
 from orchestrator.store.sqlite import SQLiteStore
 
 SAMPLES: defaultdict[str, list[float]] = defaultdict(list)

@@ -35,15 +35,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from orchestrator.backoff import PollPolicy
-from orchestrator.budgets import Budgets
-from orchestrator.clock import SystemClock
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.metrics import Metrics
+from orchestrator.common.settings import Secret
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
-from orchestrator.engine import Orchestrator
-from orchestrator.metrics import Metrics
+from orchestrator.core.engine import Orchestrator
+from orchestrator.domain.backoff import PollPolicy
 from orchestrator.providers.upsampler import UpsamplerProvider
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from orchestrator.store.sqlite import SQLiteStore
 from tests.bench.util import (
     HOST,

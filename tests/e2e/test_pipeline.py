@@ -17,9 +17,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from orchestrator.clock import SystemClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner
 from tests.e2e.harness import (
     SECRET,
     TOKEN,

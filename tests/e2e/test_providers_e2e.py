@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.clock import SystemClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner
 from tests.e2e.harness import SECRET, Sandbox, Service, start_service
 from tests.e2e.test_pipeline import _CountingServer
 from tests.factories import make_png

@@ -30,20 +30,20 @@ from typing import Any
 
 import httpx
 
-from orchestrator.backoff import PollPolicy
-from orchestrator.budgets import Budgets
-from orchestrator.clock import FakeClock
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.settings import Secret
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
-from orchestrator.engine import Orchestrator
+from orchestrator.core.engine import Orchestrator
+from orchestrator.core.inputs import InputStore
+from orchestrator.domain.backoff import PollPolicy
 from orchestrator.fetch.fetcher import ResultFetcher
-from orchestrator.inputs import InputStore
 from orchestrator.providers.base import Provider
 from orchestrator.providers.fotor import FotorProvider
 from orchestrator.providers.photio import PhotioProvider
 from orchestrator.providers.upsampler import UpsamplerProvider
-from orchestrator.results import LocalResultStorage
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.results.storage import LocalResultStorage
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import DeliveryStatus
 from schemas.jobs import Job
 from tests.conftest import BASE, AppFactory

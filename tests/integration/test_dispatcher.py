@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.clock import FakeClock
+from orchestrator.common.clock import FakeClock
+from orchestrator.domain.states import Event
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.transport import make_guarded_client
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule
 from orchestrator.outbound.subscriptions import new_subscription
-from orchestrator.states import Event
 from orchestrator.store.outbox import OutboundStatus, OutboundTask
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.jobs import JobState

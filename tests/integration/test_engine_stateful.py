@@ -56,10 +56,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from orchestrator.clock import FakeClock
+from orchestrator.common.clock import FakeClock
 from orchestrator.core.config import SUBMIT_LEASE_MARGIN_S
-from orchestrator.events import event_type
-from orchestrator.operations import replay
+from orchestrator.core.operations import replay
+from orchestrator.domain.events import event_type
 from orchestrator.store.protocol import DeliveryStatus
 from schemas.api import CreateJob
 from schemas.errors import NotFound

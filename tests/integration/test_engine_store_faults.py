@@ -15,18 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.backoff import PollPolicy
-from orchestrator.budgets import Budgets
-from orchestrator.clock import FakeClock
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.settings import Secret
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
-from orchestrator.engine import Orchestrator
+from orchestrator.core.engine import Orchestrator
+from orchestrator.core.inputs import InputStore
+from orchestrator.domain.backoff import PollPolicy
+from orchestrator.domain.states import Event
 from orchestrator.fetch.fetcher import ResultFetcher
-from orchestrator.inputs import InputStore
 from orchestrator.providers.upsampler import UpsamplerProvider
-from orchestrator.results import LocalResultStorage
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner, InputSigner
-from orchestrator.states import Event
+from orchestrator.results.storage import LocalResultStorage
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from orchestrator.store.protocol import Changes, DeliveryMark
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.api import CreateJob

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.runtime import Runtime
-from orchestrator.states import Event
+from orchestrator.domain.states import Event
+from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import Changes
 from schemas.jobs import Failure, JobState
 from tests.conftest import AppFactory

@@ -31,7 +31,7 @@ from orchestrator.fetch.addresses import IPAddress
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import GuardedBackend, make_guarded_client
-from orchestrator.results import LocalResultStorage
+from orchestrator.results.storage import LocalResultStorage
 from schemas.errors import FetchTransient, ForbiddenURL, ResultExpired, ResultInvalid
 
 Scope = MutableMapping[str, Any]

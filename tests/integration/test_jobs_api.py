@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from tests.conftest import API_TOKEN, BASE, AppFactory
 from tests.factories import make_png
 

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.clock import FakeClock
-from orchestrator.runtime import Runtime, build_runtime
-from orchestrator.settings import load_settings
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.settings import load_settings
+from orchestrator.service.runtime import Runtime, build_runtime
 from schemas.api import CreateJob
 from schemas.jobs import JobState
 

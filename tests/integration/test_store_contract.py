@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.clock import FakeClock
-from orchestrator.states import Event
+from orchestrator.common.clock import FakeClock
+from orchestrator.domain.states import Event
 from orchestrator.store.migrate import SchemaNotReady, SchemaTooNew, load_migrations
 from orchestrator.store.outbox import OutboundTask
 from orchestrator.store.postgres import PostgresStore

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.runtime import Runtime
+from orchestrator.service.runtime import Runtime
 from tests.conftest import AppFactory
 
 IMAGE_URL = "https://images.example.test/cat.png"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.clock import SystemClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner
 from tests.e2e.harness import SECRET, TOKEN, Service
 from tests.security.standalone import raw_connection, read_until_closed, standalone_service
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.bootstrap_secrets import signing_keys
-from orchestrator.runtime import sandbox_api_key
-from orchestrator.settings import load_settings
+from orchestrator.common.settings import load_settings
+from orchestrator.security.bootstrap_secrets import signing_keys
+from orchestrator.service.runtime import sandbox_api_key
 from tests.e2e.harness import free_port
 from tests.security.canary import PNG, SECRET, TOKEN, clean_env, running, wait_settled
 

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.clock import SystemClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner
 from tests.e2e.harness import SECRET, Proc, Sandbox, free_port, service_env
 from tests.soak.procs import children_of
 

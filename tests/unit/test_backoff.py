@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.backoff import PollPolicy
+from orchestrator.domain.backoff import PollPolicy
 
 
 def test_first_check_waits_the_grace_period() -> None:

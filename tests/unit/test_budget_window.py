@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.budget_window import Window, horizon_s, ranks, wait_s
+from orchestrator.domain.budget_window import Window, horizon_s, ranks, wait_s
 
 
 def _recent(calls: list[float], windows: list[Window], cooldown_s: float) -> dict[int, float]:

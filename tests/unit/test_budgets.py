@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.budgets import Budgets
+from orchestrator.core.budgets import Budgets
 from orchestrator.store.sqlite import SQLiteStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

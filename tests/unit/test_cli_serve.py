@@ -11,9 +11,9 @@ import pytest
 from starlette.applications import Starlette
 
 from orchestrator.cli.serve import build_app, build_server, listen_url, run_server
-from orchestrator.listener import server_options
-from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings, load_settings
+from orchestrator.common.settings import Settings, load_settings
+from orchestrator.service.listener import server_options
+from orchestrator.service.runtime import Runtime
 from orchestrator.store.sqlite_file import DatabaseMarker
 from receiver.app import create_app
 
@@ -145,7 +145,7 @@ def test_server_runs_the_app_object_with_the_listener_options(tmp_path: Path) ->
     assert config.limit_concurrency == 7 == expected["limit_concurrency"]
     assert config.h11_max_incomplete_event_size == 9000
     assert config.timeout_keep_alive == expected["timeout_keep_alive"]
-    # The guarded protocol: header deadline and 431 (orchestrator/listener.py).
+    # The guarded protocol: header deadline and 431 (orchestrator/service/listener.py).
     assert not isinstance(config.http, str)
     assert config.http.__name__ == "GuardedProtocol"
 

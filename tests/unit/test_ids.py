@@ -6,8 +6,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.clock import FakeClock
-from orchestrator.ids import new_id
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.ids import new_id
 
 
 def test_ids_sort_in_creation_order_within_one_millisecond() -> None:
@@ -46,7 +46,7 @@ _FORK_TWICE = """
 import json, multiprocessing, sys
 from datetime import UTC, datetime
 
-from orchestrator import ids
+from orchestrator.common import ids
 
 
 def made_in_child(at):

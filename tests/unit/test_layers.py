@@ -113,3 +113,72 @@ def test_no_import_circle_within_a_package(package: str) -> None:
     graph = _module_graph(package)
     assert any(graph.values())  # the graph was read: its modules import each other
     assert _circles(graph) == []
+
+
+# Inside orchestrator/, each folder may import only the folders listed for it: the
+# folder tree reads like the architecture, from pure decisions at the bottom to the
+# command line at the top (README, "Architecture").
+FOLDERS: dict[str, set[str]] = {
+    "common": set(),
+    "domain": set(),
+    "security": {"common"},
+    "results": {"common", "security"},
+    "store": {"common", "domain", "security"},
+    "fetch": {"common", "results", "security"},
+    "providers": {"common", "fetch"},
+    "local": {"common", "fetch", "security"},
+    "sandbox": {"common", "fetch", "security"},
+    "outbound": {"common", "domain", "fetch", "security", "store"},
+    "core": {"common", "domain", "fetch", "outbound", "providers", "results", "security", "store"},
+    "service": {
+        "common",
+        "core",
+        "domain",
+        "fetch",
+        "local",
+        "outbound",
+        "providers",
+        "results",
+        "sandbox",
+        "security",
+        "store",
+    },
+    "cli": {
+        "common",
+        "core",
+        "domain",
+        "providers",
+        "results",
+        "sandbox",
+        "security",
+        "service",
+        "store",
+    },
+    "migrations": set(),
+}
+
+
+def test_every_orchestrator_folder_has_a_place_in_the_order() -> None:
+    assert _circles(FOLDERS) == []  # the order itself runs one way
+    folders = {p.name for p in (ROOT / "orchestrator").iterdir() if p.is_dir()} - {"__pycache__"}
+    assert folders == set(FOLDERS)
+    assert not [p.name for p in (ROOT / "orchestrator").glob("*.py") if p.name != "__init__.py"]
+
+
+def test_orchestrator_folders_import_only_the_folders_below_them() -> None:
+    offenders: dict[str, list[str]] = {}
+    for folder, allowed in FOLDERS.items():
+        for path in (ROOT / "orchestrator" / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text("utf-8"))
+            used = {
+                node.module.split(".")[1]
+                for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.level == 0
+                and node.module.startswith("orchestrator.")
+            }
+            wrong = sorted(used - allowed - {folder})
+            if wrong:
+                offenders[str(path.relative_to(ROOT))] = wrong
+    assert offenders == {}

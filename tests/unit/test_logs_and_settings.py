@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.clock import FakeClock
-from orchestrator.logs import JsonFormatter, TextFormatter, scrub
-from orchestrator.settings import Secret, load_settings
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.logs import JsonFormatter, TextFormatter, scrub
+from orchestrator.common.settings import Secret, load_settings
+from orchestrator.security.signing import CallbackSigner, InputSigner
 
 _CLOCK = FakeClock()
 _KEYS = [Secret("unit-test-signing-key")]

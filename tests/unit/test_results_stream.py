@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import LocalResultStorage, ResultStorage, ResultStream
+from orchestrator.results.storage import LocalResultStorage, ResultStorage, ResultStream
 
 
 @pytest.fixture

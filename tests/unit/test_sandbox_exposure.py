@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.common.settings import load_settings
 from orchestrator.sandbox.exposure import decide_sandbox_mount, is_loopback_host
-from orchestrator.settings import load_settings
 
 
 @pytest.mark.parametrize(

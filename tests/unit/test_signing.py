@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.clock import FakeClock
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.common.clock import FakeClock
+from orchestrator.common.settings import Secret
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from schemas.errors import NotFound
 
 OLD, NEW = Secret("old-key-0123456789"), Secret("new-key-9876543210")
@@ -100,7 +100,7 @@ def test_new_keys_forget_what_the_old_signer_verified() -> None:
 
 
 def test_many_distinct_tokens_all_verify_past_the_memory_bound() -> None:
-    from orchestrator.signing import VERIFIED_CACHE_SIZE
+    from orchestrator.security.signing import VERIFIED_CACHE_SIZE
 
     clock = FakeClock()
     signer = CallbackSigner([OLD], clock)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.sources import SourcePolicy, client_address, parse_networks
+from orchestrator.security.sources import SourcePolicy, client_address, parse_networks
 
 FOTOR = parse_networks("54.212.95.175,44.236.127.35")
 PROXY = parse_networks("10.0.0.0/8")

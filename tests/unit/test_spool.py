@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import pytest
 
-from orchestrator.spool import SpoolWriter, open_part_file
+from orchestrator.results.spool import SpoolWriter, open_part_file
 from schemas.errors import InsufficientStorage, PayloadTooLarge
 
 

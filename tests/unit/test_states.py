@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.states import (
+from orchestrator.domain.states import (
     DUE_STATES,
     TRANSITIONS,
     Event,

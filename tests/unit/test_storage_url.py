@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import LocalResultStorage
-from orchestrator.storage_url import (
+from orchestrator.results.backends import (
     LocalTarget,
     S3Target,
     default_results_url,
     open_result_storage,
     parse_results_url,
 )
+from orchestrator.results.storage import LocalResultStorage
 
 CREDS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG"}
 
@@ -165,7 +165,7 @@ def test_bad_s3_environment(env: dict[str, str], message: str) -> None:
 
 
 def test_open_s3_contacts_nothing(tmp_path: Path) -> None:
-    results_s3 = pytest.importorskip("orchestrator.results_s3", reason="the 's3' extra")
+    results_s3 = pytest.importorskip("orchestrator.results.s3", reason="the 's3' extra")
     storage = open_result_storage(
         "s3://bucket/pre/fix",
         data_dir=tmp_path,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from orchestrator.cli.main import main as cli_main
-from orchestrator.clock import SystemClock
+from orchestrator.common.clock import SystemClock
+from orchestrator.common.settings import Secret
 from orchestrator.core.urls import Urls, account_callback_url
-from orchestrator.settings import Secret
-from orchestrator.signing import CallbackSigner, InputSigner
+from orchestrator.security.signing import CallbackSigner, InputSigner
 from schemas.jobs import Job, JobState
 
 BASE = "https://svc.example"

@@ -42,7 +42,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from orchestrator.results_s3 import S3ResultStorage
+    from orchestrator.results.s3 import S3ResultStorage
 
 ACCESS_KEY = "upscale-test-access"
 SECRET_KEY = "upscale-test-secret-0123456789"  # a throwaway identity for this server only
@@ -267,7 +267,7 @@ class SeaweedServer:
 
 async def _prepare_bucket(server: SeaweedS3) -> None:
     """Create the bucket and write, read and delete a probe object."""
-    from orchestrator.results_s3 import S3ResultStorage
+    from orchestrator.results.s3 import S3ResultStorage
 
     async with S3ResultStorage(
         server.bucket,
@@ -319,7 +319,7 @@ async def s3_storage(
     seaweed_s3: SeaweedS3, request: pytest.FixtureRequest
 ) -> AsyncIterator[S3ResultStorage]:
     """An S3ResultStorage under a prefix of its own (closed after the test)."""
-    from orchestrator.results_s3 import S3ResultStorage
+    from orchestrator.results.s3 import S3ResultStorage
 
     prefix = f"t/{request.node.name.split('[')[0]}-{os.urandom(4).hex()}"
     async with S3ResultStorage(

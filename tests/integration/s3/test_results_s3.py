@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from orchestrator.fetch.fetcher import ResultFetcher
-from orchestrator.file_slice import FileSlice
-from orchestrator.results import ResultStorage, ResultStream
-from orchestrator.storage_url import open_result_storage
+from orchestrator.results.backends import open_result_storage
+from orchestrator.results.file_slice import FileSlice
+from orchestrator.results.storage import ResultStorage, ResultStream
 from tests.factories import make_png
 from tests.integration.s3.conftest import SeaweedS3
 
-results_s3 = pytest.importorskip("orchestrator.results_s3", reason="the 's3' extra")
+results_s3 = pytest.importorskip("orchestrator.results.s3", reason="the 's3' extra")
 S3ResultStorage = results_s3.S3ResultStorage
 StorageUnavailable = results_s3.StorageUnavailable
 

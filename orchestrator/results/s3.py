@@ -1,7 +1,7 @@
 """Result storage in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, R2, ...).
 
 Objects live at ``<prefix>/<key>`` in one bucket, keys checked by
-:func:`orchestrator.results.validate_key` exactly as in the local backend.
+:func:`orchestrator.results.storage.validate_key` exactly as in the local backend.
 The client is `aiobotocore <https://github.com/aio-libs/aiobotocore>`_:
 native asyncio over aiohttp, so no request holds a worker thread; only the
 reads of the local temporary file run in threads.
@@ -12,7 +12,7 @@ Memory stays bounded whatever the size of a result:
   ``multipart_threshold`` bytes with one PUT, and anything larger as a
   multipart upload of ``part_size`` parts, one after the other; a failed
   multipart upload is aborted. Request bodies are slices of the temporary
-  file (:mod:`orchestrator.file_slice`) that aiohttp reads in 64 KiB chunks
+  file (:mod:`orchestrator.results.file_slice`) that aiohttp reads in 64 KiB chunks
   in its executor, so no part is ever held in memory. The temporary file is
   deleted after a successful upload and left to the caller otherwise.
 * :meth:`S3ResultStorage.read_stream` yields the object in chunks straight
@@ -47,9 +47,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator.file_slice import file_body, part_ranges
-from orchestrator.private_files import make_private_dir
-from orchestrator.results import READ_CHUNK, ResultStream, validate_key
+from orchestrator.results.file_slice import file_body, part_ranges
+from orchestrator.results.storage import READ_CHUNK, ResultStream, validate_key
+from orchestrator.security.private_files import make_private_dir
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client

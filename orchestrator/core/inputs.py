@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from orchestrator.fetch.imagecheck import sniff_format
-from orchestrator.results import ResultStorage, ResultStream
-from orchestrator.spool import Opener, SpoolWriter, disk_error, open_part_file
+from orchestrator.results.spool import Opener, SpoolWriter, disk_error, open_part_file
+from orchestrator.results.storage import ResultStorage, ResultStream
 from schemas.api import StagedImage
 from schemas.errors import NotFound, PayloadTooLarge, RejectedInput
 

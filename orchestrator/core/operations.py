@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.applying import apply_update
-from orchestrator.engine import Orchestrator
-from orchestrator.signing import CallbackClaims
-from orchestrator.states import next_state, provider_event
+from orchestrator.core.applying import apply_update
+from orchestrator.core.engine import Orchestrator
+from orchestrator.domain.states import next_state, provider_event
+from orchestrator.security.signing import CallbackClaims
 from orchestrator.store.protocol import Delivery, DeliveryStatus
 from schemas.errors import NotFound, ProviderError, RejectedInput
 from schemas.jobs import Job, JobState, UpdateStatus

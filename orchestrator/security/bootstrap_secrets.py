@@ -6,8 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
-from orchestrator.private_files import create_private_file, make_private_dir
-from orchestrator.settings import Secret
+from orchestrator.common.settings import Secret
+from orchestrator.security.private_files import create_private_file, make_private_dir
 
 SECRET_KEYS_FILE = "secret_keys"  # noqa: S105 (a file name)
 API_TOKEN_FILE = "api_token"  # noqa: S105 (a file name)

@@ -8,7 +8,7 @@ file or the whole file, never a partial one. Temporary files therefore belong
 in ``root/.tmp/`` (:attr:`LocalResultStorage.tmp_dir`), next to their final
 place; a file from elsewhere is copied there first.
 
-Every backend (this one, and :class:`orchestrator.results_s3.S3ResultStorage`)
+Every backend (this one, and :class:`orchestrator.results.s3.S3ResultStorage`)
 serves stored bytes through :meth:`ResultStorage.read_stream`: it opens the
 result (FileNotFoundError when there is none, before any byte is sent) and
 returns a :class:`ResultStream` that yields bounded chunks, so the result
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, Self
 
-from orchestrator.private_files import make_private_dir
+from orchestrator.security.private_files import make_private_dir
 
 __all__ = [
     "READ_CHUNK",

@@ -20,8 +20,8 @@ from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
 
-from orchestrator.clock import Clock
-from orchestrator.settings import Secret
+from orchestrator.common.clock import Clock
+from orchestrator.common.settings import Secret
 from schemas.errors import NotFound
 
 

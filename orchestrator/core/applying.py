@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.states import Event, next_state, provider_event
+from orchestrator.domain.states import Event, next_state, provider_event
 from orchestrator.store.protocol import Changes, DeliveryMark, Store
 from schemas.jobs import Failure, FailureReason, Job, JobState, ProviderUpdate, UpdateStatus
 

@@ -14,31 +14,31 @@ from typing import Any
 
 import httpx
 
-from orchestrator.backoff import PollPolicy
-from orchestrator.bootstrap_secrets import api_tokens, signing_keys
-from orchestrator.budgets import Budgets
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.common.clock import Clock, SystemClock
+from orchestrator.common.metrics import Metrics
+from orchestrator.common.settings import REAL_BASE_URLS, Secret, Settings
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
-from orchestrator.engine import Orchestrator
-from orchestrator.events import Snapshot
+from orchestrator.core.engine import Orchestrator
+from orchestrator.core.inputs import InputStore
+from orchestrator.domain.backoff import PollPolicy
+from orchestrator.domain.events import Snapshot
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
 from orchestrator.fetch.transport import make_guarded_client
-from orchestrator.inputs import InputStore
 from orchestrator.local.app import LOCAL_MOUNT
 from orchestrator.local.engines import available_engines
-from orchestrator.metrics import Metrics
 from orchestrator.outbound.dispatcher import Dispatcher
 from orchestrator.outbound.schedule import RetrySchedule, parse_schedule
 from orchestrator.providers.base import Provider
 from orchestrator.providers.local import LocalProvider
 from orchestrator.providers.registry import SANDBOX_PATHS, build_provider
-from orchestrator.results import LocalResultStorage, ResultStorage
+from orchestrator.results.backends import inputs_url, open_result_storage
+from orchestrator.results.storage import LocalResultStorage, ResultStorage
 from orchestrator.sandbox.exposure import SandboxMount, decide_sandbox_mount
-from orchestrator.settings import REAL_BASE_URLS, Secret, Settings
-from orchestrator.signing import CallbackSigner, InputSigner
-from orchestrator.sources import SourcePolicy, parse_networks
-from orchestrator.storage_url import inputs_url, open_result_storage
+from orchestrator.security.bootstrap_secrets import api_tokens, signing_keys
+from orchestrator.security.signing import CallbackSigner, InputSigner
+from orchestrator.security.sources import SourcePolicy, parse_networks
 from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore

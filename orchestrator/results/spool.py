@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, ParamSpec, Self, TypeVar
 
-from orchestrator.private_files import create_private_file, make_private_dir
+from orchestrator.security.private_files import create_private_file, make_private_dir
 from schemas.api import StagedImage
 from schemas.errors import InsufficientStorage, PayloadTooLarge
 

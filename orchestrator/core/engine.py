@@ -18,23 +18,23 @@ import random
 from collections.abc import Mapping
 from datetime import timedelta
 
-from orchestrator.applying import transition
-from orchestrator.budgets import Budgets
-from orchestrator.clock import Clock
+from orchestrator.common.clock import Clock
+from orchestrator.common.metrics import Metrics
+from orchestrator.core.applying import transition
+from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
 from orchestrator.core.fetching import ResultCollector
 from orchestrator.core.inbox import Inbox
+from orchestrator.core.inputs import InputStore
 from orchestrator.core.intake import Intake
 from orchestrator.core.moves import back_off, uncertain
 from orchestrator.core.parts import Fetcher, Parts, log
 from orchestrator.core.polling import Poller
 from orchestrator.core.submitting import Submitter
 from orchestrator.core.urls import Urls
-from orchestrator.inputs import InputStore
-from orchestrator.metrics import Metrics
+from orchestrator.domain.states import Event
 from orchestrator.providers.base import Provider
-from orchestrator.signing import CallbackClaims, CallbackSigner, InputSigner
-from orchestrator.states import Event
+from orchestrator.security.signing import CallbackClaims, CallbackSigner, InputSigner
 from orchestrator.store.protocol import Delivery, DeliveryStatus, Store
 from schemas.api import CreateJob
 from schemas.jobs import Job, JobState, ProviderUpdate

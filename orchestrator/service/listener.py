@@ -3,7 +3,7 @@
 The listener faces the internet, so:
 
 - Forwarded headers are not believed by the server. ``X-Forwarded-For`` is read
-  only where it matters, by :class:`orchestrator.sources.SourcePolicy`, and only
+  only where it matters, by :class:`orchestrator.security.sources.SourcePolicy`, and only
   from ``UPSCALE_TRUSTED_PROXIES`` (uvicorn's own proxy handling would believe
   any loopback peer).
 - uvicorn (0.54) arms no timer on a new connection, and cancels its keep-alive
@@ -21,7 +21,7 @@ import asyncio
 import math
 from typing import Any
 
-from orchestrator.settings import Settings
+from orchestrator.common.settings import Settings
 
 _HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

@@ -1,8 +1,8 @@
 """Pick the result storage backend from a URL (``UPSCALE_RESULTS_URL``).
 
-* ``file:///abs/path`` - :class:`~orchestrator.results.LocalResultStorage` in
+* ``file:///abs/path`` - :class:`~orchestrator.results.storage.LocalResultStorage` in
   that directory; the default is ``file://<data dir>/results``.
-* ``s3://bucket/optional/prefix`` - :class:`~orchestrator.results_s3.S3ResultStorage`
+* ``s3://bucket/optional/prefix`` - :class:`~orchestrator.results.s3.S3ResultStorage`
   (needs the ``s3`` extra). Everything else comes from the environment:
 
   ============================ ==============================================
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from orchestrator.results import LocalResultStorage, ResultStorage
+from orchestrator.results.storage import LocalResultStorage, ResultStorage
 
 __all__ = [
     "LocalTarget",
@@ -98,7 +98,7 @@ def open_result_storage(url: str, *, data_dir: Path, env: Mapping[str, str]) -> 
     if isinstance(target, LocalTarget):
         return LocalResultStorage(target.root)
     try:
-        from orchestrator.results_s3 import S3ResultStorage
+        from orchestrator.results.s3 import S3ResultStorage
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise RuntimeError(
             "s3:// results need the S3 client: pip install 'upscale-orchestrator[s3]'"
