@@ -64,7 +64,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json, json_number
 
 if TYPE_CHECKING:
@@ -244,6 +244,7 @@ class ArtnexProvider:
     name: str = NAME
     callback_mode: CallbackMode = "none"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from schemas.jobs import ProviderUpdate
+from schemas.jobs import Operation, ProviderUpdate
 
 CallbackMode = Literal["job", "account", "none"]
 
@@ -18,6 +18,12 @@ class SubmitRequest:
     image_url: str | None
     image_bytes: bytes | None = field(default=None, repr=False)
     callback_url: str | None = field(default=None, repr=False)
+    # A replace job: the prompt, and the mask the way the image is given
+    # (a signed input URL, or its bytes for providers that take data inline).
+    operation: Operation = Operation.UPSCALE
+    prompt: str | None = None
+    mask_url: str | None = field(default=None, repr=False)
+    mask_bytes: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class Provider(Protocol):
     name: str
     callback_mode: CallbackMode
     needs_image_url: bool
+    # The operations this provider offers; intake refuses any other with a 400.
+    operations: frozenset[Operation]
 
     def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]: ...
 

@@ -45,7 +45,7 @@ from orchestrator.providers.fotor_options import (
 )
 from orchestrator.providers.http import JsonApi, http_base_url, path_segment
 from schemas.errors import ProviderRejected, RejectedInput
-from schemas.jobs import FailureReason, ProviderUpdate
+from schemas.jobs import FailureReason, Operation, ProviderUpdate
 from schemas.payloads import MAX_PAYLOAD_BYTES, json_number
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class FotorProvider:
     name: str = NAME
     callback_mode: CallbackMode = "account"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,

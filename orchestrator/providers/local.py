@@ -49,7 +49,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import Failure, FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.local import LocalJobPayload, error_code, parse_local_payload
 from schemas.payloads import (
     MAX_PAYLOAD_BYTES,
@@ -288,6 +288,7 @@ class LocalProvider:
     name: str = NAME
     callback_mode: CallbackMode = "job"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json
 from schemas.photio import PhotioAnswer, decode_image_body, parse_photio_answer
 
@@ -262,6 +262,7 @@ class PhotioProvider:
     name: str = NAME
     callback_mode: CallbackMode = "none"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from orchestrator.providers.upsampler_answers import (
 )
 from orchestrator.providers.upsampler_options import DEFAULT_ENDPOINT, validate_upsampler_options
 from schemas.errors import ProviderRejected, RejectedInput
-from schemas.jobs import FailureReason, ProviderUpdate
+from schemas.jobs import FailureReason, Operation, ProviderUpdate
 from schemas.payloads import MAX_PAYLOAD_BYTES, json_number
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class UpsamplerProvider:
     name: str = NAME
     callback_mode: CallbackMode = "job"
     needs_image_url: bool = True
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,
