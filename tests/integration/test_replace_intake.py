@@ -259,3 +259,31 @@ async def test_a_retry_asks_the_same_replace(app: tuple[Runtime, httpx.AsyncClie
         job.input_key,
     )
     assert (again.input_width, again.input_height) == (40, 30)
+
+
+async def test_a_replace_jobs_events_carry_its_operation_and_prompt(
+    app: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    import json
+
+    import jsonschema
+
+    from tests.unit.test_layers import ROOT
+
+    _, client = app
+    job = (await client.post("/v1/jobs", **_multipart())).json()
+    events = (await client.get("/v1/events")).json()["events"]
+    [queued] = [e for e in events if e["data"]["id"] == job["id"]]
+    assert (queued["data"]["operation"], queued["data"]["prompt"]) == ("replace", "Butterfly")
+    schema = json.loads((ROOT / "schemas" / "event.schema.json").read_text())
+    jsonschema.validate({k: v for k, v in queued.items() if k != "id"}, schema)
+
+
+async def test_providers_list_the_operations_each_offers(
+    app: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    _, client = app
+    listed = (await client.get("/v1/providers")).json()["providers"]
+    operations = {p["name"]: p["operations"] for p in listed}
+    assert operations["fotor"] == ["replace", "upscale"]
+    assert operations["upsampler"] == ["upscale"]
