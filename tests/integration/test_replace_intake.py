@@ -191,7 +191,9 @@ async def test_a_bad_replace_request_is_a_400_that_says_why(
 
 
 async def test_no_provider_offering_the_operation_is_said(app_factory: AppFactory) -> None:
-    async with app_factory() as (_, _, client):
+    async with app_factory() as (_, runtime, client):
+        for provider in runtime.providers.values():
+            provider.operations = frozenset({Operation.UPSCALE})
         answer = await client.post("/v1/jobs", **_json())
         assert answer.status_code == 400
         assert "no provider configured here does" in answer.json()["error"]["message"]
