@@ -121,3 +121,7 @@ class Job:
     prompt: str | None = None
     mask_url: str | None = None
     mask_key: str | None = None
+    # The input image's size when known at intake (a replace job's uploaded image):
+    # the result must have the same.
+    input_width: int | None = None
+    input_height: int | None = None
