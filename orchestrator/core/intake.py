@@ -35,7 +35,9 @@ class Intake:
         """The job for ``request`` and whether it was made now (not found by its key)."""
         parts = self.parts
         provider = parts.providers[request.provider]
-        options = provider.validate_options(request.scale, request.options)
+        options = provider.validate_options(
+            request.scale, request.options, operation=request.operation
+        )
         now = parts.clock.now()
         job_id = new_id("job", now)
         image = Upload.of(request.image_bytes, request.image_staged, "image")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from schemas.errors import RejectedInput
 from schemas.jobs import Operation, ProviderUpdate
 
 CallbackMode = Literal["job", "account", "none"]
@@ -53,7 +54,9 @@ class Provider(Protocol):
     # The operations this provider offers; intake refuses any other with a 400.
     operations: frozenset[Operation]
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]: ...
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]: ...
 
     async def submit(self, request: SubmitRequest) -> Accepted: ...
 
@@ -67,3 +70,10 @@ class HasBalance(Protocol):
     """A provider that can tell the account's remaining credit."""
 
     async def balance(self) -> dict[str, Any]: ...
+
+
+def refuse_other_operations(provider: str, operation: Operation) -> None:
+    """For adapters that offer only upscaling: any other operation is bad input
+    (intake refuses it first, naming the providers that offer it)."""
+    if operation is not Operation.UPSCALE:
+        raise RejectedInput(f"{provider} does not offer the operation '{operation}'")

@@ -346,7 +346,14 @@ class LocalProvider:
     def __repr__(self) -> str:
         return f"LocalProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
+        if operation is Operation.REPLACE:
+            if options:
+                names = ", ".join(sorted(options))
+                raise RejectedInput(f"the local provider's replace takes no options (got {names})")
+            return {}
         return validate_local_options(scale, options, self.engines)
 
     async def submit(self, request: SubmitRequest) -> Accepted:
