@@ -1,5 +1,6 @@
-"""What a new job may ask of us, beyond its shape: a provider we offer, and URLs we
-may reach (its input image, its ``webhook_url``). Each refusal is a 400 that says why."""
+"""What a new job may ask of us, beyond its shape: a provider we offer, an operation
+it offers, and URLs we may reach (its input image, its ``webhook_url``). Each
+refusal is a 400 that says why."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from orchestrator.fetch.destinations import refuse_private_url
 from orchestrator.service.runtime import Runtime
 from schemas.api import CreateJob
 from schemas.errors import RejectedInput
+from schemas.jobs import Operation
 
 
 def offered_providers(runtime: Runtime) -> frozenset[str]:
@@ -19,6 +21,7 @@ async def check_job_request(runtime: Runtime, request: CreateJob) -> None:
     why = runtime.unavailable.get(request.provider)
     if why is not None:
         raise RejectedInput(why)
+    check_operation(runtime, request.provider, request.operation)
     if request.image_url is not None:
         await refuse_private_url(
             request.image_url,
@@ -34,3 +37,17 @@ async def check_webhook_url(runtime: Runtime, url: str) -> None:
     await refuse_private_url(
         url, runtime.webhook_allow, what="webhook URL", setting="UPSCALE_WEBHOOK_ALLOW_HOSTS"
     )
+
+
+def check_operation(runtime: Runtime, provider: str, operation: Operation) -> None:
+    """RejectedInput unless ``provider`` offers ``operation``; the message names the
+    providers that do."""
+    if operation in runtime.providers[provider].operations:
+        return
+    offering = sorted(name for name, p in runtime.providers.items() if operation in p.operations)
+    which = (
+        f"providers that do: {', '.join(offering)}"
+        if offering
+        else "no provider configured here does"
+    )
+    raise RejectedInput(f"provider {provider} does not offer operation {operation.value}; {which}")

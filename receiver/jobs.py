@@ -20,10 +20,11 @@ from receiver.uploads import received_job
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import optional_choice, optional_text, query_int
-from schemas.jobs import Job, JobState
+from schemas.jobs import Job, JobState, Operation
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _JOB_STATES = frozenset(s.value for s in JobState)
+_OPERATIONS = frozenset(o.value for o in Operation)
 
 
 def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
@@ -34,9 +35,14 @@ def public_job(runtime: Runtime, job: Job) -> dict[str, Any]:
 async def create_job(request: Request) -> Response:
     runtime = require_token(request)
     known = offered_providers(runtime)
-    # The image streams to a staged file, kept until the job has taken it.
-    async with received_job(request, runtime) as (payload, staged):
-        request_data = parse_create_job(payload, known_providers=known, staged=staged)
+    # The image (and mask) stream to staged files, kept until the job has taken them.
+    async with received_job(request, runtime) as received:
+        request_data = parse_create_job(
+            received.payload,
+            known_providers=known,
+            staged=received.image,
+            mask_staged=received.mask,
+        )
         await check_job_request(runtime, request_data)
         key = request.headers.get("idempotency-key")
         if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
@@ -91,6 +97,7 @@ async def list_jobs(request: Request) -> Response:
     params = request.query_params
     state = optional_choice(params, "state", _JOB_STATES)
     provider = optional_choice(params, "provider", runtime.providers)
+    operation = optional_choice(params, "operation", _OPERATIONS)
     limit = query_int(params, "limit", default=50, low=1, high=500)
     since = params.get("since")
     created_after = None
@@ -106,6 +113,7 @@ async def list_jobs(request: Request) -> Response:
         after=optional_text(params, "after"),
         limit=limit + 1,
         created_after=created_after,
+        operation=Operation(operation) if operation else None,
     )
     more = len(jobs) > limit
     jobs = jobs[:limit]

@@ -1,4 +1,5 @@
-"""A JSON job body whose ``image`` is base64, split as it streams in.
+"""A JSON job body whose ``image`` (and a replace job's ``mask``) is base64, split as it
+streams in.
 
 ``{"provider": "local", "image": "<33 MB of base64>"}`` must not be held in
 memory, neither as text nor decoded. :class:`JsonImageSplitter` is fed the body
@@ -6,7 +7,8 @@ chunk by chunk; the value of the top-level ``image`` key, when it is long and
 not a URL, comes out of :meth:`~JsonImageSplitter.feed` as decoded bytes (for
 the caller to write to disk), and the rest of the document is kept with
 ``null`` in its place, to be parsed as usual once the body is complete. Short
-values (and URLs) stay in the document untouched. No I/O here.
+values (and URLs) stay in the document untouched. The ``mask`` key, when asked
+for, is split the same way (:meth:`~JsonImageSplitter.feed_parts`). No I/O here.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ _SIMPLE_ESCAPES = {
     ord("r"): b"\r",
     ord("t"): b"\t",
 }
-_NOT_BASE64 = "image is neither an http(s) URL nor valid base64"
+_NOT_BASE64 = "{what} is neither an http(s) URL nor valid base64"
 _NOT_JSON = "body must be JSON (or multipart/form-data)"
 
 
 class Base64Stream:
     """Decodes base64 text fed in pieces (whitespace ignored, as ``decode_base64_image`` does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "image") -> None:
         self._carry = b""
         self._padded = False
+        self._not_base64 = _NOT_BASE64.format(what=what)
 
     def feed(self, text: bytes) -> bytes:
         text = self._carry + text.translate(None, _WHITESPACE)
@@ -59,24 +62,27 @@ class Base64Stream:
         if not text:
             return b""
         if self._padded:  # padding ended the data already
-            raise RejectedInput(_NOT_BASE64)
+            raise RejectedInput(self._not_base64)
         self._padded = text.endswith(b"=")
         try:  # strict: any character outside the alphabet, or misplaced padding, is an error
             return binascii.a2b_base64(text, strict_mode=True)
         except binascii.Error:
-            raise RejectedInput(_NOT_BASE64) from None
+            raise RejectedInput(self._not_base64) from None
 
 
 class JsonImageSplitter:
     """Feed a JSON body; get the top-level ``image`` decoded, and the rest as a document.
 
-    ``rest_limit`` caps everything but the streamed image (PayloadTooLarge past it).
-    Syntax is left to ``json.loads`` of :attr:`rest`, except inside the image string.
+    ``rest_limit`` caps everything but the streamed values (PayloadTooLarge past it).
+    Syntax is left to ``json.loads`` of :attr:`rest`, except inside a streamed string.
+    ``keys`` are the top-level keys whose values are streamed (``image`` by default).
     """
 
-    def __init__(self, rest_limit: int) -> None:
+    def __init__(self, rest_limit: int, keys: tuple[str, ...] = ("image",)) -> None:
         self.rest_limit = rest_limit
-        self.streamed = False
+        self.keys = frozenset(key.encode() for key in keys)
+        self.streamed_keys: set[str] = set()
+        self._target = ""  # the key whose value is being collected or streamed
         self._rest = bytearray()
         self._depth = 0
         self._in_string = False
@@ -92,18 +98,28 @@ class JsonImageSplitter:
     def rest(self) -> bytes:
         return bytes(self._rest)
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the image was streamed (and left ``null`` in :attr:`rest`)."""
+        return "image" in self.streamed_keys
+
     def feed(self, chunk: bytes) -> bytes:
-        out: list[bytes] = []
+        """The image's bytes decoded from ``chunk`` (for a splitter of the image only)."""
+        return self.feed_parts(chunk).get("image", b"")
+
+    def feed_parts(self, chunk: bytes) -> dict[str, bytes]:
+        """The bytes decoded from ``chunk``, by key (each key present, maybe empty)."""
+        outs: dict[str, list[bytes]] = {key.decode(): [] for key in self.keys}
         i, n = 0, len(chunk)
         while i < n:
             if self._decoder is not None:
-                i = self._stream(self._decoder, chunk, i, out)
+                i = self._stream(self._decoder, chunk, i, outs[self._target])
             elif self._head is not None:
-                i = self._collect_head(self._head, chunk, i, out)
+                i = self._collect_head(self._head, chunk, i, outs[self._target])
             else:
                 self._scan(chunk[i])
                 i += 1
-        return b"".join(out)
+        return {key: b"".join(parts) for key, parts in outs.items()}
 
     def close(self) -> bytes:
         if self._decoder is not None or self._head is not None or self._in_string:
@@ -136,9 +152,10 @@ class JsonImageSplitter:
             self._in_string = True
             if self._depth == 1 and self._expect_key:
                 self._key = bytearray()
-            elif self._depth == 1 and self._last_key == b"image":
-                if self.streamed:
-                    raise RejectedInput("image is given twice")
+            elif self._depth == 1 and self._last_key in self.keys:
+                self._target = self._last_key.decode()
+                if self._target in self.streamed_keys:
+                    raise RejectedInput(f"{self._target} is given twice")
                 self._in_string = False
                 self._head = bytearray()
                 return
@@ -182,13 +199,13 @@ class JsonImageSplitter:
                 self._scan(byte)
             return i
         self._head = None
-        self.streamed = True
+        self.streamed_keys.add(self._target)
         self._keep(b"null")
-        decoder = self._decoder = Base64Stream()
+        decoder = self._decoder = Base64Stream(self._target)
         if text[:5].lower() == b"data:":
             prefix = _DATA_URI.match(text)
             if prefix is None:
-                raise RejectedInput(_NOT_BASE64)
+                raise RejectedInput(_NOT_BASE64.format(what=self._target))
             # The prefix was unescaped for matching; feed the raw bytes after it.
             self._stream(decoder, bytes(head), self._raw_offset(bytes(head), prefix.end()), out)
         else:
@@ -219,7 +236,7 @@ class JsonImageSplitter:
                 i += 1
                 escape = self._pending_escape
                 if len(escape) == 6 or (len(escape) == 2 and escape[1:2] != b"u"):
-                    out.append(decoder.feed(_unescape(escape)))
+                    out.append(decoder.feed(_unescape(escape, self._target)))
                     self._pending_escape = b""
                 continue
             quote = chunk.find(b'"', i)
@@ -258,7 +275,7 @@ class JsonImageSplitter:
         return quote_at + 1
 
 
-def _unescape(escape: bytes) -> bytes:
+def _unescape(escape: bytes, what: str) -> bytes:
     """The character a JSON escape (``\\/``, ``\\n``, ``\\u002F``...) stands for, in ASCII."""
     if escape[1:2] == b"u":
         try:
@@ -266,7 +283,7 @@ def _unescape(escape: bytes) -> bytes:
         except ValueError:
             raise RejectedInput(_NOT_JSON) from None
         if code > 0x7F:
-            raise RejectedInput(_NOT_BASE64)
+            raise RejectedInput(_NOT_BASE64.format(what=what))
         return bytes((code,))
     plain = _SIMPLE_ESCAPES.get(escape[1])
     if plain is None:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.providers.registry import PROVIDER_NAMES
-from schemas.jobs import JobState
+from schemas.jobs import JobState, Operation
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
@@ -37,6 +37,45 @@ _RETRY_HEADER: dict[str, Any] = {
 _RETRY_LATER = {**_answer("The store is unavailable; retry", _ERROR), **_RETRY_HEADER}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+_OPERATIONS = [o.value for o in Operation]
+_OPERATION = {
+    "type": "string",
+    "enum": _OPERATIONS,
+    "default": "upscale",
+    "description": "upscale (the default), or replace: repaint the mask's white area "
+    "from the prompt. The provider must offer it (GET /v1/providers)",
+}
+_PROMPT = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1000,
+    "description": "replace only, required: what to paint in the masked area",
+}
+_SCALE_NOTE = "upscale only (refused for replace)"
+_PROVIDERS = {
+    "type": "object",
+    "required": ["providers"],
+    "properties": {
+        "providers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "mode"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["live", "sandbox", "unavailable"]},
+                    "callbacks": {"type": "string", "enum": ["job", "account", "none"]},
+                    "operations": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": _OPERATIONS},
+                        "description": "What jobs for this provider may ask",
+                    },
+                    "reason": {"type": "string", "description": "Why it is unavailable"},
+                },
+            },
+        }
+    },
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -67,11 +106,25 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["provider", "image"],
                 "properties": {
                     "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
+                    "operation": _OPERATION,
                     "image": {
                         "type": "string",
-                        "description": "An http(s) URL, a data URI or bare base64 image data",
+                        "description": "An http(s) URL, a data URI or bare base64 image data "
+                        "(replace: a data URI or base64 only)",
                     },
-                    "scale": {"type": "number", "minimum": 1, "maximum": 16, "default": 2},
+                    "prompt": _PROMPT,
+                    "mask": {
+                        "type": "string",
+                        "description": "replace only, required: a data URI or base64 image of "
+                        "the image's size; white (luminance >= 128) marks the area to replace",
+                    },
+                    "scale": {
+                        "type": "number",
+                        "minimum": 1,
+                        "maximum": 16,
+                        "default": 2,
+                        "description": _SCALE_NOTE,
+                    },
                     "options": {
                         "type": "object",
                         "description": "Provider options, e.g. Upsampler's endpoint "
@@ -90,8 +143,15 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["provider", "image"],
                 "properties": {
                     "provider": {"type": "string"},
+                    "operation": _OPERATION,
                     "image": {"type": "string", "format": "binary"},
-                    "scale": {"type": "string"},
+                    "prompt": _PROMPT,
+                    "mask": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "replace only, required: an image of the image's size",
+                    },
+                    "scale": {"type": "string", "description": _SCALE_NOTE},
                     "options": {"type": "string", "description": "JSON object"},
                     "metadata": {"type": "string", "description": "JSON"},
                     "webhook_url": {"type": "string"},
@@ -102,6 +162,7 @@ DOCUMENT: dict[str, Any] = {
                 "required": [
                     "id",
                     "provider",
+                    "operation",
                     "state",
                     "provider_job_id",
                     "created_at",
@@ -113,6 +174,8 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "string"},
                     "provider": {"type": "string"},
+                    "operation": {"type": "string", "enum": _OPERATIONS},
+                    "prompt": {"type": "string", "description": "A replace job's prompt"},
                     "state": {
                         "type": "string",
                         "enum": [
@@ -201,6 +264,11 @@ DOCUMENT: dict[str, Any] = {
                         "schema": {"type": "string", "enum": [s.value for s in JobState]},
                     },
                     {"name": "provider", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "operation",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": _OPERATIONS},
+                    },
                     {"name": "after", "in": "query", "schema": {"type": "string"}},
                     {
                         "name": "since",
@@ -302,9 +370,10 @@ DOCUMENT: dict[str, Any] = {
         },
         "/v1/providers": {
             "get": {
-                "summary": "Providers, and whether each is live or sandboxed",
+                "summary": "Providers, whether each is live or sandboxed, and the operations "
+                "each offers",
                 "security": _SECURED,
-                "responses": {"200": _answer("The providers"), **_ERRORS},
+                "responses": {"200": _answer("The providers", _PROVIDERS), **_ERRORS},
             }
         },
         "/v1/providers/{provider}/balance": {

@@ -19,6 +19,7 @@ async def list_providers(request: Request) -> Response:
                     "name": name,
                     "mode": "sandbox" if name in runtime.sandboxed else "live",
                     "callbacks": provider.callback_mode,
+                    "operations": sorted(o.value for o in provider.operations),
                 }
                 for name, provider in sorted(runtime.providers.items())
             ]

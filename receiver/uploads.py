@@ -4,8 +4,10 @@ Multipart (an ``image`` file part) and JSON (a base64 ``image``, decoded in
 pieces by :mod:`receiver.json_upload`) both end in the same place: the image in
 a private part file of the input store's spool (:class:`orchestrator.results.spool.SpoolWriter`),
 capped at ``UPSCALE_MAX_UPLOAD_BYTES`` and hashed on the way, and the other
-fields as a JSON-like dict for ``parse_create_job``. The part file lives until
-the ``async with`` block ends: moved into the input store by then, or removed.
+fields as a JSON-like dict for ``parse_create_job``. A replace job's ``mask``
+(a second file part, or a second base64 value) is staged the same way, in a part
+file of its own under the same cap. The part files live until the ``async with``
+block ends: moved into the input store by then, or removed.
 
 A request whose body may be large (no Content-Length, or more than
 :data:`SMALL_BODY` bytes) takes one of ``UPSCALE_MAX_CONCURRENT_UPLOADS``
@@ -18,6 +20,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from python_multipart.exceptions import FormParserError
@@ -37,7 +40,17 @@ from schemas.errors import PayloadTooLarge, RejectedInput, TooManyUploads
 SMALL_BODY = 64 * 1024
 MAX_FIELDS = 16
 RETRY_AFTER_S = 2.0
-FORM_FIELDS = ("provider", "scale", "options", "metadata", "webhook_url")
+FORM_FIELDS = ("provider", "operation", "scale", "prompt", "options", "metadata", "webhook_url")
+FILE_PARTS = ("image", "mask")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A job request as received: its fields, and its uploads staged to files."""
+
+    payload: Any
+    image: StagedImage | None
+    mask: StagedImage | None = None
 
 
 class UploadSlots:
@@ -61,41 +74,42 @@ class UploadSlots:
 
 
 @asynccontextmanager
-async def received_job(
-    request: Request, runtime: Runtime
-) -> AsyncIterator[tuple[Any, StagedImage | None]]:
-    """The job request's fields, and its uploaded image when there is one (a staged file)."""
+async def received_job(request: Request, runtime: Runtime) -> AsyncIterator[Received]:
+    """The job request's fields, and its uploaded image (and mask) when there is one."""
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     image_cap = runtime.settings.max_upload_bytes
-    # base64 grows an image by a third.
-    limit = (image_cap if multipart else image_cap * 4 // 3) + SMALL_BODY
+    # Room for an image and a mask; base64 grows each by a third.
+    limit = (2 * image_cap if multipart else 2 * image_cap * 4 // 3) + SMALL_BODY
     declared = declared_length(request, limit)
     slots: UploadSlots = request.app.state.upload_slots
-    async with runtime.inputs.spool_writer() as writer:
+    async with runtime.inputs.spool_writer() as writer, runtime.inputs.spool_writer() as mask:
+        writers = {"image": writer, "mask": mask}
         if declared is not None and declared <= SMALL_BODY:
-            yield await _read(request, writer, limit, multipart)
+            yield await _read(request, writers, limit, multipart)
         else:
             async with slots.slot():
-                yield await _read(request, writer, limit, multipart)
+                yield await _read(request, writers, limit, multipart)
 
 
 async def _read(
-    request: Request, writer: SpoolWriter, limit: int, multipart: bool
-) -> tuple[Any, StagedImage | None]:
+    request: Request, writers: dict[str, SpoolWriter], limit: int, multipart: bool
+) -> Received:
     if multipart:
-        return await _read_multipart(request, writer, limit)
-    return await _read_json_upload(request, writer, limit)
+        return await _read_multipart(request, writers, limit)
+    return await _read_json_upload(request, writers, limit)
 
 
 async def _read_json_upload(
-    request: Request, writer: SpoolWriter, limit: int
-) -> tuple[Any, StagedImage | None]:
-    splitter = JsonImageSplitter(rest_limit=SMALL_BODY)
+    request: Request, writers: dict[str, SpoolWriter], limit: int
+) -> Received:
+    splitter = JsonImageSplitter(rest_limit=SMALL_BODY, keys=FILE_PARTS)
     async for chunk in body_chunks(request, limit):
-        await writer.write(splitter.feed(chunk))
-    await writer.write(splitter.close())
+        for key, data in splitter.feed_parts(chunk).items():
+            await writers[key].write(data)
+    splitter.close()
     payload = parse_json(splitter.rest, what="body (JSON, or multipart/form-data)")
-    return payload, (await writer.finish() if splitter.streamed else None)
+    staged = {key: await writers[key].finish() for key in sorted(splitter.streamed_keys)}
+    return Received(payload, staged.get("image"), staged.get("mask"))
 
 
 class _Form:
@@ -104,15 +118,16 @@ class _Form:
     def __init__(self, charset: str) -> None:
         self.charset = charset
         self.fields: dict[str, str] = {}
-        self.image_data: list[bytes] = []
-        self.has_image = False
+        # The file parts' bytes not yet written, by part name, and the parts seen.
+        self.file_data: list[tuple[str, bytes]] = []
+        self.files: set[str] = set()
         self._field_bytes = 0
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
         self._name: str | None = None
         self._value = bytearray()
-        self._is_image = False
+        self._file: str | None = None
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -129,7 +144,7 @@ class _Form:
         self._disposition = b""
         self._name = None
         self._value = bytearray()
-        self._is_image = False
+        self._file = None
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
@@ -149,15 +164,19 @@ class _Form:
             raise RejectedInput('every multipart part needs a Content-Disposition "name"')
         self._name = name.decode(self.charset, errors="replace")
         if b"filename" in options:
-            if self._name != "image" or self.has_image:
-                raise RejectedInput("multipart body takes one file part, named 'image'")
-            self._is_image = self.has_image = True
+            if self._name not in FILE_PARTS or self._name in self.files:
+                raise RejectedInput(
+                    "multipart body takes one file part named 'image'"
+                    " (and, for operation replace, one named 'mask')"
+                )
+            self._file = self._name
+            self.files.add(self._name)
         elif len(self.fields) >= MAX_FIELDS:
             raise RejectedInput(f"multipart body has more than {MAX_FIELDS} fields")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._is_image:
-            self.image_data.append(data[start:end])
+        if self._file is not None:
+            self.file_data.append((self._file, data[start:end]))
             return
         self._field_bytes += end - start
         if self._field_bytes > SMALL_BODY:
@@ -165,13 +184,13 @@ class _Form:
         self._value += data[start:end]
 
     def on_part_end(self) -> None:
-        if not self._is_image and self._name is not None:
+        if self._file is None and self._name is not None:
             self.fields[self._name] = self._value.decode(self.charset, errors="replace")
 
 
 async def _read_multipart(
-    request: Request, writer: SpoolWriter, limit: int
-) -> tuple[dict[str, Any], StagedImage | None]:
+    request: Request, writers: dict[str, SpoolWriter], limit: int
+) -> Received:
     _, params = parse_options_header(request.headers["content-type"])
     boundary = params.get(b"boundary")
     if not boundary:
@@ -186,28 +205,34 @@ async def _read_multipart(
     try:
         async for chunk in body_chunks(request, limit):
             parser.write(chunk)
-            for data in form.image_data:
-                await writer.write(data)
-            form.image_data.clear()
+            for name, data in form.file_data:
+                await writers[name].write(data)
+            form.file_data.clear()
         parser.finalize()
     except FormParserError:
         raise RejectedInput("invalid multipart body") from None
-    if not form.has_image:
+    if "image" not in form.files:
         raise RejectedInput("multipart body needs a file part named 'image'")
-    return _form_body(form.fields), await writer.finish()
+    mask = await writers["mask"].finish() if "mask" in form.files else None
+    return Received(_form_body(form.fields), await writers["image"].finish(), mask)
 
 
 def _form_body(fields: dict[str, str]) -> dict[str, Any]:
-    """The form's fields as the JSON body they stand for."""
-    scale_raw = fields.get("scale") or "2"
-    try:
-        scale = float(scale_raw[:64])
-    except ValueError:
-        raise RejectedInput("scale must be a number") from None
-    return {
+    """The form's fields as the JSON body they stand for (``scale`` only when given,
+    so that a replace job can tell)."""
+    body: dict[str, Any] = {
         "provider": fields.get("provider"),
-        "scale": scale,
+        "operation": fields.get("operation") or None,
         "options": parse_json_field(fields, "options") or {},
         "metadata": parse_json_field(fields, "metadata"),
         "webhook_url": fields.get("webhook_url") or None,
     }
+    scale_raw = fields.get("scale")
+    if scale_raw:
+        try:
+            body["scale"] = float(scale_raw[:64])
+        except ValueError:
+            raise RejectedInput("scale must be a number") from None
+    if "prompt" in fields:
+        body["prompt"] = fields["prompt"]
+    return body

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import RejectedInput
-from schemas.jobs import Job
+from schemas.jobs import Job, Operation
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]*)(;[\w=.-]+)*;base64,", re.IGNORECASE)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+MAX_PROMPT_CHARS = 1000
+OPERATIONS = ", ".join(sorted(o.value for o in Operation))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,9 @@ class StagedImage:
 class CreateJob:
     """A validated request to create a job.
 
-    Exactly one of ``image_url``, ``image_bytes`` and ``image_staged`` is set.
+    Exactly one of ``image_url``, ``image_bytes`` and ``image_staged`` is set. A
+    replace job has a ``prompt`` and its mask in ``mask_bytes`` or ``mask_staged``
+    (uploaded, never a URL: its size is checked against the image's at intake).
     """
 
     provider: str
@@ -41,19 +46,32 @@ class CreateJob:
     image_bytes: bytes | None
     webhook_url: str | None = None
     image_staged: StagedImage | None = None
+    operation: Operation = Operation.UPSCALE
+    prompt: str | None = None
+    mask_bytes: bytes | None = None
+    mask_staged: StagedImage | None = None
 
 
-def decode_base64_image(text: str) -> bytes:
+def decode_base64_image(text: str, what: str = "image") -> bytes:
     """Decode a data URI or bare base64 string; raise :class:`RejectedInput` if it is neither."""
     stripped = _DATA_URI.sub("", text.strip(), count=1)
     compact = "".join(stripped.split())
     try:
         data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise RejectedInput("image is neither an http(s) URL nor valid base64") from exc
+        raise RejectedInput(f"{what} is neither an http(s) URL nor valid base64") from exc
     if not data:
-        raise RejectedInput("image is empty")
+        raise RejectedInput(f"{what} is empty")
     return data
+
+
+def parse_operation(value: Any) -> Operation:
+    """The operation a request names (``upscale`` when it names none)."""
+    if value is None:
+        return Operation.UPSCALE
+    if isinstance(value, str) and value in Operation.__members__.values():
+        return Operation(value)
+    raise RejectedInput(f"operation must be one of: {OPERATIONS}")
 
 
 def parse_create_job(
@@ -61,20 +79,18 @@ def parse_create_job(
     *,
     known_providers: frozenset[str],
     staged: StagedImage | None = None,
+    mask_staged: StagedImage | None = None,
 ) -> CreateJob:
-    """Validate a ``POST /v1/jobs`` body; ``staged`` (streamed to a file) is the image
-    when it did not come inside ``body``."""
+    """Validate a ``POST /v1/jobs`` body; ``staged`` and ``mask_staged`` (streamed to
+    files) are the image and the mask when they did not come inside ``body``."""
     if not isinstance(body, dict):
         raise RejectedInput("body must be a JSON object")
     provider = body.get("provider")
     if not isinstance(provider, str) or provider not in known_providers:
         names = ", ".join(sorted(known_providers))
         raise RejectedInput(f"provider must be one of: {names}")
-    scale = body.get("scale", 2)
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
-        raise RejectedInput("scale must be a number")
-    if not 1 <= scale <= 16:
-        raise RejectedInput("scale must be between 1 and 16")
+    operation = parse_operation(body.get("operation"))
+    scale = _scale(body, operation)
     options = body.get("options", {})
     if options is None:
         options = {}
@@ -87,44 +103,96 @@ def parse_create_job(
         or len(webhook_url) > 2048
     ):
         raise RejectedInput("webhook_url must be an http(s) URL")
-    image = body.get("image")
-    if staged is not None:
-        if image is not None:
-            raise RejectedInput("image is given twice")
-        if staged.size == 0:
-            raise RejectedInput("the image file is empty")
-        return CreateJob(
-            provider=provider,
-            scale=float(scale),
-            options=dict(options),
-            metadata=body.get("metadata"),
-            image_url=None,
-            image_bytes=None,
-            webhook_url=webhook_url,
-            image_staged=staged,
-        )
-    if not isinstance(image, str) or not image.strip():
-        raise RejectedInput("image is required: an http(s) URL, a data URI or base64")
-    image_url: str | None = None
-    image_bytes: bytes | None = None
-    lowered = image.strip().lower()
-    if lowered.startswith(("http://", "https://")):
-        image_url = image.strip()
-        if len(image_url) > 4096:
-            raise RejectedInput("image URL is too long")
-    elif re.match(r"^[a-z][a-z0-9+.-]*://", lowered):
-        raise RejectedInput("image URL must use http or https")
-    else:
-        image_bytes = decode_base64_image(image)
+    image_url, image_bytes = _image(body.get("image"), staged, operation)
+    prompt, mask_bytes = _replace_fields(body, mask_staged, operation)
     return CreateJob(
         provider=provider,
-        scale=float(scale),
+        scale=scale,
         options=dict(options),
         metadata=body.get("metadata"),
         image_url=image_url,
         image_bytes=image_bytes,
         webhook_url=webhook_url,
+        image_staged=staged,
+        operation=operation,
+        prompt=prompt,
+        mask_bytes=mask_bytes,
+        mask_staged=mask_staged,
     )
+
+
+def _scale(body: dict[str, Any], operation: Operation) -> float:
+    if operation is not Operation.UPSCALE:
+        if body.get("scale") is not None:
+            raise RejectedInput(f"scale is not taken by operation {operation.value}")
+        return 1.0
+    scale = body.get("scale", 2)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+        raise RejectedInput("scale must be a number")
+    if not 1 <= scale <= 16:
+        raise RejectedInput("scale must be between 1 and 16")
+    return float(scale)
+
+
+def _image(
+    image: Any, staged: StagedImage | None, operation: Operation
+) -> tuple[str | None, bytes | None]:
+    """The image as a URL or bytes, or neither when it is ``staged``."""
+    if staged is not None:
+        if image is not None:
+            raise RejectedInput("image is given twice")
+        if staged.size == 0:
+            raise RejectedInput("the image file is empty")
+        return None, None
+    if not isinstance(image, str) or not image.strip():
+        raise RejectedInput("image is required: an http(s) URL, a data URI or base64")
+    lowered = image.strip().lower()
+    if lowered.startswith(("http://", "https://")):
+        if operation is Operation.REPLACE:
+            raise RejectedInput(_NO_URL.format(what="image"))
+        if len(image.strip()) > 4096:
+            raise RejectedInput("image URL is too long")
+        return image.strip(), None
+    if _SCHEME.match(lowered):
+        raise RejectedInput("image URL must use http or https")
+    return None, decode_base64_image(image)
+
+
+_NO_URL = (
+    "{what} must be uploaded for operation replace (a file part, a data URI or base64),"
+    " not a URL: the image and the mask must be checked to be the same size"
+)
+
+
+def _replace_fields(
+    body: dict[str, Any], mask_staged: StagedImage | None, operation: Operation
+) -> tuple[str | None, bytes | None]:
+    """A replace job's prompt (trimmed) and its mask's bytes (None when staged)."""
+    prompt, mask = body.get("prompt"), body.get("mask")
+    if operation is not Operation.REPLACE:
+        if mask is not None or mask_staged is not None:
+            raise RejectedInput("mask is only taken by operation replace")
+        if prompt is not None:
+            raise RejectedInput("prompt is only taken by operation replace")
+        return None, None
+    if not isinstance(prompt, str) or not 1 <= len(prompt.strip()) <= MAX_PROMPT_CHARS:
+        raise RejectedInput(
+            f"prompt is required for operation replace: text of 1 to {MAX_PROMPT_CHARS} characters"
+        )
+    if mask_staged is not None:
+        if mask is not None:
+            raise RejectedInput("mask is given twice")
+        if mask_staged.size == 0:
+            raise RejectedInput("the mask file is empty")
+        return prompt.strip(), None
+    if not isinstance(mask, str) or not mask.strip():
+        raise RejectedInput(
+            "mask is required for operation replace: a file part, a data URI or base64"
+        )
+    lowered = mask.strip().lower()
+    if _SCHEME.match(lowered):
+        raise RejectedInput(_NO_URL.format(what="mask"))
+    return prompt.strip(), decode_base64_image(mask, "mask")
 
 
 def _iso(value: Any) -> str:
@@ -143,9 +211,10 @@ def job_to_public(job: Job, *, result_url: str | None) -> dict[str, Any]:
             "width": job.result.width,
             "height": job.result.height,
         }
-    return {
+    public: dict[str, Any] = {
         "id": job.id,
         "provider": job.provider,
+        "operation": job.operation.value,
         "state": job.state.value,
         "scale": job.scale,
         "options": job.options,
@@ -159,3 +228,6 @@ def job_to_public(job: Job, *, result_url: str | None) -> dict[str, Any]:
         "cost": job.cost,
         "retry_of": job.retry_of,
     }
+    if job.operation is Operation.REPLACE:
+        public["prompt"] = job.prompt
+    return public

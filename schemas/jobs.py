@@ -26,6 +26,14 @@ class JobState(StrEnum):
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
+class Operation(StrEnum):
+    """What a job asks of its provider. ``upscale`` is the default, so clients that
+    send no operation keep working; ``replace`` repaints a masked area from a prompt."""
+
+    UPSCALE = "upscale"
+    REPLACE = "replace"
+
+
 class FailureReason(StrEnum):
     PROVIDER_FAILED = "provider_failed"
     PROVIDER_AUTH = "provider_auth"
@@ -107,3 +115,13 @@ class Job:
     next_check_at: datetime | None
     idempotency_key: str | None = None
     retry_of: str | None = None
+    # What the job asks for; a replace job has a prompt and a mask (an uploaded
+    # input like the image: ``mask_key``, or a URL the client gave: ``mask_url``).
+    operation: Operation = Operation.UPSCALE
+    prompt: str | None = None
+    mask_url: str | None = None
+    mask_key: str | None = None
+    # The input image's size when known at intake (a replace job's uploaded image):
+    # the result must have the same.
+    input_width: int | None = None
+    input_height: int | None = None

@@ -17,6 +17,8 @@ def _jobs_list(args: argparse.Namespace) -> int:
         params["state"] = args.state
     if args.provider:
         params["provider"] = args.provider
+    if args.operation:
+        params["operation"] = args.operation
     with connect(args.url) as client:
         page = check(client.get("/v1/jobs", params=params))
     if args.json:
@@ -80,6 +82,7 @@ def register(commands: Commands, flags: Flags) -> None:
     p = jobs_commands.add_parser("list", parents=both)
     p.add_argument("--state")
     p.add_argument("--provider")
+    p.add_argument("--operation", choices=("upscale", "replace"), help="only jobs asking this")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=_jobs_list)
     p = jobs_commands.add_parser("stuck", parents=[flags.url])

@@ -23,6 +23,11 @@ def print_job(job: dict[str, Any], as_json: bool) -> None:
         ("created", job["created_at"]),
         ("updated", job["updated_at"]),
     ]
+    if job.get("operation", "upscale") != "upscale":
+        # Upscale jobs print as they always have; another operation says which, and its prompt.
+        rows.insert(2, ("operation", job["operation"]))
+        if job.get("prompt") is not None:
+            rows.insert(3, ("prompt", job["prompt"]))
     if job.get("failure"):
         rows.append(("failure", f"{job['failure']['reason']}: {job['failure']['message']}"))
     if job.get("result"):

@@ -42,9 +42,10 @@ def _providers_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
         return 0
-    print(f"{'PROVIDER':<10} {'MODE':<8} CALLBACKS")
+    print(f"{'PROVIDER':<10} {'MODE':<11} {'CALLBACKS':<9} OPERATIONS")
     for p in data["providers"]:
-        print(f"{p['name']:<10} {p['mode']:<8} {p['callbacks']}")
+        operations = ",".join(p.get("operations", []))
+        print(f"{p['name']:<10} {p['mode']:<11} {p.get('callbacks', '-'):<9} {operations}")
     return 0
 
 

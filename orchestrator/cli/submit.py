@@ -1,4 +1,7 @@
-"""``upscale submit``: submit image files or URLs, optionally wait and download."""
+"""``upscale submit``: submit image files or URLs, optionally wait and download.
+
+``--operation replace`` sends each image file with ``--mask`` (both as file
+parts) and ``--prompt``; a replace takes files only, and no ``--scale``."""
 
 from __future__ import annotations
 
@@ -31,11 +34,55 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _check_operation(args: argparse.Namespace) -> None:
+    """Refuse flags that do not go with the operation, before anything is sent."""
+    if args.operation == "replace":
+        if args.scale is not None:
+            raise SystemExit("error: --scale is for upscale; a replace keeps the image's size")
+        if not args.mask or not args.prompt or not args.prompt.strip():
+            raise SystemExit("error: --operation replace needs --mask FILE and --prompt TEXT")
+        if not Path(args.mask).is_file():
+            raise SystemExit(f"error: no such file: {args.mask}")
+        urls = [t for t in args.image if t.startswith(("http://", "https://"))]
+        if urls:
+            raise SystemExit("error: a replace takes image files, not URLs")
+    elif args.mask or args.prompt is not None:
+        raise SystemExit("error: --mask and --prompt go with --operation replace")
+
+
+def _submit_replace(
+    client: httpx.Client, args: argparse.Namespace, target: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    path, mask = Path(target), Path(args.mask)
+    if not path.is_file():
+        raise SystemExit(f"error: no such file: {target}")
+    with path.open("rb") as image_fh, mask.open("rb") as mask_fh:
+        job: dict[str, Any] = check(
+            client.post(
+                "/v1/jobs",
+                data={
+                    "provider": args.provider,
+                    "operation": "replace",
+                    "prompt": args.prompt,
+                    "options": json.dumps(options),
+                },
+                files={
+                    "image": (path.name, image_fh, "application/octet-stream"),
+                    "mask": (mask.name, mask_fh, "application/octet-stream"),
+                },
+            )
+        )
+    return job
+
+
 def _submit_one(
     client: httpx.Client, args: argparse.Namespace, target: str, options: dict[str, Any]
 ) -> dict[str, Any]:
+    if args.operation == "replace":
+        return _submit_replace(client, args, target, options)
+    scale = 2.0 if args.scale is None else args.scale
     if target.startswith(("http://", "https://")):
-        body = {"provider": args.provider, "scale": args.scale, "image": target, "options": options}
+        body = {"provider": args.provider, "scale": scale, "image": target, "options": options}
         job: dict[str, Any] = check(client.post("/v1/jobs", json=body))
         return job
     path = Path(target)
@@ -47,7 +94,7 @@ def _submit_one(
                 "/v1/jobs",
                 data={
                     "provider": args.provider,
-                    "scale": str(args.scale),
+                    "scale": str(scale),
                     "options": json.dumps(options),
                 },
                 files={"image": (path.name, fh, "application/octet-stream")},
@@ -66,6 +113,7 @@ def _download(client: httpx.Client, job: dict[str, Any], out: Path) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    _check_operation(args)
     options = _parse_options(args.option or [])
     targets: list[str] = args.image
     if args.out and len(targets) > 1:
@@ -91,7 +139,8 @@ def _submit(args: argparse.Namespace) -> int:
                 out = Path(args.out)
             elif args.out_dir:
                 ext = "png" if job["result"]["content_type"] == "image/png" else "jpg"
-                out = Path(args.out_dir) / f"{Path(target).stem}.upscaled.{ext}"
+                done_as = "replaced" if args.operation == "replace" else "upscaled"
+                out = Path(args.out_dir) / f"{Path(target).stem}.{done_as}.{ext}"
                 out.parent.mkdir(parents=True, exist_ok=True)
             if out is not None:
                 _download(client, job, out)
@@ -133,10 +182,21 @@ def register(commands: Commands, flags: Flags) -> None:
     )
     p.add_argument("image", nargs="+", help="file paths or http(s) URLs")
     p.add_argument("--provider", required=True)
-    p.add_argument("--scale", type=float, default=2.0)
+    p.add_argument("--scale", type=float, help="upscale factor (default 2; not for replace)")
+    p.add_argument(
+        "--operation",
+        choices=("upscale", "replace"),
+        default="upscale",
+        help="upscale (default), or replace the mask's white area from --prompt",
+    )
+    p.add_argument("--mask", help="replace: the mask image file, the image's size")
+    p.add_argument("--prompt", help="replace: what to paint in the masked area")
     p.add_argument("--option", action="append", metavar="KEY=VALUE")
     p.add_argument("--wait", action="store_true", help="wait until the job settles")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     p.add_argument("--out", help="write the result image here (with --wait, one image)")
-    p.add_argument("--out-dir", help="write each result here as NAME.upscaled.EXT (with --wait)")
+    p.add_argument(
+        "--out-dir",
+        help="write each result here as NAME.upscaled.EXT (NAME.replaced.EXT) (with --wait)",
+    )
     p.set_defaults(func=_submit)

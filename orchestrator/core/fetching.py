@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.core.applying import transition
 from orchestrator.core.moves import back_off, past_deadline, result_failed
-from orchestrator.core.parts import Parts, log
+from orchestrator.core.parts import Parts, expected_size, log
 from orchestrator.domain.states import Event
 from orchestrator.store.protocol import Changes
 from schemas.errors import FetchError
@@ -40,7 +40,7 @@ class ResultCollector:
             )
             return
         try:
-            result = await parts.fetcher.fetch(job.result_url, job.id)
+            result = await parts.fetcher.fetch(job.result_url, job.id, size=expected_size(job))
         except FetchError as exc:
             await self._failed(job, exc)
             return

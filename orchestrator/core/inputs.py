@@ -41,17 +41,18 @@ class InputStore:
         self.max_bytes = max_bytes
         self._opener = opener
 
-    def check(self, data: bytes) -> str:
+    def check(self, data: bytes, what: str = "image") -> str:
         """The file extension for ``data``, or RejectedInput if it is not an image we take."""
-        return self.check_head(data[:64], len(data))
+        return self.check_head(data[:64], len(data), what)
 
-    def check_head(self, head: bytes, size: int) -> str:
-        """The file extension for an image of ``size`` bytes that starts with ``head``."""
+    def check_head(self, head: bytes, size: int, what: str = "image") -> str:
+        """The file extension for an image of ``size`` bytes that starts with ``head``
+        (``what`` names it in the refusal: the image, or a replace job's mask)."""
         if size > self.max_bytes:
-            raise PayloadTooLarge(f"image is larger than {self.max_bytes} bytes")
+            raise PayloadTooLarge(f"{what} is larger than {self.max_bytes} bytes")
         fmt = sniff_format(head[:64])
         if fmt is None or fmt.upper() not in _EXT:
-            raise RejectedInput("image is not a PNG, JPEG, WebP, GIF, BMP or TIFF file")
+            raise RejectedInput(f"{what} is not a PNG, JPEG, WebP, GIF, BMP or TIFF file")
         return _EXT[fmt.upper()]
 
     def spool_writer(self) -> SpoolWriter:

@@ -13,11 +13,13 @@ from typing import Any
 
 from orchestrator.common.ids import new_id
 from orchestrator.core.parts import Parts, log
+from orchestrator.core.uploads import Upload, checked_size
 from orchestrator.outbound.subscriptions import new_subscription
 from orchestrator.store.outbox import Subscription
 from orchestrator.store.protocol import NewJob
 from schemas.api import CreateJob
-from schemas.jobs import Job
+from schemas.errors import RejectedInput
+from schemas.jobs import Job, Operation
 
 
 class Intake:
@@ -33,37 +35,41 @@ class Intake:
         """The job for ``request`` and whether it was made now (not found by its key)."""
         parts = self.parts
         provider = parts.providers[request.provider]
-        options = provider.validate_options(request.scale, request.options)
+        options = provider.validate_options(
+            request.scale, request.options, operation=request.operation
+        )
         now = parts.clock.now()
         job_id = new_id("job", now)
-        image_digest = (
-            hashlib.sha256(request.image_bytes).hexdigest() if request.image_bytes else None
-        )
-        staged = request.image_staged
-        if staged is not None:
-            image_digest = staged.sha256
+        image = Upload.of(request.image_bytes, request.image_staged, "image")
+        mask = Upload.of(request.mask_bytes, request.mask_staged, "mask")
         hashed: list[Any] = [
             request.provider,
             request.scale,
             options,
             request.metadata,
             request.image_url,
-            image_digest,
+            image.digest if image is not None else None,
         ]
         if request.webhook_url is not None:
             # Part of what was asked: the same key with another webhook is a conflict.
             # (Only when set, so the digests of jobs stored before stay the same.)
             hashed.append({"webhook_url": request.webhook_url})
+        if request.operation is not Operation.UPSCALE:
+            # Likewise only for other operations: upscale digests stay the same.
+            hashed.append({"operation": request.operation.value, "prompt": request.prompt})
+            hashed.append({"mask": mask.digest if mask is not None else None})
         digest = hashlib.sha256(
             json.dumps(hashed, sort_keys=True, default=str).encode()
         ).hexdigest()
-        input_key = None
-        if request.image_bytes is not None:
-            parts.inputs.check(request.image_bytes)
-        if request.image_bytes is not None:
-            input_key = await parts.inputs.save(job_id, request.image_bytes)
-        if staged is not None:
-            input_key = await parts.inputs.save_staged(job_id, staged)
+        size = await self._input_size(request, image, mask)
+        input_key = await image.save(parts.inputs, job_id) if image is not None else None
+        mask_key = None
+        if mask is not None:
+            try:
+                mask_key = await mask.save(parts.inputs, f"{job_id}_mask")
+            except BaseException:
+                await self._undo([input_key], None)
+                raise
         new = NewJob(
             id=job_id,
             provider=request.provider,
@@ -76,6 +82,11 @@ class Intake:
             deadline_at=self._deadline(now),
             idempotency_key=idempotency_key,
             request_hash=digest,
+            operation=request.operation,
+            prompt=request.prompt,
+            mask_key=mask_key,
+            input_width=size[0] if size else None,
+            input_height=size[1] if size else None,
         )
         hook = None
         if request.webhook_url is not None:
@@ -87,10 +98,10 @@ class Intake:
         try:
             job, created = await parts.store.create_job(new)
         except BaseException:
-            await self._undo(input_key, hook)
+            await self._undo([input_key, mask_key], hook)
             raise
         if not created:
-            await self._undo(input_key, hook)
+            await self._undo([input_key, mask_key], hook)
         if created:
             log.info(
                 "job.created",
@@ -99,15 +110,39 @@ class Intake:
             parts.wake()
         return job, created
 
-    async def _undo(self, input_key: str | None, hook: Subscription | None) -> None:
-        if input_key is not None:
-            await self.parts.inputs.discard(input_key)
+    async def _input_size(
+        self, request: CreateJob, image: Upload | None, mask: Upload | None
+    ) -> tuple[int, int] | None:
+        """Check the uploads are images we take; for a replace job, the image's size,
+        which the mask (and later the result) must have."""
+        inputs = self.parts.inputs
+        if image is not None:
+            image.check(inputs)
+        if request.operation is not Operation.REPLACE:
+            return None
+        if image is None or mask is None:  # parse_create_job refuses these first
+            raise RejectedInput("a replace job needs an uploaded image and mask")
+        mask.check(inputs)
+        width, height = await checked_size(image)
+        mask_width, mask_height = await checked_size(mask)
+        if (mask_width, mask_height) != (width, height):
+            raise RejectedInput(
+                f"mask is {mask_width}x{mask_height} pixels but the image is"
+                f" {width}x{height}: they must be the same size"
+            )
+        return width, height
+
+    async def _undo(self, keys: list[str | None], hook: Subscription | None) -> None:
+        for key in keys:
+            if key is not None:
+                await self.parts.inputs.discard(key)
         if hook is not None:
             await self.parts.store.delete_subscription(hook.id, now=self.parts.clock.now())
 
     async def create_retry(self, job: Job) -> Job:
-        """A new job asking what ``job`` asked, with the same input, linked to it.
-        Whether ``job`` may be retried is the caller's to decide."""
+        """A new job asking what ``job`` asked (its operation, prompt and mask too), with
+        the same input, linked to it. Whether ``job`` may be retried is the caller's to
+        decide."""
         now = self.parts.clock.now()
         new = NewJob(
             id=new_id("job", now),
@@ -123,6 +158,12 @@ class Intake:
                 json.dumps(["retry", job.id, now.isoformat()]).encode()
             ).hexdigest(),
             retry_of=job.id,
+            operation=job.operation,
+            prompt=job.prompt,
+            mask_url=job.mask_url,
+            mask_key=job.mask_key,
+            input_width=job.input_width,
+            input_height=job.input_height,
         )
         created, _ = await self.parts.store.create_job(new)
         self.parts.wake()

@@ -15,16 +15,20 @@ from orchestrator.core.config import EngineConfig
 from orchestrator.core.inputs import InputStore
 from orchestrator.providers.base import Provider
 from orchestrator.store.protocol import Store
-from schemas.jobs import ResultInfo
+from schemas.jobs import Job, Operation, ResultInfo
 
 # Every room logs under the engine's name, so the log lines read as they always have.
 log = logging.getLogger("orchestrator.core.engine")
 
 
 class Fetcher(Protocol):
-    async def fetch(self, url: str, key_stem: str) -> ResultInfo: ...
+    async def fetch(
+        self, url: str, key_stem: str, *, size: tuple[int, int] | None = None
+    ) -> ResultInfo: ...
 
-    async def store_bytes(self, data: bytes, key_stem: str) -> ResultInfo: ...
+    async def store_bytes(
+        self, data: bytes, key_stem: str, *, size: tuple[int, int] | None = None
+    ) -> ResultInfo: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +46,13 @@ class Parts:
     clock: Clock
     rng: random.Random
     wake: Callable[[], None]
+
+
+def expected_size(job: Job) -> tuple[int, int] | None:
+    """The width and height the job's result must have: a replace job's input size
+    (None for an upscale, whose result is checked as an image only)."""
+    if job.operation is not Operation.REPLACE:
+        return None
+    if job.input_width is None or job.input_height is None:
+        return None
+    return job.input_width, job.input_height

@@ -14,7 +14,7 @@ from datetime import timedelta
 from orchestrator.core.applying import Applied, apply_update, transition
 from orchestrator.core.calls import provider_call
 from orchestrator.core.moves import past_deadline, reschedule, result_failed, uncertain
-from orchestrator.core.parts import Parts, log
+from orchestrator.core.parts import Parts, expected_size, log
 from orchestrator.core.store_retry import until_stored
 from orchestrator.core.urls import Urls
 from orchestrator.domain.states import Event
@@ -29,7 +29,7 @@ from schemas.errors import (
     ProviderUncertain,
     StoreUnavailable,
 )
-from schemas.jobs import Failure, Job, ProviderUpdate, ResultInfo, UpdateStatus
+from schemas.jobs import Failure, Job, Operation, ProviderUpdate, ResultInfo, UpdateStatus
 
 
 class Submitter:
@@ -59,27 +59,7 @@ class Submitter:
         if not started.changed:
             return
         job = started.job
-        request = SubmitRequest(
-            job_id=job.id,
-            scale=job.scale,
-            options=job.options,
-            image_url=self.urls.input_url(job),
-            image_bytes=None,
-            callback_url=(
-                self.urls.callback_url(job.provider, job)
-                if provider.callback_mode == "job"
-                else None
-            ),
-        )
-        if not provider.needs_image_url and job.input_key is not None:
-            request = SubmitRequest(
-                job_id=job.id,
-                scale=job.scale,
-                options=job.options,
-                image_url=None,
-                image_bytes=await parts.inputs.read(job.input_key),
-                callback_url=request.callback_url,
-            )
+        request = await self._request(job)
         try:
             accepted = await provider_call(parts.metrics, job, "submit", provider.submit(request))
         except ProviderThrottled as exc:
@@ -134,6 +114,38 @@ class Submitter:
             # apart. Say so now instead of leaving the job in ``submitting``.
             await uncertain(parts, job, exc.message, cause="submit")
 
+    async def _request(self, job: Job) -> SubmitRequest:
+        """What the provider is asked: the input (and a replace job's mask) as signed
+        URLs; for a provider that takes data inline, the uploaded bytes too (an
+        upscale keeps to one of the two, as it always has)."""
+        parts = self.parts
+        provider = parts.providers[job.provider]
+        inline = not provider.needs_image_url
+        replacing = job.operation is Operation.REPLACE
+        image_bytes = None
+        if inline and job.input_key is not None:
+            image_bytes = await parts.inputs.read(job.input_key)
+        return SubmitRequest(
+            job_id=job.id,
+            scale=job.scale,
+            options=job.options,
+            image_url=(self.urls.input_url(job) if replacing or image_bytes is None else None),
+            image_bytes=image_bytes,
+            callback_url=(
+                self.urls.callback_url(job.provider, job)
+                if provider.callback_mode == "job"
+                else None
+            ),
+            operation=job.operation,
+            prompt=job.prompt,
+            mask_url=self.urls.mask_url(job) if replacing else None,
+            mask_bytes=(
+                await parts.inputs.read(job.mask_key)
+                if replacing and inline and job.mask_key is not None
+                else None
+            ),
+        )
+
     async def _settle_sync(self, job: Job, accepted: Accepted, update: ProviderUpdate) -> None:
         """A synchronous provider answered with the outcome itself (``update``)."""
         stored: ResultInfo | Failure | None = None
@@ -141,7 +153,9 @@ class Submitter:
             # Inline image data: store it before leaving ``submitting``, so a crash
             # cannot lose a result that was paid for.
             try:
-                stored = await self.parts.fetcher.store_bytes(update.result_bytes, job.id)
+                stored = await self.parts.fetcher.store_bytes(
+                    update.result_bytes, job.id, size=expected_size(job)
+                )
             except FetchError as exc:
                 stored = Failure(exc.reason, exc.message)
         try:

@@ -48,9 +48,16 @@ class Urls:
     def input_url(self, job: Job) -> str | None:
         """Where the provider gets the job's image: the client's own URL, or a signed
         one of ours for an uploaded image (valid for ``input_url_ttl_s``)."""
-        if job.input_url is not None:
-            return job.input_url
-        if job.input_key is None:
+        return self._input(job.input_url, job.input_key)
+
+    def mask_url(self, job: Job) -> str | None:
+        """Where the provider gets a replace job's mask: signed like the image's URL."""
+        return self._input(job.mask_url, job.mask_key)
+
+    def _input(self, url: str | None, key: str | None) -> str | None:
+        if url is not None:
+            return url
+        if key is None:
             return None
         expires = self.clock.now().timestamp() + self.input_url_ttl_s
-        return f"{self.public_base}/inputs/{self.input_signer.sign(job.input_key, expires)}"
+        return f"{self.public_base}/inputs/{self.input_signer.sign(key, expires)}"

@@ -99,15 +99,18 @@ class ResultFetcher:
                 2 * pillow_limit,
             )
 
-    async def fetch(self, url: str, key_stem: str) -> ResultInfo:
-        """Download ``url`` and store it as ``<key_stem>.<ext>``."""
+    async def fetch(
+        self, url: str, key_stem: str, *, size: tuple[int, int] | None = None
+    ) -> ResultInfo:
+        """Download ``url`` and store it as ``<key_stem>.<ext>``; ``size`` is the
+        width and height it must have, when the job asks for one (a replace)."""
         validate_key(f"{key_stem}.png")
         target = _http_url(url)
         started = self._clock()
         attempt = 0
         while True:
             try:
-                info = await self._attempt(target, key_stem)
+                info = await self._attempt(target, key_stem, size)
             except _Transient as exc:
                 if attempt >= self._retries:
                     logger.warning(
@@ -136,7 +139,9 @@ class ResultFetcher:
             )
             return info
 
-    async def store_bytes(self, data: bytes, key_stem: str) -> ResultInfo:
+    async def store_bytes(
+        self, data: bytes, key_stem: str, *, size: tuple[int, int] | None = None
+    ) -> ResultInfo:
         """Check and store an inline result (e.g. a decoded base64 answer)."""
         validate_key(f"{key_stem}.png")
         if len(data) > self._max_bytes:
@@ -145,7 +150,7 @@ class ResultFetcher:
         spool = await self._new_spool(key_stem)
         try:
             await spool.write([data])
-            return await self._finish(spool, fmt, key_stem)
+            return await self._finish(spool, fmt, key_stem, size)
         except BaseException:
             spool.discard()
             raise
@@ -156,7 +161,9 @@ class ResultFetcher:
             delay = max(delay, retry_after_s)
         return min(delay, self._max_backoff_s)
 
-    async def _attempt(self, url: httpx.URL, key_stem: str) -> ResultInfo:
+    async def _attempt(
+        self, url: httpx.URL, key_stem: str, size: tuple[int, int] | None
+    ) -> ResultInfo:
         """One attempt: follow up to ``max_redirects`` redirects, then download."""
         current = url
         for _hop in range(self._max_redirects + 1):
@@ -168,7 +175,7 @@ class ResultFetcher:
                         current = _redirect_target(current, response)
                         continue
                     _check_status(current, response)
-                    return await self._download(response, key_stem)
+                    return await self._download(response, key_stem, size)
             except httpx.TimeoutException as exc:
                 raise _Transient(f"timed out talking to {current.host}") from exc
             except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
@@ -183,7 +190,9 @@ class ResultFetcher:
                 ) from exc
         raise ResultInvalid(f"more than {self._max_redirects} redirects from {url.host}")
 
-    async def _download(self, response: httpx.Response, key_stem: str) -> ResultInfo:
+    async def _download(
+        self, response: httpx.Response, key_stem: str, size: tuple[int, int] | None
+    ) -> ResultInfo:
         host = response.request.url.host
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
@@ -196,7 +205,7 @@ class ResultFetcher:
         spool = await self._new_spool(key_stem)
         try:
             fmt = await self._stream_into(response, spool, host)
-            return await self._finish(spool, fmt, key_stem)
+            return await self._finish(spool, fmt, key_stem, size)
         except BaseException:
             spool.discard()
             raise
@@ -229,7 +238,9 @@ class ResultFetcher:
             raise ResultInvalid(f"result from {host} is empty")
         return fmt if fmt is not None else _sniff_or_refuse(head)
 
-    async def _finish(self, spool: ResultSpool, fmt: str, key_stem: str) -> ResultInfo:
+    async def _finish(
+        self, spool: ResultSpool, fmt: str, key_stem: str, size: tuple[int, int] | None
+    ) -> ResultInfo:
         await spool.flushed()
         walked = spool.png_walked()
         # The image is checked (its header read back) while it goes to the disk.
@@ -239,6 +250,11 @@ class ResultFetcher:
         )
         if facts.format != fmt:
             raise ResultInvalid(f"result magic bytes say {fmt} but it reads as {facts.format}")
+        if size is not None and (facts.width, facts.height) != size:
+            raise ResultInvalid(
+                f"result is {facts.width}x{facts.height} pixels but the input is"
+                f" {size[0]}x{size[1]}: a replace result must have the input's size"
+            )
         key = f"{key_stem}.{extension_for(facts.format)}"
         try:
             await self._storage.put_file(spool.path, key)

@@ -3,6 +3,7 @@
 Results can be hundreds of megabytes, so nothing here decodes pixels:
 
 * :func:`sniff_format` looks at the magic bytes only;
+* :func:`image_size` reads an input's dimensions from its header alone;
 * :func:`inspect_image` reads the dimensions from the header (our own parse
   for PNG, GIF, WEBP and BMP, so an oversized canvas is refused before
   Pillow allocates anything), opens the file with Pillow restricted to the
@@ -23,7 +24,9 @@ Everything is synchronous; callers run :func:`inspect_image` in a thread.
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +41,7 @@ __all__ = [
     "SNIFF_BYTES",
     "ImageFacts",
     "extension_for",
+    "image_size",
     "inspect_image",
     "sniff_format",
     "sniff_image",
@@ -167,6 +171,33 @@ def inspect_image(path: Path, max_pixels: int, *, png_walked: bool = False) -> I
     width, height = _open_and_verify(path, fmt, walk_png=not png_walked)
     _check_size(fmt, width, height, max_pixels)
     return ImageFacts(fmt, width, height, CONTENT_TYPES[fmt])
+
+
+def image_size(source: Path | bytes) -> tuple[int, int] | None:
+    """The width and height an image's header announces (a file, or bytes), or None
+    when it is not an image we take or its header cannot be read. Decodes no pixels:
+    our own parse for PNG, GIF, BMP and WEBP, else Pillow's lazy open."""
+    try:
+        target: Path | io.BytesIO
+        if isinstance(source, bytes):
+            head, target = source[:_HEADER_BYTES], io.BytesIO(source)
+        else:
+            with source.open("rb") as fh:
+                head = fh.read(_HEADER_BYTES)
+            target = source
+        fmt = sniff_format(head)
+        if fmt is None:
+            return None
+        declared = _header_size(fmt, head)
+        if declared is not None:
+            return declared if declared[0] > 0 and declared[1] > 0 else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(target, formats=_PILLOW_FORMATS[fmt]) as img:
+                width, height = img.size
+    except Exception:  # any failure to read untrusted bytes: not a readable image
+        return None
+    return (width, height) if width > 0 and height > 0 else None
 
 
 def _open_and_verify(path: Path, fmt: str, *, walk_png: bool) -> tuple[int, int]:

@@ -1,9 +1,10 @@
-"""The local provider's app: a small in-process upscaling API, and its wire contract.
+"""The local provider's app: a small in-process upscaling (and inpainting) API, and its
+wire contract.
 
 The service mounts this app at ``/local`` (:data:`LOCAL_MOUNT`) and reaches it
 over HTTP through :class:`~orchestrator.providers.local.LocalProvider`, like any
 cloud provider: local jobs take the same submit / callback / poll / fetch path.
-Upscaling runs in a ``ProcessPoolExecutor`` (``workers`` processes, started with
+Upscaling and inpainting run in a ``ProcessPoolExecutor`` (``workers`` processes, started with
 ``spawn``), never on the event loop.
 
 Wire contract (paths relative to the mount point)::
@@ -11,9 +12,13 @@ Wire contract (paths relative to the mount point)::
     POST /api/v1/upscale        Authorization: Bearer <api_key>
         {"image_url": str | null, "image_base64": str | null,   exactly one of the two
          "scale": number (1..8), "engine": str | null, "webhook": str | null}
+      or, to repaint a masked area (``"operation"`` absent or null means upscale):
+        {"operation": "replace", "image_url" | "image_base64" as above,
+         "mask_url": str | null, "mask_base64": str | null,     exactly one of the two
+         "prompt": str (1..1000 chars once trimmed), "webhook": str | null}
         200 {"id": str, "status": "QUEUED"}
         400 invalid_request | invalid_image | input_too_large | unknown_engine
-            | input_unreachable
+            | input_unreachable | invalid_mask
         401 unauthorized   413 payload_too_large   503 not_ready
         429 busy, with Retry-After: ``max_concurrent_jobs`` jobs are queued or running
     GET /api/v1/jobs/{id}       Authorization: Bearer <api_key>
@@ -26,12 +31,20 @@ Every error answer is ``{"error": {"code": str, "message": str}}``. A job payloa
 (the ``GET`` answer and the webhook body) is::
 
     {"id": str, "status": "QUEUED" | "RUNNING" | "SUCCEEDED" | "FAILED",
+     "operation": "upscale" | "replace",
      "engine": str, "scale": number, "result_url": str | null,
      "width": int | null, "height": int | null,
      "error": {"code": str, "message": str} | null}
 
-A FAILED job's ``error.code`` is one of ``invalid_image``, ``input_too_large``
-(input errors), ``engine_unavailable``, ``engine_failed``, ``worker_crashed``,
+A replace is classic inpainting (:mod:`orchestrator.local.inpainting`): its
+``engine`` is the method (``telea`` with OpenCV, ``diffusion`` with Pillow
+alone), its ``scale`` 1, and its result a PNG of the image's size whose unmasked
+pixels are the input's. The mask (same size as the image) marks the area with
+luminance >= 128, alpha 0 keeping; the prompt is accepted and ignored. A replace
+body may hold two inputs, so its cap is twice an upscale's.
+
+A FAILED job's ``error.code`` is one of ``invalid_image``, ``input_too_large``,
+``invalid_mask`` (input errors), ``engine_unavailable``, ``engine_failed``, ``worker_crashed``,
 ``internal_error``. When a job ends, its payload is POSTed as JSON to ``webhook``,
 up to ``callback_attempts`` times with exponential backoff, until a 2xx (a 4xx
 other than 408/429 stops the retries). Webhook URLs are never logged: they
@@ -39,7 +52,8 @@ carry signed tokens.
 
 The input is checked before the job is accepted: fetched by URL (http(s) only,
 at most ``max_input_bytes``) or decoded from base64, then its header is read for
-the size (``max_input_pixels``, and the output against ``max_output_pixels``).
+the size (``max_input_pixels``, and the output against ``max_output_pixels``);
+a replace's mask likewise, and its size must be the image's (``invalid_mask``).
 The image URL is fetched, and webhooks are sent, through the outbound address
 guard: public addresses and what ``allow`` lists, nothing else.
 

@@ -48,6 +48,7 @@ __all__ = [
     "init_worker",
     "upscale_file",
     "warm_up",
+    "write_png",
 ]
 
 ENGINES: Final = ("pyanime4k", "lanczos", "realesrgan")
@@ -130,11 +131,12 @@ def upscale_file(
         result = image.resize(size, Image.Resampling.LANCZOS)
     if result.size != size:  # an engine bug; never hand out the wrong size
         raise EngineFailed(f"engine {engine} produced {result.size}, expected {size}")
-    _write_png(result, dst)
+    write_png(result, dst)
     return result.size
 
 
-def _write_png(image: Image.Image, dst: str) -> None:
+def write_png(image: Image.Image, dst: str) -> None:
+    """Write ``image`` as a PNG at ``dst``, whole or not at all (a ``.part`` file renamed)."""
     part = f"{dst}.part"
     try:
         with os.fdopen(create_private_file(Path(part), exclusive=False), "wb") as out:

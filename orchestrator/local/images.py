@@ -12,7 +12,7 @@ import math
 import os
 from typing import Final
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from orchestrator.local.errors import InputTooLarge, InvalidImage
 from orchestrator.local.realesrgan import REALESRGAN_FACTOR
@@ -85,6 +85,22 @@ def probe_image(path: str | os.PathLike[str], max_input_pixels: int) -> tuple[in
         raise InvalidImage(f"input is not a readable image ({_describe(exc, path)})") from exc
     _check_input(width, height, max_input_pixels)
     return width, height
+
+
+_TURNED: Final = frozenset({5, 6, 7, 8})
+"""EXIF orientations that swap width and height."""
+
+
+def upright_size(path: str | os.PathLike[str], max_input_pixels: int) -> tuple[int, int]:
+    """The image's ``(width, height)`` once its EXIF orientation is applied (as :func:`decode`
+    does), from its header; raises like :func:`probe_image`."""
+    width, height = probe_image(path, max_input_pixels)
+    try:
+        with Image.open(path, formats=_INPUT_FORMATS) as img:
+            orientation = img.getexif().get(ExifTags.Base.Orientation)
+    except Exception:  # a broken EXIF block: decode() reports what matters
+        orientation = None
+    return (height, width) if orientation in _TURNED else (width, height)
 
 
 def decode(src: str) -> Image.Image:

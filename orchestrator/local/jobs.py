@@ -28,6 +28,8 @@ class LocalJob:
     error_code: str | None = None
     error_message: str | None = None
     finished_at: float | None = None
+    # ``upscale``, or ``replace`` (whose ``engine`` is the inpainting method, and scale 1).
+    operation: str = "upscale"
 
     def payload(self) -> dict[str, Any]:
         """The ``GET /api/v1/jobs/{id}`` answer and the webhook body."""
@@ -39,6 +41,7 @@ class LocalJob:
         return {
             "id": self.id,
             "status": self.status,
+            "operation": self.operation,
             "engine": self.engine,
             "scale": scale,
             "result_url": f"{self.base_url}{RESULT_PREFIX}{self.token}.png" if done else None,

@@ -17,6 +17,6 @@ class Limits:
     callback_backoff_s: float
     callback_timeout_s: float
 
-    def too_many_bytes(self) -> str:
-        """Why an input over ``max_input_bytes`` is refused."""
-        return f"input image is larger than {self.max_input_bytes} bytes"
+    def too_many_bytes(self, what: str = "input image") -> str:
+        """Why an input (``what``) over ``max_input_bytes`` is refused."""
+        return f"{what} is larger than {self.max_input_bytes} bytes"

@@ -1,9 +1,10 @@
 """The local provider's server: its jobs, workers and webhooks (``app.state.local``).
 
 The routes and the wire contract are in :mod:`orchestrator.local.app`. Jobs are
-kept in memory (:class:`~orchestrator.local.jobs.LocalJob`), upscaled in the
-worker processes (:class:`~orchestrator.local.workers.WorkerPool`), and their
-results served until ``result_ttl_s`` after they ended.
+kept in memory (:class:`~orchestrator.local.jobs.LocalJob`), upscaled or
+inpainted (:mod:`orchestrator.local.inpainting`) in the worker processes
+(:class:`~orchestrator.local.workers.WorkerPool`), and their results served
+until ``result_ttl_s`` after they ended.
 """
 
 from __future__ import annotations
@@ -26,12 +27,21 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.transport import make_guarded_client
-from orchestrator.local import engines
+from orchestrator.local import engines, inpainting
 from orchestrator.local.images import check_size, probe_image
-from orchestrator.local.inputs import input_bytes
+from orchestrator.local.inputs import input_bytes, mask_bytes
 from orchestrator.local.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, LocalJob
 from orchestrator.local.limits import Limits
-from orchestrator.local.submissions import Refused, error_response, parse_submit, read_body
+from orchestrator.local.submissions import (
+    REPLACE,
+    UPSCALE,
+    Refused,
+    body_cap,
+    error_response,
+    parse_submit,
+    read_body,
+    too_large,
+)
 from orchestrator.local.webhooks import deliver
 from orchestrator.local.workers import WorkerPool
 from orchestrator.security.private_files import make_private_dir
@@ -167,46 +177,68 @@ class LocalServer:
             )
         self.active += 1  # held from here, so concurrent submits cannot overshoot
         src: Path | None = None
+        mask: Path | None = None
         try:
-            body = await read_body(request, self.limits.max_input_bytes)
+            body = await read_body(request, self.limits.max_input_bytes, inputs=2)
             submission = parse_submit(
                 body, default_engine=self.default_engine, engines=self.engines
             )
+            one_input = body_cap(self.limits.max_input_bytes)
+            if submission.operation == UPSCALE and len(body) > one_input:
+                raise too_large(one_input)  # an upscale has room for one input only
+            del body
+            replace = submission.operation == REPLACE
             job = LocalJob(
                 id=secrets.token_hex(8),
                 token=secrets.token_hex(16),
-                engine=submission.engine,
+                engine=inpainting.expected_method() if replace else submission.engine,
                 scale=submission.scale,
                 webhook=submission.webhook,
                 base_url=_root_url(request),
+                operation=submission.operation,
             )
-            data = await input_bytes(self.client, submission, self.limits)
             src = self.inputs_dir / f"{job.id}.img"
-            await asyncio.to_thread(src.write_bytes, data)
-            del data
-            width, height = await asyncio.to_thread(probe_image, src, self.limits.max_input_pixels)
-            check_size(
-                width,
-                height,
-                job.scale,
-                job.engine,
-                max_input_pixels=self.limits.max_input_pixels,
-                max_output_pixels=self.limits.max_output_pixels,
-            )
+            await _write(src, await input_bytes(self.client, submission, self.limits))
+            if replace:
+                mask = self.inputs_dir / f"{job.id}-mask.img"
+                await _write(mask, await mask_bytes(self.client, submission, self.limits))
+                width, height = await asyncio.to_thread(
+                    inpainting.check_inputs,
+                    str(src),
+                    str(mask),
+                    self.limits.max_input_pixels,
+                    max_output_pixels=self.limits.max_output_pixels,
+                )
+            else:
+                width, height = await asyncio.to_thread(
+                    probe_image, src, self.limits.max_input_pixels
+                )
+                check_size(
+                    width,
+                    height,
+                    job.scale,
+                    job.engine,
+                    max_input_pixels=self.limits.max_input_pixels,
+                    max_output_pixels=self.limits.max_output_pixels,
+                )
         except BaseException as exc:
             self.active -= 1
-            if src is not None:
-                _unlink(src)
+            for path in (src, mask):
+                if path is not None:
+                    _unlink(path)
             if isinstance(exc, Refused):
                 return error_response(exc.status_code, exc.code, exc.message)
             if isinstance(exc, RejectedInput):
                 return error_response(400, exc.code, exc.message)
             raise
         self.jobs[job.id] = job
-        self.spawn(self._run(job, src), name=f"local-{job.id}")
-        logger.info(
-            "local job %s queued (%s x%g, %dx%d)", job.id, job.engine, job.scale, width, height
-        )
+        self.spawn(self._run(job, src, mask), name=f"local-{job.id}")
+        if replace:
+            logger.info("local job %s queued (replace, %dx%d)", job.id, width, height)
+        else:
+            logger.info(
+                "local job %s queued (%s x%g, %dx%d)", job.id, job.engine, job.scale, width, height
+            )
         return JSONResponse({"id": job.id, "status": QUEUED})
 
     async def job_status(self, request: Request) -> Response:
@@ -237,21 +269,31 @@ class LocalServer:
 
     # -- jobs -------------------------------------------------------------
 
-    async def _run(self, job: LocalJob, src: Path) -> None:
+    async def _run(self, job: LocalJob, src: Path, mask: Path | None = None) -> None:
         dst = self.results_dir / f"{job.token}.png"
         try:
             async with self._slots:
                 job.status = RUNNING
                 started = time.perf_counter()
-                width, height = await self.workers.run(
-                    engines.upscale_file,
-                    str(src),
-                    str(dst),
-                    job.scale,
-                    job.engine,
-                    self.limits.max_input_pixels,
-                    max_output_pixels=self.limits.max_output_pixels,
-                )
+                if mask is not None:
+                    width, height, job.engine = await self.workers.run(
+                        inpainting.replace_file,
+                        str(src),
+                        str(mask),
+                        str(dst),
+                        self.limits.max_input_pixels,
+                        max_output_pixels=self.limits.max_output_pixels,
+                    )
+                else:
+                    width, height = await self.workers.run(
+                        engines.upscale_file,
+                        str(src),
+                        str(dst),
+                        job.scale,
+                        job.engine,
+                        self.limits.max_input_pixels,
+                        max_output_pixels=self.limits.max_output_pixels,
+                    )
             job.width, job.height, job.status = width, height, SUCCEEDED
             logger.info(
                 "local job %s succeeded (%dx%d in %.2fs)",
@@ -263,7 +305,8 @@ class LocalServer:
         except UpscaleError as exc:
             self._fail(job, exc.code, exc.message)
         except BrokenProcessPool:
-            self._fail(job, "worker_crashed", "the worker process died while upscaling")
+            doing = "upscaling" if mask is None else "inpainting"
+            self._fail(job, "worker_crashed", f"the worker process died while {doing}")
         except asyncio.CancelledError:
             self._fail(job, "internal_error", "the local provider shut down")
             raise
@@ -274,6 +317,8 @@ class LocalServer:
             job.finished_at = self.clock()
             self.active -= 1
             _unlink(src)
+            if mask is not None:
+                _unlink(mask)
         if job.webhook is not None:
             await deliver(self.client, job, job.webhook, self.limits)
 
@@ -297,6 +342,10 @@ class LocalServer:
         for job in expired:
             del self.jobs[job.id]
             _unlink(self.results_dir / f"{job.token}.png")
+
+
+async def _write(path: Path, data: bytes) -> None:
+    await asyncio.to_thread(path.write_bytes, data)
 
 
 def _unlink(path: Path) -> None:

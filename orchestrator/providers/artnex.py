@@ -53,7 +53,12 @@ import httpx
 
 from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import CONTENT_TYPES, SNIFF_BYTES, sniff_format
-from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
+from orchestrator.providers.base import (
+    Accepted,
+    CallbackMode,
+    SubmitRequest,
+    refuse_other_operations,
+)
 from orchestrator.providers.http import JsonApi, parse_retry_after
 from orchestrator.providers.synchronous import BILLED, answer_id, result_invalid, server_trouble
 from schemas.artnex import ArtnexAnswer, parse_artnex_answer
@@ -64,7 +69,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json, json_number
 
 if TYPE_CHECKING:
@@ -244,6 +249,7 @@ class ArtnexProvider:
     name: str = NAME
     callback_mode: CallbackMode = "none"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,
@@ -269,7 +275,10 @@ class ArtnexProvider:
     def __repr__(self) -> str:
         return f"ArtnexProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
+        refuse_other_operations("Artnex", operation)
         return validate_artnex_options(scale, options)
 
     async def submit(self, request: SubmitRequest) -> Accepted:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from schemas.jobs import ProviderUpdate
+from schemas.errors import RejectedInput
+from schemas.jobs import Operation, ProviderUpdate
 
 CallbackMode = Literal["job", "account", "none"]
 
@@ -18,6 +19,12 @@ class SubmitRequest:
     image_url: str | None
     image_bytes: bytes | None = field(default=None, repr=False)
     callback_url: str | None = field(default=None, repr=False)
+    # A replace job: the prompt, and the mask the way the image is given
+    # (a signed input URL, or its bytes for providers that take data inline).
+    operation: Operation = Operation.UPSCALE
+    prompt: str | None = None
+    mask_url: str | None = field(default=None, repr=False)
+    mask_bytes: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +51,12 @@ class Provider(Protocol):
     name: str
     callback_mode: CallbackMode
     needs_image_url: bool
+    # The operations this provider offers; intake refuses any other with a 400.
+    operations: frozenset[Operation]
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]: ...
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]: ...
 
     async def submit(self, request: SubmitRequest) -> Accepted: ...
 
@@ -59,3 +70,10 @@ class HasBalance(Protocol):
     """A provider that can tell the account's remaining credit."""
 
     async def balance(self) -> dict[str, Any]: ...
+
+
+def refuse_other_operations(provider: str, operation: Operation) -> None:
+    """For adapters that offer only upscaling: any other operation is bad input
+    (intake refuses it first, naming the providers that offer it)."""
+    if operation is not Operation.UPSCALE:
+        raise RejectedInput(f"{provider} does not offer the operation '{operation}'")

@@ -1,22 +1,28 @@
-"""The Fotor OpenAPI adapter (``https://api-b.fotor.com``), AI Upscaler only.
+"""The Fotor OpenAPI adapter (``https://api-b.fotor.com``): AI Upscaler and AI Replace.
 
-Asynchronous provider: ``POST /v1/aiart/imgupscale`` answers a ``taskId``; the
-outcome comes from the account-wide webhook (one URL for the whole account, set
-out of band, so no callback field is sent) and/or ``GET /v1/aiart/tasks/{taskId}``.
+Asynchronous provider: ``POST /v1/aiart/imgupscale`` (upscale) or
+``POST /v1/aiart/replacer`` (replace) answers a ``taskId``; the outcome comes from
+the account-wide webhook (one URL for the whole account, set out of band, so no
+callback field is sent) and/or ``GET /v1/aiart/tasks/{taskId}``. Both operations
+share the envelope, the codes and the task model, so one classifier serves both.
 See providers.md section 1.
 
 The decisions are pure functions: the options in
-:mod:`orchestrator.providers.fotor_options`, the submit body here
-(:func:`build_submit_body`), and what each answer means in
-:mod:`orchestrator.providers.fotor_answers`. :class:`FotorProvider` only does the
-I/O and translates ``httpx`` errors at the boundary.
+:mod:`orchestrator.providers.fotor_options`, the submit bodies here
+(:func:`build_submit_body`, :func:`build_replace_body`), and what each answer
+means in :mod:`orchestrator.providers.fotor_answers`. :class:`FotorProvider` only
+does the I/O and translates ``httpx`` errors at the boundary.
 
-Where the documentation is silent about the submit body:
+Where the documentation is silent about the submit bodies:
 
 - Inline image bytes are sent as a data URI whose type is sniffed from the magic
   bytes (PNG when unrecognised, as Fotor's own code sends).
 - ``upscaling_resize`` is sent as an integer when the scale is integral (the
   documented type), as a float otherwise (Fotor's SDK sends floats).
+- Replace: ``{"imageUrl", "content", "maskImageUrl"}`` as documented (SEED 001),
+  the input and the mask as URLs. Assumed: when a URL is missing but the bytes
+  are there, the field carries a data URI, as the upscaler's ``userImageUrl``
+  takes one; the prompt is sent as given.
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ from orchestrator.providers.fotor_options import (
     DEFAULT_MAX_SIDE,
     checked_side,
     validate_fotor_options,
+    validate_replace_options,
 )
 from orchestrator.providers.http import JsonApi, http_base_url, path_segment
 from schemas.errors import ProviderRejected, RejectedInput
-from schemas.jobs import FailureReason, ProviderUpdate
+from schemas.jobs import FailureReason, Operation, ProviderUpdate
 from schemas.payloads import MAX_PAYLOAD_BYTES, json_number
 
 if TYPE_CHECKING:
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
 DEFAULT_BASE_URL: Final = "https://api-b.fotor.com"
 
 SUBMIT_PATH: Final = "/v1/aiart/imgupscale"
+REPLACE_PATH: Final = "/v1/aiart/replacer"
 TASKS_PATH: Final = "/v1/aiart/tasks/"
 CREDITS_PATH: Final = "/v1/credits"
 
@@ -94,6 +102,33 @@ def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dic
     }
 
 
+def _url_or_data(url: str | None, data: bytes | None) -> str | None:
+    """The URL when there is one (documented for replace), else the bytes as a data URI."""
+    if url:
+        return url
+    if data:
+        return image_data_uri(data)
+    return None
+
+
+def build_replace_body(request: SubmitRequest) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/aiart/replacer``: ``{imageUrl, content, maskImageUrl}``.
+
+    URLs win over inline bytes (the documented form). Raises
+    :class:`ProviderRejected` (``rejected_input``) when the image, the prompt or
+    the mask is missing.
+    """
+    image = _url_or_data(request.image_url, request.image_bytes)
+    if image is None:
+        raise ProviderRejected("Fotor needs an image URL or image bytes", "rejected_input")
+    if request.prompt is None or not request.prompt.strip():
+        raise ProviderRejected("Fotor's replace needs a prompt", "rejected_input")
+    mask = _url_or_data(request.mask_url, request.mask_bytes)
+    if mask is None:
+        raise ProviderRejected("Fotor's replace needs a mask URL or mask bytes", "rejected_input")
+    return {"imageUrl": image, "content": request.prompt, "maskImageUrl": mask}
+
+
 def task_path(task_id: str) -> str:
     """``/v1/aiart/tasks/{id}`` with the id quoted so it stays one path segment."""
     return TASKS_PATH + path_segment(task_id)
@@ -108,6 +143,7 @@ class FotorProvider:
     name: str = NAME
     callback_mode: CallbackMode = "account"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE, Operation.REPLACE})
 
     def __init__(
         self,
@@ -144,19 +180,39 @@ class FotorProvider:
     def __repr__(self) -> str:
         return f"FotorProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self,
+        scale: float,
+        options: dict[str, Any],
+        *,
+        operation: Operation = Operation.UPSCALE,
+    ) -> dict[str, Any]:
+        """The normalised options of an ``operation`` job; replace takes none."""
+        if operation == Operation.REPLACE:
+            return validate_replace_options(options)
+        if operation != Operation.UPSCALE:
+            raise RejectedInput(f"Fotor does not offer the operation '{operation}'")
         return validate_fotor_options(
             scale, options, default_width=self._max_width, default_height=self._max_height
         )
 
-    async def submit(self, request: SubmitRequest) -> Accepted:
+    def _submit_call(self, request: SubmitRequest) -> tuple[str, dict[str, Any]]:
+        """The path and body for ``request``, or ``ProviderRejected`` (rejected input)."""
         try:
-            options = self.validate_options(request.scale, request.options)
+            options = self.validate_options(
+                request.scale, request.options, operation=request.operation
+            )
         except RejectedInput as exc:
             raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
+        if request.operation == Operation.REPLACE:
+            return REPLACE_PATH, build_replace_body(request)
+        return SUBMIT_PATH, build_submit_body(request, options)
+
+    async def submit(self, request: SubmitRequest) -> Accepted:
+        path, body = self._submit_call(request)
         answer = await self._api.submit(
-            SUBMIT_PATH,
-            build_submit_body(request, options),
+            path,
+            body,
             self._submit_timeout_s,
             sent="task",
             not_sent="no task was created",

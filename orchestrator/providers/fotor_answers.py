@@ -120,7 +120,7 @@ def classify_submit(
     *,
     now: datetime | None = None,
 ) -> Accepted:
-    """Map the answer to the upscale POST to :class:`Accepted` or a ``ProviderError``.
+    """Map the answer to a submit POST (upscale or replace) to :class:`Accepted` or an error.
 
     A 2xx that cannot be read, or a ``"000"`` without a ``taskId``, is
     ``ProviderUncertain``: the task may exist and be billed, and we cannot tell.

@@ -1,9 +1,13 @@
-"""The options a Fotor job takes: the scale and the two output size caps.
+"""The options a Fotor job takes, per operation.
 
-Fotor's upscaler takes ``upscaling_resize`` (1..4) and caps the output at
-``max_image_width`` x ``max_image_height`` (64..8192 each). The image and the
-factor come from the job itself, so those wire fields are refused as options.
-See providers.md section 1.
+Upscale: the scale and the two output size caps. Fotor's upscaler takes
+``upscaling_resize`` (1..4) and caps the output at ``max_image_width`` x
+``max_image_height`` (64..8192 each). The image and the factor come from the job
+itself, so those wire fields are refused as options. See providers.md section 1.
+
+Replace: AI Replace (``POST /v1/aiart/replacer``) documents only ``imageUrl``,
+``content`` and ``maskImageUrl``, all three taken from the job (image, prompt,
+mask), so it takes no options: every key is refused, those three with the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ OPTIONS: Final = ("max_image_width", "max_image_height")
 _RESERVED: Final[Mapping[str, str]] = {
     "userImageUrl": "the image comes from the job's image",
     "upscaling_resize": "the factor comes from the job's scale",
+}
+_REPLACE_RESERVED: Final[Mapping[str, str]] = {
+    "imageUrl": "the image comes from the job's image",
+    "content": "the text comes from the job's prompt",
+    "maskImageUrl": "the mask comes from the job's mask",
 }
 
 
@@ -65,3 +74,18 @@ def validate_fotor_options(
             "max_image_height", options.get("max_image_height", default_height)
         ),
     }
+
+
+def validate_replace_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the options of a replace job: Fotor's AI Replace takes none, so ``{}``.
+
+    The job's scale plays no part in a replace. Raises :class:`RejectedInput`
+    naming the first key given.
+    """
+    if not isinstance(options, Mapping):
+        raise RejectedInput("options must be a JSON object")
+    for key in options:
+        if key in _REPLACE_RESERVED:
+            raise RejectedInput(f"unknown option '{key}': {_REPLACE_RESERVED[key]}")
+        raise RejectedInput(f"unknown option '{key}' (Fotor's replace takes no options)")
+    return {}

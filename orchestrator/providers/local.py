@@ -2,7 +2,10 @@
 
 It talks to the local server over HTTP exactly like to a cloud provider:
 ``POST {base}/api/v1/upscale`` with the job's signed callback URL as ``webhook``,
-then a terminal webhook and/or ``GET {base}/api/v1/jobs/{id}``. The wire
+then a terminal webhook and/or ``GET {base}/api/v1/jobs/{id}``. It offers
+upscale and replace; a replace sends the image and the mask inline (base64)
+with the prompt, which the local server accepts and ignores (it inpaints from
+the surrounding pixels; it is not a generative model). The wire
 contract is documented in the server's module docstring; this module depends on
 it, not on the server's code.
 
@@ -49,7 +52,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import Failure, FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import Failure, FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.local import LocalJobPayload, error_code, parse_local_payload
 from schemas.payloads import (
     MAX_PAYLOAD_BYTES,
@@ -81,6 +84,7 @@ INPUT_ERROR_CODES: Final = frozenset(
         "unknown_engine",
         "input_unreachable",
         "payload_too_large",
+        "invalid_mask",
     }
 )
 """Error codes that blame the input: the job fails with ``rejected_input``."""
@@ -120,7 +124,10 @@ def validate_local_options(
 def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON body of ``POST /api/v1/upscale``: the image inline when we have its bytes.
 
-    Raises :class:`ProviderRejected` (``rejected_input``) when the request has no image.
+    A replace sends ``operation``, ``prompt`` and the mask (inline too when we have
+    its bytes) instead of ``scale`` and ``engine``; an upscale body is unchanged.
+    Raises :class:`ProviderRejected` (``rejected_input``) when the request has no
+    image, or is a replace without a prompt or a mask.
     """
     body: dict[str, Any] = {}
     if request.image_bytes is not None:
@@ -129,9 +136,28 @@ def build_submit_body(request: SubmitRequest, options: Mapping[str, Any]) -> dic
         body["image_url"] = request.image_url
     else:
         raise ProviderRejected("the job has no input image", FailureReason.REJECTED_INPUT)
+    if request.operation is Operation.REPLACE:
+        return _replace_body(request, body)
     body["scale"] = json_number(request.scale)
     if "engine" in options:
         body["engine"] = options["engine"]
+    if request.callback_url is not None:
+        body["webhook"] = request.callback_url
+    return body
+
+
+def _replace_body(request: SubmitRequest, body: dict[str, Any]) -> dict[str, Any]:
+    prompt = (request.prompt or "").strip()
+    if not prompt:
+        raise ProviderRejected("a replace job needs a prompt", FailureReason.REJECTED_INPUT)
+    body["operation"] = Operation.REPLACE.value
+    body["prompt"] = prompt
+    if request.mask_bytes is not None:
+        body["mask_base64"] = base64.b64encode(request.mask_bytes).decode("ascii")
+    elif request.mask_url:
+        body["mask_url"] = request.mask_url
+    else:
+        raise ProviderRejected("a replace job needs a mask", FailureReason.REJECTED_INPUT)
     if request.callback_url is not None:
         body["webhook"] = request.callback_url
     return body
@@ -288,6 +314,7 @@ class LocalProvider:
     name: str = NAME
     callback_mode: CallbackMode = "job"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE, Operation.REPLACE})
 
     def __init__(
         self,
@@ -319,14 +346,23 @@ class LocalProvider:
     def __repr__(self) -> str:
         return f"LocalProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
+        if operation is Operation.REPLACE:
+            if options:
+                names = ", ".join(sorted(options))
+                raise RejectedInput(f"the local provider's replace takes no options (got {names})")
+            return {}
         return validate_local_options(scale, options, self.engines)
 
     async def submit(self, request: SubmitRequest) -> Accepted:
-        try:
-            options = validate_local_options(request.scale, request.options, self.engines)
-        except RejectedInput as exc:
-            raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
+        options: dict[str, Any] = {}
+        if request.operation is not Operation.REPLACE:  # a replace has no scale nor engine
+            try:
+                options = validate_local_options(request.scale, request.options, self.engines)
+            except RejectedInput as exc:
+                raise ProviderRejected(exc.message, FailureReason.REJECTED_INPUT) from exc
         answer = await self._api.submit(
             "/api/v1/upscale",
             build_submit_body(request, options),

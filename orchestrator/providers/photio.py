@@ -48,7 +48,12 @@ import httpx
 
 from orchestrator.common.clock import Clock, SystemClock
 from orchestrator.fetch.imagecheck import SNIFF_BYTES, sniff_format
-from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
+from orchestrator.providers.base import (
+    Accepted,
+    CallbackMode,
+    SubmitRequest,
+    refuse_other_operations,
+)
 from orchestrator.providers.http import JsonApi, http_base_url, parse_retry_after
 from orchestrator.providers.synchronous import BILLED, answer_id, result_invalid, server_trouble
 from schemas.errors import (
@@ -58,7 +63,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import FailureReason, Operation, ProviderUpdate, UpdateStatus
 from schemas.payloads import MAX_PAYLOAD_BYTES, body_excerpt, decode_json
 from schemas.photio import PhotioAnswer, decode_image_body, parse_photio_answer
 
@@ -262,6 +267,7 @@ class PhotioProvider:
     name: str = NAME
     callback_mode: CallbackMode = "none"
     needs_image_url: bool = False
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,
@@ -291,7 +297,10 @@ class PhotioProvider:
     def __repr__(self) -> str:
         return f"PhotioProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
+        refuse_other_operations("Photio", operation)
         return validate_photio_options(scale, options)
 
     async def submit(self, request: SubmitRequest) -> Accepted:

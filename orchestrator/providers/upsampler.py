@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from orchestrator.common.clock import Clock, SystemClock
-from orchestrator.providers.base import Accepted, CallbackMode, SubmitRequest
+from orchestrator.providers.base import (
+    Accepted,
+    CallbackMode,
+    SubmitRequest,
+    refuse_other_operations,
+)
 from orchestrator.providers.http import JsonApi, path_segment
 from orchestrator.providers.upsampler_answers import (
     NAME,
@@ -28,7 +33,7 @@ from orchestrator.providers.upsampler_answers import (
 )
 from orchestrator.providers.upsampler_options import DEFAULT_ENDPOINT, validate_upsampler_options
 from schemas.errors import ProviderRejected, RejectedInput
-from schemas.jobs import FailureReason, ProviderUpdate
+from schemas.jobs import FailureReason, Operation, ProviderUpdate
 from schemas.payloads import MAX_PAYLOAD_BYTES, json_number
 
 if TYPE_CHECKING:
@@ -78,6 +83,7 @@ class UpsamplerProvider:
     name: str = NAME
     callback_mode: CallbackMode = "job"
     needs_image_url: bool = True
+    operations: frozenset[Operation] = frozenset({Operation.UPSCALE})
 
     def __init__(
         self,
@@ -105,7 +111,10 @@ class UpsamplerProvider:
     def __repr__(self) -> str:
         return f"UpsamplerProvider(base_url={self._api.base_url!r}, api_key='***')"
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
+        refuse_other_operations("Upsampler", operation)
         return validate_upsampler_options(scale, options)
 
     async def submit(self, request: SubmitRequest) -> Accepted:

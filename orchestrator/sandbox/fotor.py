@@ -1,4 +1,4 @@
-"""Sandbox double of the Fotor OpenAPI AI Upscaler (https://api-b.fotor.com).
+"""Sandbox double of the Fotor OpenAPI AI Upscaler and AI Replace (https://api-b.fotor.com).
 
 Wire contract (see /work/shared/providers.md section 1), under the mount ``/fotor``:
 
@@ -6,11 +6,16 @@ Wire contract (see /work/shared/providers.md section 1), under the mount ``/foto
   ``{"upscaling_resize", "userImageUrl", "max_image_width", "max_image_height"}``
   answers ``{"code": "000", "msg": "success", "data": {"taskId": <32 hex>}}``;
   ``userImageUrl`` is an http(s) URL (downloaded), a data URI or bare base64;
+- ``POST /v1/aiart/replacer`` with ``{"imageUrl", "content", "maskImageUrl"}``
+  answers the same; both images are URLs (downloaded before the answer, so that
+  an unreadable image or a mask of another size is a 400) or base64 as above.
+  The edit is real and deterministic (see ``fotor_replacer.py``);
 - ``GET /v1/aiart/tasks/{taskId}`` answers the envelope around the task data
   ``{taskId, createTime, updateTime (epoch ms), status, businessId, type,
   resultUrl, hasHsfw, creditsIncrement}`` plus ``msg`` when it failed;
 - ``GET /v1/credits`` answers ``{businessId, total, remaining}``: 1000 credits,
-  one spent per task that ends with status 1;
+  spent by each task that ends with status 1 (1 per upscale, 2 per replace, an
+  assumed figure; see ``fotor_tasks.py``);
 - errors answer the envelope with ``data: null`` and HTTP 400/401/404/429/500,
   or HTTP 200 with code ``999`` (fault ``error_in_200``) or ``510`` (fault
   ``no_credit``, or no credits left).
@@ -41,8 +46,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -55,14 +59,19 @@ from orchestrator.sandbox.context import (
     sandbox_root_url,
 )
 from orchestrator.sandbox.control import control_denied
-from orchestrator.sandbox.fotor_requests import InvalidSubmit, parse_submit
+from orchestrator.sandbox.fotor_inputs import read_replace, read_upscale
+from orchestrator.sandbox.fotor_payloads import envelope, task_data, webhook_payload
+from orchestrator.sandbox.fotor_requests import InvalidSubmit
 from orchestrator.sandbox.fotor_tasks import (
     FAILED,
-    RUNNING,
+    REPLACE_TYPE,
     SUCCEEDED,
+    UPSCALE_TYPE,
     SandboxTask,
     TaskFailed,
-    upscale_capped,
+    TaskFields,
+    edit,
+    task_cost,
 )
 from orchestrator.sandbox.wire import bearer_key, is_http_url, sleep_unless_disconnected
 
@@ -73,7 +82,6 @@ PREFIX = "/fotor"
 RESULTS_PREFIX = "/results"
 S3_PREFIX = "/s3"
 S3_BUCKET = "s3://img-pub-fotor"
-TASK_TYPE = "imgupscale"  # Fotor's value for upscale tasks is undocumented.
 BUSINESS_ID = "sandbox"
 
 INITIAL_CREDITS = 1000
@@ -103,18 +111,8 @@ EXTRA_COUNTERS = (
     "results_s3",
 )
 
-
-def envelope(
-    code: str,
-    msg: str,
-    data: Any = None,
-    *,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    return JSONResponse(
-        {"code": code, "msg": msg, "data": data}, status_code=status_code, headers=headers
-    )
+# Reads a submit's body into the fields of the task it asks for (fotor_inputs.py).
+Reader = Callable[[SandboxContext, bytes], Awaitable[TaskFields]]
 
 
 class FotorSandbox:
@@ -138,6 +136,7 @@ class FotorSandbox:
         results = self.ctx.results.routes(PROVIDER)
         return [
             Route("/v1/aiart/imgupscale", self.submit, methods=["POST"]),
+            Route("/v1/aiart/replacer", self.submit_replace, methods=["POST"]),
             Route("/v1/aiart/tasks/", self.task_without_id, methods=["GET"]),
             Route("/v1/aiart/tasks/{task_id}", self.task, methods=["GET"]),
             Route("/v1/credits", self.credits, methods=["GET"]),
@@ -150,13 +149,19 @@ class FotorSandbox:
     # -- handlers ---------------------------------------------------------
 
     async def submit(self, request: Request) -> Response:
+        return await self._submit(request, read_upscale)
+
+    async def submit_replace(self, request: Request) -> Response:
+        return await self._submit(request, read_replace)
+
+    async def _submit(self, request: Request, read: Reader) -> Response:
         ctx, faults = self.ctx, self.ctx.faults
         self._bump("submits")
         denied = self._check_auth(request)
         if denied is not None:
             return denied
         try:
-            parsed = parse_submit(await request.body(), ctx.max_input_bytes)
+            fields = await read(ctx, await request.body())
         except InvalidSubmit as exc:
             self._bump("submits_rejected")
             return envelope("400", str(exc), status_code=400)
@@ -169,18 +174,15 @@ class FotorSandbox:
         if faults.roll("error_in_200", ctx.rng):
             self._bump("submits_error_in_200")
             return envelope("999", "unknown error")
-        if faults.roll("no_credit", ctx.rng) or self.credits_remaining <= 0:
+        cost = task_cost(fields.get("task_type", UPSCALE_TYPE))
+        if faults.roll("no_credit", ctx.rng) or self.credits_remaining < cost:
             self._bump("submits_no_credit")
             return envelope("510", "No enough credits")
 
         now_ms = self._now_ms()
         task = SandboxTask(
+            **fields,
             id=ctx.new_id(16),
-            image_url=parsed.image_url,
-            image_data=parsed.image_data,
-            factor=parsed.factor,
-            max_width=parsed.max_width,
-            max_height=parsed.max_height,
             base_url=sandbox_root_url(request),
             created_ms=now_ms,
             updated_ms=now_ms,
@@ -190,7 +192,10 @@ class FotorSandbox:
         )
         self.tasks[task.id] = task
         self._bump("jobs_created")
-        logger.info("fotor task %s created (x%g)", task.id, task.factor)
+        if task.task_type == REPLACE_TYPE:
+            logger.info("fotor task %s created (replace)", task.id)
+        else:
+            logger.info("fotor task %s created (x%g)", task.id, task.factor)
 
         answer = {"taskId": task.id}
         if faults.roll("early_callback", ctx.rng):
@@ -218,7 +223,8 @@ class FotorSandbox:
         task = self.tasks.get(request.path_params["task_id"])
         if task is None:
             return envelope("404", "task not found", status_code=404)
-        return envelope("000", "success", self.task_data(task, sandbox_root_url(request)))
+        result_url = self._result_url(task, sandbox_root_url(request))
+        return envelope("000", "success", task_data(task, result_url))
 
     async def task_without_id(self, request: Request) -> Response:
         self._bump("status_calls")
@@ -264,38 +270,6 @@ class FotorSandbox:
             )
         logger.info("fotor webhook %s", "set" if self.webhook_url else "cleared")
         return JSONResponse({"url": self.webhook_url})
-
-    # -- payloads ---------------------------------------------------------
-
-    def task_data(self, task: SandboxTask, base_url: str) -> dict[str, Any]:
-        """The ``data`` of a task details answer; mints a fresh result URL on success."""
-        data: dict[str, Any] = {
-            "taskId": task.id,
-            "createTime": task.created_ms,
-            "updateTime": task.updated_ms,
-            "status": task.status,
-            "businessId": "",
-            "type": TASK_TYPE,
-            "resultUrl": self._result_url(task, base_url),
-            "hasHsfw": task.nsfw and task.status != RUNNING,
-            "creditsIncrement": task.credits,
-        }
-        if task.status == FAILED:
-            data["msg"] = task.msg or "task failed"
-        return data
-
-    def webhook_payload(self, task: SandboxTask) -> dict[str, Any]:
-        """The flat webhook body."""
-        body: dict[str, Any] = {
-            "taskId": task.id,
-            "status": task.status,
-            "businessId": "",
-            "type": TASK_TYPE,
-            "resultUrl": self._result_url(task, task.base_url),
-        }
-        if task.nsfw and task.status != RUNNING:
-            body["hasHsfw"] = True
-        return body
 
     # -- internals --------------------------------------------------------
 
@@ -360,7 +334,8 @@ class FotorSandbox:
         if url is None:
             self._bump("callbacks_skipped")
             return
-        await self.ctx.callbacks.deliver(PROVIDER, url, self.webhook_payload(task))
+        body = webhook_payload(task, self._result_url(task, task.base_url))
+        await self.ctx.callbacks.deliver(PROVIDER, url, body)
 
     async def _process(self, task: SandboxTask, *, wait: bool) -> None:
         data = task.image_data
@@ -373,16 +348,11 @@ class FotorSandbox:
             await asyncio.sleep(delay)
         try:
             png, width, height = await asyncio.to_thread(
-                upscale_capped,
-                data,
-                task.factor,
-                task.max_width,
-                task.max_height,
-                self.ctx.max_output_pixels,
+                edit, task, data, self.ctx.max_output_pixels
             )
         except ValueError as exc:
             raise TaskFailed(f"image processing failed: {exc}") from None
-        task.image_data = None
+        task.image_data = task.mask_data = None
         if task.nsfw:
             self._bump("results_nsfw")
             self._finish(task, FAILED, "NSFW content detected")
@@ -399,8 +369,8 @@ class FotorSandbox:
         task.status, task.msg = status, msg
         task.updated_ms = self._now_ms()
         if status == SUCCEEDED:
-            task.credits = 1
-            self.credits_used += 1
+            task.credits = task_cost(task.task_type)
+            self.credits_used += task.credits
             self._bump("jobs_succeeded")
         else:
             self._bump("jobs_failed")

@@ -1,33 +1,69 @@
-"""A sandbox Fotor task: its record, its statuses, and the resize it performs.
+"""A sandbox Fotor task: its record, its statuses, its cost, and the resize it performs.
 
-Statuses are Fotor's: 0 running, 1 succeeded, 2 failed. The resize keeps the
-aspect ratio and caps the output at the task's ``max_image_width`` x
-``max_image_height``.
+Statuses are Fotor's: 0 running, 1 succeeded, 2 failed. An upscale task resizes,
+keeping the aspect ratio and capping the output at the task's ``max_image_width``
+x ``max_image_height``; a replace task paints its mask's area
+(:mod:`orchestrator.sandbox.fotor_replacer`).
+
+The ``type`` strings are what the task details and the webhook report; Fotor
+documents neither value, so both are assumed (the endpoint's last path segment).
+Costs: an upscale task charges 1 credit (providers.md: 1 token per image); a
+replace task charges :data:`REPLACE_CREDITS`, an assumed figure, since Fotor's
+token page does not list AI Replace.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Required, TypedDict
 
 from PIL import Image
 
+from orchestrator.sandbox.fotor_replacer import image_size, replace_masked
 from orchestrator.sandbox.imaging import output_size, upscale_image
 
 RUNNING, SUCCEEDED, FAILED = 0, 1, 2
+
+UPSCALE_TYPE = "imgupscale"
+REPLACE_TYPE = "replacer"
+UPSCALE_CREDITS = 1
+REPLACE_CREDITS = 2  # assumed
+
+
+def task_cost(task_type: str) -> int:
+    """The credits a task of ``task_type`` charges when it succeeds."""
+    return REPLACE_CREDITS if task_type == REPLACE_TYPE else UPSCALE_CREDITS
+
+
+class TaskFields(TypedDict, total=False):
+    """What a submit asks for: the fields of its :class:`SandboxTask` that the body gives."""
+
+    image_url: Required[str | None]
+    image_data: Required[bytes | None]
+    task_type: str
+    factor: float
+    max_width: int
+    max_height: int
+    prompt: str | None
+    mask_data: bytes | None
 
 
 @dataclass(slots=True)
 class SandboxTask:
     id: str
-    image_url: str | None
-    image_data: bytes | None = field(repr=False)
-    factor: float
-    max_width: int
-    max_height: int
     base_url: str
     created_ms: int
     updated_ms: int
+    image_url: str | None
+    image_data: bytes | None = field(repr=False)
+    task_type: str = UPSCALE_TYPE
+    factor: float = 1.0
+    max_width: int = 8192
+    max_height: int = 8192
+    # A replace task: the text and the mask (fetched at submit, like its image).
+    prompt: str | None = None
+    mask_data: bytes | None = field(default=None, repr=False)
     nsfw: bool = False
     s3: bool = False
     empty: bool = False
@@ -60,3 +96,17 @@ def upscale_capped(
     png = upscale_image(data, effective, max_pixels)
     out_width, out_height = output_size(width, height, effective)
     return png, out_width, out_height
+
+
+def edit(task: SandboxTask, data: bytes, max_pixels: int) -> tuple[bytes, int, int]:
+    """The output PNG of ``task`` on input ``data``, and its size.
+
+    Blocking; raises ``ValueError`` for unusable images.
+    """
+    if task.task_type != REPLACE_TYPE:
+        return upscale_capped(data, task.factor, task.max_width, task.max_height, max_pixels)
+    if task.mask_data is None or task.prompt is None:
+        raise ValueError("the task has no mask or no content")
+    png = replace_masked(data, task.mask_data, task.prompt, max_pixels)
+    width, height = image_size(data, "imageUrl", max_pixels)
+    return png, width, height

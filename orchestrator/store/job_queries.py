@@ -33,8 +33,9 @@ JOB_BY_PROVIDER_ID = "SELECT * FROM jobs WHERE provider = ? AND provider_job_id 
 INSERT_JOB = """
     INSERT INTO jobs (id, provider, state, scale, options, metadata, input_url, input_key,
                       idempotency_key, request_hash, created_at, updated_at, deadline_at,
-                      next_check_at, retry_of)
-    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      next_check_at, retry_of, operation, prompt, mask_url, mask_key,
+                      input_width, input_height)
+    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING *
 """
 

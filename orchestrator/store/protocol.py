@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from orchestrator.domain.states import Event
 from orchestrator.store.outbox import Outbox
-from schemas.jobs import Failure, Job, JobState, ResultInfo
+from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
 
 
 class DeliveryStatus(StrEnum):
@@ -35,6 +35,12 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     retry_of: str | None = None
+    operation: Operation = Operation.UPSCALE
+    prompt: str | None = None
+    mask_url: str | None = None
+    mask_key: str | None = None
+    input_width: int | None = None
+    input_height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +185,7 @@ class Store(Outbox, Protocol):
         limit: int = 50,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        operation: Operation | None = None,
     ) -> list[Job]: ...
 
     async def apply_transition(

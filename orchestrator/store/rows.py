@@ -20,7 +20,7 @@ from orchestrator.store.protocol import (
     NewJob,
 )
 from schemas.errors import ProviderJobIdTaken, StoreUnavailable
-from schemas.jobs import Failure, Job, JobState, ResultInfo
+from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
 
 
 class Row(Protocol):
@@ -67,6 +67,12 @@ def row_to_job(row: Row) -> Job:
         next_check_at=dt(row["next_check_at"]),
         idempotency_key=row["idempotency_key"],
         retry_of=row["retry_of"],
+        operation=Operation(row["operation"]),
+        prompt=row["prompt"],
+        mask_url=row["mask_url"],
+        mask_key=row["mask_key"],
+        input_width=row["input_width"],
+        input_height=row["input_height"],
     )
 
 
@@ -133,11 +139,19 @@ def ts(value: datetime | None) -> float | None:
 
 
 def request_hash(new: NewJob) -> str:
-    blob = json.dumps(
-        [new.provider, new.scale, new.options, new.metadata, new.input_url, new.input_key],
-        sort_keys=True,
-        default=str,
-    )
+    hashed: list[Any] = [
+        new.provider,
+        new.scale,
+        new.options,
+        new.metadata,
+        new.input_url,
+        new.input_key,
+    ]
+    if new.operation is not Operation.UPSCALE:
+        # Only for other operations, so the digests of upscale jobs stay the same.
+        hashed.append({"operation": new.operation.value, "prompt": new.prompt})
+        hashed.append({"mask_url": new.mask_url, "mask_key": new.mask_key})
+    blob = json.dumps(hashed, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

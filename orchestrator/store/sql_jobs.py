@@ -20,7 +20,7 @@ from orchestrator.store.rows import (
     row_to_job,
 )
 from schemas.errors import IdempotencyConflict, StoreUnavailable
-from schemas.jobs import Job, JobState
+from schemas.jobs import Job, JobState, Operation
 
 
 def _returned(row: Row | None, what: str) -> Row:
@@ -85,6 +85,12 @@ class SqlJobs(Connector):
                         new.deadline_at.timestamp(),
                         now,
                         new.retry_of,
+                        new.operation.value,
+                        new.prompt,
+                        new.mask_url,
+                        new.mask_key,
+                        new.input_width,
+                        new.input_height,
                     ),
                 )
                 created = row_to_job(_returned(row, "job insert"))
@@ -114,11 +120,13 @@ class SqlJobs(Connector):
         limit: int = 50,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        operation: Operation | None = None,
     ) -> list[Job]:
         clause, params = q.where(
             [
                 ("state = ?", state.value if state is not None else None),
                 ("provider = ?", provider),
+                ("operation = ?", operation.value if operation is not None else None),
                 ("id < ?", after),
                 ("created_at >= ?", created_after.timestamp() if created_after else None),
                 ("created_at < ?", created_before.timestamp() if created_before else None),

@@ -142,10 +142,10 @@ class _NoInputs:
 
 
 class _NoFetch:
-    async def fetch(self, url: str, key_stem: str) -> Any:
+    async def fetch(self, url: str, key_stem: str, *, size: Any = None) -> Any:
         raise AssertionError("no fetches in this benchmark")
 
-    async def store_bytes(self, data: bytes, key_stem: str) -> Any:
+    async def store_bytes(self, data: bytes, key_stem: str, *, size: Any = None) -> Any:
         raise AssertionError("no fetches in this benchmark")
 
 

@@ -20,7 +20,7 @@ from schemas.errors import (
     ProviderUnavailable,
     ProviderUncertain,
 )
-from schemas.jobs import UpdateStatus
+from schemas.jobs import Operation, UpdateStatus
 from tests.factories import make_png
 from tests.integration.provider_fixtures import (
     Handler,
@@ -81,6 +81,7 @@ def test_satisfies_the_provider_protocol(make_provider: Callable[..., FotorProvi
         "account",
         False,
     )
+    assert provider.operations == {Operation.UPSCALE, Operation.REPLACE}
 
 
 @pytest.mark.parametrize(
@@ -405,3 +406,139 @@ def test_parse_callback_through_the_provider(
     )
     assert update.status is UpdateStatus.SUCCEEDED
     assert update.result_url == "https://mirror.test/k/x.png"
+
+
+# --- AI Replace --------------------------------------------------------------------
+
+MASK_URL = "https://cdn.example/mask.png"
+
+
+def make_replace(**overrides: Any) -> SubmitRequest:
+    fields: dict[str, Any] = {
+        "operation": Operation.REPLACE,
+        "prompt": "Butterfly",
+        "mask_url": MASK_URL,
+        "scale": 1.0,
+    }
+    fields.update(overrides)
+    return make_request(**fields)
+
+
+def test_replace_options_ignore_the_scale(make_provider: Callable[..., FotorProvider]) -> None:
+    provider = make_provider()
+    assert provider.validate_options(1.0, {}, operation=Operation.REPLACE) == {}
+    assert provider.validate_options(9.0, {}, operation=Operation.REPLACE) == {}
+
+
+async def test_replace_wire_request(
+    make_provider: Callable[..., FotorProvider], recorder: Recorder
+) -> None:
+    accepted = await make_provider().submit(make_replace(image_bytes=b"\x89PNG\r\n\x1a\n"))
+
+    assert accepted.provider_job_id == TASK_ID
+    assert accepted.update is None
+    [request] = recorder.requests
+    assert request.method == "POST"
+    assert str(request.url) == "https://fotor.test/v1/aiart/replacer"
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["Content-Type"] == "application/json"
+    # As documented: URLs for both images, the prompt as ``content``, no callback field.
+    assert json.loads(request.content) == {
+        "imageUrl": "https://cdn.example/in.jpg",
+        "content": "Butterfly",
+        "maskImageUrl": MASK_URL,
+    }
+
+
+async def test_replace_bytes_without_urls_go_as_data_uris(
+    make_provider: Callable[..., FotorProvider], recorder: Recorder
+) -> None:
+    image, mask = make_png(8, 6), make_png(8, 6, (255, 255, 255))
+    await make_provider().submit(
+        make_replace(image_url=None, image_bytes=image, mask_url=None, mask_bytes=mask)
+    )
+    [request] = recorder.requests
+    body = json.loads(request.content)
+    for key, data in (("imageUrl", image), ("maskImageUrl", mask)):
+        prefix, _, payload = body[key].partition(",")
+        assert prefix == "data:image/png;base64"
+        assert base64.b64decode(payload) == data
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"prompt": None},
+        {"prompt": ""},
+        {"mask_url": None},
+        {"image_url": None},
+        {"options": {"content": "a cat"}},
+        {"options": {"max_image_width": 1024}},
+    ],
+)
+async def test_replace_without_its_inputs_is_rejected_without_a_request(
+    make_provider: Callable[..., FotorProvider],
+    recorder: Recorder,
+    overrides: dict[str, Any],
+) -> None:
+    with pytest.raises(ProviderRejected) as info:
+        await make_provider().submit(make_replace(**overrides))
+    assert info.value.reason == "rejected_input"
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "kwargs", "error", "reason"),
+    [
+        (
+            200,
+            {"json": {"code": "510", "msg": "No enough credits"}},
+            ProviderRejected,
+            "insufficient_credit",
+        ),
+        (
+            200,
+            {"json": {"code": "999", "msg": "unknown error"}},
+            ProviderRejected,
+            "provider_failed",
+        ),
+        (200, {"json": {"code": "000", "data": {}}}, ProviderUncertain, None),
+        (
+            400,
+            {"json": {"code": "400", "msg": "content is required"}},
+            ProviderRejected,
+            "rejected_input",
+        ),
+        (401, {"json": {"code": "401", "msg": "bad key"}}, ProviderRejected, "provider_auth"),
+        (429, {"headers": {"Retry-After": "9"}}, ProviderThrottled, None),
+        (500, {}, ProviderUnavailable, None),
+        (502, {}, ProviderUncertain, None),
+    ],
+)
+async def test_replace_answers_mean_what_the_upscalers_mean(
+    make_provider: Callable[..., FotorProvider],
+    recorder: Recorder,
+    status: int,
+    kwargs: dict[str, Any],
+    error: type[ProviderError],
+    reason: str | None,
+) -> None:
+    recorder.answer = answering(status, **kwargs)
+    with pytest.raises(ProviderError) as info:
+        await make_provider().submit(make_replace())
+    assert type(info.value) is error
+    if reason is not None:
+        assert isinstance(info.value, ProviderRejected)
+        assert info.value.reason == reason
+    if isinstance(info.value, ProviderThrottled):
+        assert info.value.retry_after_s == 9.0
+    [request] = recorder.requests
+    assert request.url.path == "/v1/aiart/replacer"
+
+
+async def test_replace_transport_timeout_is_uncertain(
+    make_provider: Callable[..., FotorProvider], recorder: Recorder
+) -> None:
+    recorder.answer = raising(httpx.ReadTimeout)
+    with pytest.raises(ProviderUncertain, match="may exist and be billed"):
+        await make_provider().submit(make_replace())

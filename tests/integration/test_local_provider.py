@@ -22,19 +22,19 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from PIL import Image
+from PIL import Image, ImageChops
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from orchestrator.fetch.allowlist import AllowList
-from orchestrator.local import engines
+from orchestrator.local import engines, inpainting
 from orchestrator.local.app import LOCAL_MOUNT, create_local_app
 from orchestrator.providers.base import SubmitRequest
 from orchestrator.providers.local import LocalProvider
 from schemas.errors import ProviderRejected, ProviderThrottled
-from schemas.jobs import FailureReason, ProviderUpdate, UpdateStatus
+from schemas.jobs import FailureReason, Operation, ProviderUpdate, UpdateStatus
 
 API_KEY = "local-test-key"
 
@@ -422,3 +422,145 @@ async def test_a_dead_worker_fails_its_job_and_the_next_job_still_runs(
     assert killed.raw["error"]["code"] == "worker_crashed"
     await provider.submit(request_for("after", hooks_url, png_bytes(8, 8)))
     assert provider.parse_callback(await hooks.wait("after")).status is UpdateStatus.SUCCEEDED
+
+
+# --- replace -------------------------------------------------------------------------
+
+
+def png_of(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def replace_request(
+    job_id: str, hooks_url: str, image: bytes, mask: bytes | None, **overrides: Any
+) -> SubmitRequest:
+    fields: dict[str, Any] = {
+        "operation": Operation.REPLACE,
+        "prompt": "a calm blue sky",
+        "mask_bytes": mask,
+        "scale": 1.0,
+        **overrides,
+    }
+    return request_for(job_id, hooks_url, image, **fields)
+
+
+async def fetch_image(client: httpx.AsyncClient, url: str) -> Image.Image:
+    response = await client.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.format == "PNG"
+        return image.convert("RGB")
+
+
+async def test_replace_keeps_the_unmasked_pixels_and_repaints_the_masked_ones(
+    local: LocalFactory, receiver: tuple[Receiver, str], client: httpx.AsyncClient
+) -> None:
+    hooks, hooks_url = receiver
+    provider, base = await local()
+    source = Image.frombytes("RGB", (64, 48), os.urandom(64 * 48 * 3))
+    mask = Image.new("L", source.size, 0)
+    mask.paste(255, (20, 10, 40, 30))  # white: replace; black: keep
+
+    accepted = await provider.submit(
+        replace_request("replace", hooks_url, png_of(source), png_of(mask))
+    )
+    update = provider.parse_callback(await hooks.wait("replace"))
+
+    assert update.status is UpdateStatus.SUCCEEDED
+    assert update.provider_job_id == accepted.provider_job_id
+    assert update.raw["operation"] == "replace"
+    assert update.raw["engine"] == inpainting.method()
+    assert (update.raw["width"], update.raw["height"], update.raw["scale"]) == (64, 48, 1)
+    assert update.result_url is not None and update.result_url.startswith(f"{base}/results/")
+    result = await fetch_image(client, update.result_url)
+    assert result.size == source.size
+    changed = ImageChops.difference(result, source).getbbox()
+    assert changed is not None  # the masked area was repainted ...
+    left, top, right, bottom = changed
+    assert left >= 20 and top >= 10  # ... and only it
+    assert right <= 40 and bottom <= 30
+
+
+async def test_replace_with_a_mask_by_url(
+    local: LocalFactory, receiver: tuple[Receiver, str], client: httpx.AsyncClient
+) -> None:
+    hooks, hooks_url = receiver
+    source = Image.new("RGB", (30, 20), (200, 40, 40))
+    mask = Image.new("RGBA", source.size, (0, 0, 0, 255))
+    mask.paste((255, 255, 255, 255), (10, 5, 20, 15))
+    hooks.input_png = png_of(mask)
+    provider, _ = await local()
+
+    await provider.submit(
+        replace_request(
+            "by-url", hooks_url, png_of(source), None, mask_url=f"{hooks_url}/input.png"
+        )
+    )
+    update = provider.parse_callback(await hooks.wait("by-url"))
+
+    assert update.status is UpdateStatus.SUCCEEDED
+    assert update.result_url is not None
+    result = await fetch_image(client, update.result_url)
+    assert result.getpixel((15, 10)) == pytest.approx((200, 40, 40), abs=4)
+
+
+async def test_a_mask_of_another_size_fails_the_job_as_rejected_input(
+    local: LocalFactory, receiver: tuple[Receiver, str]
+) -> None:
+    _, hooks_url = receiver
+    provider, _ = await local()
+
+    with pytest.raises(ProviderRejected) as rejected:
+        await provider.submit(
+            replace_request(
+                "sizes", hooks_url, png_bytes(40, 30), png_of(Image.new("L", (30, 40), 255))
+            )
+        )
+    assert rejected.value.reason == FailureReason.REJECTED_INPUT
+    assert "invalid_mask" in rejected.value.message
+    assert "the mask is 30x40 pixels but the image is 40x30" in rejected.value.message
+
+
+async def test_a_replace_without_prompt_or_mask_is_rejected_before_any_request(
+    local: LocalFactory, receiver: tuple[Receiver, str]
+) -> None:
+    _, hooks_url = receiver
+    provider, _ = await local()
+    image = png_bytes(8, 8)
+
+    for request in (
+        replace_request("no-prompt", hooks_url, image, image, prompt=" "),
+        replace_request("no-mask", hooks_url, image, None),
+    ):
+        with pytest.raises(ProviderRejected) as rejected:
+            await provider.submit(request)
+        assert rejected.value.reason == FailureReason.REJECTED_INPUT
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mask_base64": "AA=="}, "a replace needs a prompt"),
+        ({"prompt": "sky"}, "exactly one of mask_url, mask_base64"),
+        ({"prompt": "x" * 1001, "mask_base64": "AA=="}, "prompt is over 1000 characters"),
+        ({"prompt": "sky", "mask_base64": "AA==", "scale": 2}, "scale is for operation"),
+        ({"operation": "upscale", "scale": 2, "prompt": "sky"}, "prompt is for operation"),
+        ({"operation": "erase"}, "operation must be one of: upscale, replace"),
+    ],
+)
+async def test_the_server_refuses_a_malformed_replace(
+    local: LocalFactory, client: httpx.AsyncClient, fields: dict[str, Any], message: str
+) -> None:
+    _, base = await local()
+    body = {"operation": "replace", "image_base64": "AA==", **fields}
+
+    answer = await client.post(
+        f"{base}/api/v1/upscale", json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert message in answer.json()["error"]["message"]

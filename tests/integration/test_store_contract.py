@@ -28,7 +28,7 @@ from orchestrator.store.protocol import (
 )
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.errors import IdempotencyConflict, ProviderJobIdTaken, StoreUnavailable
-from schemas.jobs import Failure, Job, JobState, ResultInfo
+from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
 from tests.factories import make_new_job
 from tests.postgres_db import create_schema, migrated_and_empty
 
@@ -448,6 +448,67 @@ async def test_list_jobs_filters_and_pages(store: Store) -> None:
     rest = await store.list_jobs(limit=10, after=page[-1].id)
     assert [j.id for j in rest] == [made[2].id, made[1].id, made[0].id]
     assert await store.list_jobs(state=JobState.FAILED) == []
+
+
+async def test_a_replace_job_keeps_its_operation_prompt_mask_and_input_size(
+    store: Store,
+) -> None:
+    new = make_new_job(
+        CLOCK.now(),
+        input_url=None,
+        input_key="job_1.png",
+        operation=Operation.REPLACE,
+        prompt="Butterfly",
+        mask_key="job_1_mask.png",
+        input_width=640,
+        input_height=480,
+    )
+    job, created = await store.create_job(new)
+    assert created
+    read = await store.get_job(job.id)
+    assert read == job
+    assert read is not None
+    assert (read.operation, read.prompt, read.mask_key, read.mask_url) == (
+        Operation.REPLACE,
+        "Butterfly",
+        "job_1_mask.png",
+        None,
+    )
+    assert (read.input_width, read.input_height) == (640, 480)
+
+
+async def test_a_job_made_without_an_operation_is_an_upscale(store: Store) -> None:
+    job, _ = await store.create_job(make_new_job(CLOCK.now()))
+    read = await store.get_job(job.id)
+    assert read is not None and read.operation is Operation.UPSCALE
+    assert (read.prompt, read.mask_key, read.mask_url, read.input_width) == (None,) * 4
+
+
+async def test_list_jobs_filters_by_operation(store: Store) -> None:
+    now = CLOCK.now()
+    upscale, _ = await store.create_job(make_new_job(now))
+    replacing, _ = await store.create_job(
+        make_new_job(
+            now + timedelta(milliseconds=1),
+            operation=Operation.REPLACE,
+            prompt="Cat",
+            mask_url="https://example.test/mask.png",
+        )
+    )
+    assert [j.id for j in await store.list_jobs(operation=Operation.REPLACE)] == [replacing.id]
+    assert [j.id for j in await store.list_jobs(operation=Operation.UPSCALE)] == [upscale.id]
+    assert len(await store.list_jobs()) == 2
+
+
+async def test_an_idempotency_key_with_another_prompt_is_a_conflict(store: Store) -> None:
+    first = make_new_job(
+        CLOCK.now(), idempotency_key="k-replace", operation=Operation.REPLACE, prompt="Cat"
+    )
+    await store.create_job(first)
+    _, created = await store.create_job(replace(first, id="job_other"))
+    assert not created
+    with pytest.raises(IdempotencyConflict):
+        await store.create_job(replace(first, id="job_third", prompt="Dog"))
 
 
 async def test_migrations_build_an_empty_database(tmp_path: Path) -> None:

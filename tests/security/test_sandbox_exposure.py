@@ -28,6 +28,7 @@ IMAGE_B64 = base64.b64encode(PNG).decode()
 SANDBOX_PROVIDER_CALLS = [
     ("POST", "/sandbox/upsampler/api/v1/smart-upscale", "authorization", "Bearer "),
     ("POST", "/sandbox/fotor/v1/aiart/imgupscale", "authorization", "Bearer "),
+    ("POST", "/sandbox/fotor/v1/aiart/replacer", "authorization", "Bearer "),
     ("POST", "/sandbox/photio/v1/inference/upscale", "x-photio-key", ""),
     ("POST", "/sandbox/artnex/v1/upscale", "authorization", "Bearer "),
 ]

@@ -13,6 +13,7 @@ from PIL import Image
 from orchestrator.fetch.imagecheck import (
     SNIFF_BYTES,
     extension_for,
+    image_size,
     inspect_image,
     sniff_format,
     sniff_image,
@@ -240,3 +241,18 @@ def test_png_verification_memory_does_not_grow_with_chunk_size(tmp_path: Path) -
         tracemalloc.stop()
     assert facts == ("png", width, height, "image/png")
     assert peak < 3 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_image_size_reads_the_header_of_a_file_or_bytes(tmp_path: Path, fmt: str) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (37, 21), (1, 2, 3)).save(buf, format=fmt)
+    path = tmp_path / f"in.{fmt.lower()}"
+    path.write_bytes(buf.getvalue())
+    assert image_size(buf.getvalue()) == (37, 21)
+    assert image_size(path) == (37, 21)
+
+
+def test_image_size_is_none_for_what_is_not_a_readable_image() -> None:
+    assert image_size(b"plain text, no image") is None
+    assert image_size(b"\xff\xd8\xff" + bytes(64)) is None  # a JPEG start and nothing else

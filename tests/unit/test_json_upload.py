@@ -97,3 +97,48 @@ def test_base64_stream_matches_the_whole_decode_for_every_split() -> None:
         stream = Base64Stream()
         decoded = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.close()
         assert decoded == base64.b64decode(text + b"=" * (-len(text) % 4))
+
+
+MASK = b"\x89PNG\r\n\x1a\n" + os.urandom(20_000)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 4096, 10**7])
+def test_a_replace_jobs_mask_streams_out_apart_from_the_image(chunk: int) -> None:
+    body = json.dumps(
+        {
+            "provider": "fotor",
+            "mask": "data:image/png;base64," + base64.b64encode(MASK).decode(),
+            "prompt": "Butterfly",
+            "image": B64,
+        }
+    ).encode()
+    splitter = JsonImageSplitter(64 * 1024, keys=("image", "mask"))
+    outs: dict[str, list[bytes]] = {"image": [], "mask": []}
+    for i in range(0, len(body), chunk):
+        for key, data in splitter.feed_parts(body[i : i + chunk]).items():
+            outs[key].append(data)
+    splitter.close()
+    assert b"".join(outs["image"]) == IMAGE
+    assert b"".join(outs["mask"]) == MASK
+    assert splitter.streamed_keys == {"image", "mask"}
+    assert json.loads(splitter.rest) == {
+        "provider": "fotor",
+        "mask": None,
+        "prompt": "Butterfly",
+        "image": None,
+    }
+
+
+def test_a_mask_given_twice_or_not_base64_is_refused_by_name() -> None:
+    twice = JsonImageSplitter(64 * 1024, keys=("image", "mask"))
+    long = base64.b64encode(MASK).decode()
+    with pytest.raises(RejectedInput, match="mask is given twice"):
+        twice.feed_parts(json.dumps({"mask": long, "x": 1}).encode()[:-1] + b', "mask": "')
+        twice.feed_parts(long.encode() + b'"}')
+    junk = JsonImageSplitter(64 * 1024, keys=("image", "mask"))
+    with pytest.raises(RejectedInput, match="mask is neither"):
+        junk.feed_parts(json.dumps({"mask": "!" * 400}).encode())
+    # An image-only splitter leaves a mask in the document.
+    plain = JsonImageSplitter(64 * 1024)
+    plain.feed(json.dumps({"mask": long}).encode())
+    assert json.loads(plain.rest) == {"mask": long}

@@ -32,7 +32,7 @@ from schemas.errors import (
     RejectedInput,
     RejectedPayload,
 )
-from schemas.jobs import FailureReason, UpdateStatus
+from schemas.jobs import FailureReason, Operation, UpdateStatus
 
 ENGINES = ["pyanime4k", "lanczos"]
 HOOK = "http://127.0.0.1:8000/callbacks/local/signed-token"
@@ -132,6 +132,62 @@ def test_submit_body_without_any_image_is_rejected_input() -> None:
     with pytest.raises(ProviderRejected) as info:
         build_submit_body(make_request(image_url=None), {})
     assert info.value.reason == FailureReason.REJECTED_INPUT
+
+
+def test_replace_body_sends_prompt_and_mask_inline_and_neither_scale_nor_engine() -> None:
+    request = make_request(
+        image_bytes=b"\x89PNG image",
+        operation=Operation.REPLACE,
+        prompt="  a red sofa ",
+        mask_bytes=b"\x89PNG mask",
+        mask_url="http://127.0.0.1:8000/inputs/mask-signed",
+    )
+
+    sent = build_submit_body(request, {"engine": "lanczos"})
+
+    assert sent == {
+        "image_base64": base64.b64encode(b"\x89PNG image").decode(),
+        "operation": "replace",
+        "prompt": "a red sofa",
+        "mask_base64": base64.b64encode(b"\x89PNG mask").decode(),
+        "webhook": HOOK,
+    }
+
+
+def test_replace_body_falls_back_to_the_mask_url() -> None:
+    request = make_request(
+        operation=Operation.REPLACE,
+        prompt="sky",
+        mask_url="http://127.0.0.1:8000/inputs/mask-signed",
+        callback_url=None,
+    )
+
+    sent = build_submit_body(request, {})
+
+    assert sent == {
+        "image_url": "http://127.0.0.1:8000/inputs/signed",
+        "operation": "replace",
+        "prompt": "sky",
+        "mask_url": "http://127.0.0.1:8000/inputs/mask-signed",
+    }
+
+
+@pytest.mark.parametrize(
+    ("prompt", "mask", "match"),
+    [(None, b"mask", "prompt"), ("   ", b"mask", "prompt"), ("sky", None, "mask")],
+)
+def test_replace_without_prompt_or_mask_is_rejected_input(
+    prompt: str | None, mask: bytes | None, match: str
+) -> None:
+    request = make_request(operation=Operation.REPLACE, prompt=prompt, mask_bytes=mask)
+
+    with pytest.raises(ProviderRejected, match=match) as info:
+        build_submit_body(request, {})
+    assert info.value.reason == FailureReason.REJECTED_INPUT
+
+
+def test_the_adapter_offers_upscale_and_replace() -> None:
+    assert LocalProvider.operations == {Operation.UPSCALE, Operation.REPLACE}
 
 
 # --- submit answers ------------------------------------------------------------------

@@ -99,3 +99,12 @@ def test_the_cli_prints_the_account_url_the_service_accepts(
     url = capsys.readouterr().out.strip()
     signer = CallbackSigner(KEYS, SystemClock())
     assert signer.verify("fotor", _token(url, "fotor")).job_id is None
+
+
+def test_a_replace_jobs_mask_url_is_signed_like_its_image(urls: Urls) -> None:
+    job = make_job(mask_key="job_1_mask.png")
+    mask = urls.mask_url(job)
+    assert mask is not None and mask.startswith(f"{BASE}/inputs/")
+    assert urls.input_signer.verify(mask.rsplit("/", 1)[-1]) == "job_1_mask.png"
+    assert mask != urls.input_url(job)
+    assert urls.mask_url(make_job()) is None

@@ -1,0 +1,36 @@
+"""The mask of a replace job: which pixels to repaint, which to keep.
+
+The rule (an assumption: Fotor's page does not say, and the service applies the
+same one to every provider): a pixel is to be replaced when its luminance is
+:data:`REPLACE_FROM` (128) or more, so white marks the area and black keeps;
+a fully transparent pixel (alpha 0) is kept whatever its colour.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from PIL import Image, ImageChops
+
+REPLACE_FROM: Final = 128
+"""The lowest luminance (0..255) that marks a pixel to replace."""
+
+REPLACE: Final = 255
+KEEP: Final = 0
+
+
+def replace_area(mask: Image.Image) -> Image.Image:
+    """The area to repaint as an ``L`` image: :data:`REPLACE` (255) there, :data:`KEEP` (0)
+    elsewhere. Luminance is Pillow's ITU-R 601-2 luma (``convert("L")``)."""
+    area = mask.convert("L").point(lambda v: REPLACE if v >= REPLACE_FROM else KEEP)
+    bands = mask.getbands()
+    if "A" in bands or "a" in bands:
+        alpha = mask.getchannel("A" if "A" in bands else "a")
+        opaque = alpha.point(lambda a: REPLACE if a > 0 else KEEP)
+        area = ImageChops.darker(area, opaque)
+    return area
+
+
+def is_empty(area: Image.Image) -> bool:
+    """Whether ``area`` (from :func:`replace_area`) marks no pixel at all."""
+    return area.getbbox() is None
