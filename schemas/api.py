@@ -175,7 +175,11 @@ def _replace_fields(
         if prompt is not None:
             raise RejectedInput("prompt is only taken by operation replace")
         return None, None
-    if not isinstance(prompt, str) or not 1 <= len(prompt.strip()) <= MAX_PROMPT_CHARS:
+    if isinstance(prompt, str) and len(prompt.strip()) > MAX_PROMPT_CHARS:
+        raise RejectedInput(
+            f"prompt is {len(prompt.strip())} characters long; at most {MAX_PROMPT_CHARS}"
+        )
+    if not isinstance(prompt, str) or not prompt.strip():
         raise RejectedInput(
             f"prompt is required for operation replace: text of 1 to {MAX_PROMPT_CHARS} characters"
         )

@@ -1,7 +1,7 @@
 """Replace for the local provider: classic inpainting, run in worker processes.
 
 :func:`replace_file` reads an image and its mask, repaints the masked area
-(:mod:`orchestrator.local.masks` says which pixels) from the pixels around it,
+(:mod:`orchestrator.domain.masks` says which pixels) from the pixels around it,
 and writes a PNG of the image's own size in which every unmasked pixel is the
 input's, exactly (they are copied back after inpainting). Like
 :func:`~orchestrator.local.engines.upscale_file` it is a top-level function with
@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from PIL import Image
 
+from orchestrator.domain.masks import is_empty, replace_area
 from orchestrator.local import diffusion
 from orchestrator.local.engines import write_png
 from orchestrator.local.errors import EngineFailed, InvalidMask
@@ -39,7 +40,6 @@ from orchestrator.local.images import (
     decode,
     upright_size,
 )
-from orchestrator.local.masks import is_empty, replace_area
 from schemas.errors import RejectedInput
 
 # The engines' log: operators filter on this name.

@@ -20,12 +20,10 @@ import hashlib
 import io
 import warnings
 
-from PIL import Image, ImageChops
+from PIL import Image
 
+from orchestrator.domain.masks import replace_area
 from orchestrator.sandbox.imaging import UNREADABLE_IMAGE_ERRORS, unreadable_message
-
-# Luminance from this value up marks a pixel to replace (white); below it keeps (black).
-MARK_THRESHOLD = 128
 
 
 def prompt_colour(prompt: str) -> tuple[int, int, int]:
@@ -59,14 +57,6 @@ def _decoded(data: bytes, what: str) -> Image.Image:
         raise ValueError(f"{what}: {unreadable_message(exc)}") from None
 
 
-def marked_area(mask: Image.Image) -> Image.Image:
-    """An ``L`` image: 255 where ``mask`` marks a pixel to replace, 0 where it keeps."""
-    rgba = mask.convert("RGBA")
-    bright = rgba.convert("L").point(lambda v: 255 if v >= MARK_THRESHOLD else 0)
-    visible = rgba.getchannel("A").point(lambda v: 255 if v > 0 else 0)
-    return ImageChops.darker(bright, visible)
-
-
 def replace_masked(image: bytes, mask: bytes, prompt: str, max_pixels: int) -> bytes:
     """PNG bytes of ``image`` with the area ``mask`` marks painted in the prompt's colour.
 
@@ -83,7 +73,7 @@ def replace_masked(image: bytes, mask: bytes, prompt: str, max_pixels: int) -> b
     has_alpha = "A" in source.getbands() or "transparency" in source.info
     output = source.convert("RGBA" if has_alpha else "RGB")
     fill = Image.new(output.mode, output.size, (*prompt_colour(prompt), 255)[: len(output.mode)])
-    output.paste(fill, mask=marked_area(_decoded(mask, "maskImageUrl")))
+    output.paste(fill, mask=replace_area(_decoded(mask, "maskImageUrl")))
     buf = io.BytesIO()
     output.save(buf, format="PNG")
     return buf.getvalue()

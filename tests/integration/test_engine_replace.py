@@ -47,7 +47,9 @@ class Replacer:
     callback_mode: CallbackMode = "none"
     operations: frozenset[Operation] = frozenset({Operation.UPSCALE, Operation.REPLACE})
 
-    def validate_options(self, scale: float, options: dict[str, Any]) -> dict[str, Any]:
+    def validate_options(
+        self, scale: float, options: dict[str, Any], *, operation: Operation = Operation.UPSCALE
+    ) -> dict[str, Any]:
         return options
 
     async def submit(self, request: SubmitRequest) -> Accepted:

@@ -128,7 +128,7 @@ async def test_a_json_replace_job_takes_base64_and_data_uris(
 REFUSALS = [
     pytest.param(_json(prompt=None), "prompt is required", id="no-prompt"),
     pytest.param(_json(prompt="   "), "prompt is required", id="empty-prompt"),
-    pytest.param(_json(prompt="x" * 1001), "1 to 1000 characters", id="long-prompt"),
+    pytest.param(_json(prompt="x" * 1001), "1001 characters long; at most 1000", id="long-prompt"),
     pytest.param(_multipart({"prompt": ""}), "prompt is required", id="multipart-empty-prompt"),
     pytest.param(
         _json(mask=_b64(make_png(41, 30))), "mask is 41x30 pixels but the image is 40x30", id="size"

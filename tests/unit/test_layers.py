@@ -126,8 +126,8 @@ FOLDERS: dict[str, set[str]] = {
     "store": {"common", "domain", "security"},
     "fetch": {"common", "results", "security"},
     "providers": {"common", "fetch"},
-    "local": {"common", "fetch", "security"},
-    "sandbox": {"common", "fetch", "security"},
+    "local": {"common", "domain", "fetch", "security"},
+    "sandbox": {"common", "domain", "fetch", "security"},
     "outbound": {"common", "domain", "fetch", "security", "store"},
     "core": {"common", "domain", "fetch", "outbound", "providers", "results", "security", "store"},
     "service": {

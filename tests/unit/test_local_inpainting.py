@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
+from orchestrator.domain.masks import replace_area
 from orchestrator.local import diffusion, inpainting
 from orchestrator.local.errors import InvalidMask
 from orchestrator.local.inpainting import check_inputs, inpaint, replace_file
-from orchestrator.local.masks import replace_area
 
 MAX_PIXELS = 16_000_000
 HOLE = (40, 30, 60, 50)  # left, top, right, bottom (inclusive)
