@@ -31,6 +31,24 @@ from orchestrator.store.sqlite_inbox import InboxWriter
 from schemas.errors import StoreUnavailable
 from schemas.jobs import Job
 
+# The statements use RETURNING, which SQLite has from 3.35 (2021).
+MIN_SQLITE_VERSION = (3, 35, 0)
+
+
+class SQLiteTooOld(RuntimeError):
+    """The SQLite library this Python uses is older than the store needs."""
+
+
+def require_sqlite(version: tuple[int, int, int]) -> None:
+    """SQLiteTooOld, saying what to do, if ``version`` is older than the store needs."""
+    if version < MIN_SQLITE_VERSION:
+        found = ".".join(map(str, version))
+        wanted = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise SQLiteTooOld(
+            f"this Python uses SQLite {found}; the store needs {wanted} or later. "
+            "Use a Python built with a newer SQLite, or PostgreSQL (UPSCALE_DATABASE_URL)."
+        )
+
 
 class SQLiteStore(SqlStore):
     """WAL journal, one writer at a time: the store's writing connection (aiosqlite)
@@ -94,7 +112,9 @@ class SQLiteStore(SqlStore):
 
     async def open(self) -> None:
         """Connect and migrate. DatabaseLost if the database is missing or empty where
-        the data directory's marker says there was one (unless a new one is allowed)."""
+        the data directory's marker says there was one (unless a new one is allowed);
+        SQLiteTooOld before anything is touched if the SQLite library is too old."""
+        require_sqlite(sqlite3.sqlite_version_info)
         if self._marker is not None and not self._path.exists():
             self._marker.check_new()
         # Created private, before SQLite does: its -wal and -shm files copy the mode.
