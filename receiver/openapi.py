@@ -49,6 +49,8 @@ _PROMPT = {
     "type": "string",
     "minLength": 1,
     "maxLength": 1000,
+    # Text, tabs and line breaks: no other control character.
+    "pattern": r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$",
     "description": "replace only, required: what to paint in the masked area",
 }
 _SCALE_NOTE = "upscale only (refused for replace)"

@@ -82,7 +82,7 @@ async def received_job(request: Request, runtime: Runtime) -> AsyncIterator[Rece
     limit = (2 * image_cap if multipart else 2 * image_cap * 4 // 3) + SMALL_BODY
     declared = declared_length(request, limit)
     slots: UploadSlots = request.app.state.upload_slots
-    async with runtime.inputs.spool_writer() as writer, runtime.inputs.spool_writer() as mask:
+    async with runtime.inputs.spool_writer() as writer, runtime.inputs.spool_writer("mask") as mask:
         writers = {"image": writer, "mask": mask}
         if declared is not None and declared <= SMALL_BODY:
             yield await _read(request, writers, limit, multipart)

@@ -16,6 +16,8 @@ from schemas.jobs import Job, Operation
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]*)(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 MAX_PROMPT_CHARS = 1000
+# Characters no prompt has a use for (C0 controls but tab and line breaks, and DEL).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 OPERATIONS = ", ".join(sorted(o.value for o in Operation))
 
 
@@ -183,6 +185,8 @@ def _replace_fields(
         raise RejectedInput(
             f"prompt is required for operation replace: text of 1 to {MAX_PROMPT_CHARS} characters"
         )
+    if _CONTROL.search(prompt):
+        raise RejectedInput("prompt holds control characters; only text, tabs and line breaks")
     if mask_staged is not None:
         if mask is not None:
             raise RejectedInput("mask is given twice")

@@ -55,9 +55,10 @@ class InputStore:
             raise RejectedInput(f"{what} is not a PNG, JPEG, WebP, GIF, BMP or TIFF file")
         return _EXT[fmt.upper()]
 
-    def spool_writer(self) -> SpoolWriter:
-        """Where an upload is written as it arrives (``async with``; nothing left behind)."""
-        return SpoolWriter(self.spool, max_bytes=self.max_bytes, opener=self._opener)
+    def spool_writer(self, what: str = "image") -> SpoolWriter:
+        """Where an upload is written as it arrives (``async with``; nothing left behind);
+        ``what`` names it in a refusal."""
+        return SpoolWriter(self.spool, max_bytes=self.max_bytes, opener=self._opener, what=what)
 
     async def save(self, stem: str, data: bytes) -> str:
         async with self.spool_writer() as writer:

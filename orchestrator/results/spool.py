@@ -62,9 +62,11 @@ class SpoolWriter:
         max_bytes: int,
         opener: Opener = open_part_file,
         block_bytes: int = BLOCK_BYTES,
+        what: str = "image",
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.what = what  # names the upload in the refusal: the image, or a mask
         self._opener = opener
         self._block_bytes = block_bytes
         self._path: Path | None = None
@@ -95,7 +97,7 @@ class SpoolWriter:
             return
         self._size += len(chunk)
         if self._size > self.max_bytes:
-            raise PayloadTooLarge(f"image is larger than {self.max_bytes} bytes")
+            raise PayloadTooLarge(f"{self.what} is larger than {self.max_bytes} bytes")
         if len(self._head) < HEAD_BYTES:
             self._head += chunk[: HEAD_BYTES - len(self._head)]
         self._pending.append(chunk)

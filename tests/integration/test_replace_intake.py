@@ -129,6 +129,7 @@ REFUSALS = [
     pytest.param(_json(prompt=None), "prompt is required", id="no-prompt"),
     pytest.param(_json(prompt="   "), "prompt is required", id="empty-prompt"),
     pytest.param(_json(prompt="x" * 1001), "1001 characters long; at most 1000", id="long-prompt"),
+    pytest.param(_json(prompt="a\x00cat"), "control characters", id="control-prompt"),
     pytest.param(_multipart({"prompt": ""}), "prompt is required", id="multipart-empty-prompt"),
     pytest.param(
         _json(mask=_b64(make_png(41, 30))), "mask is 41x30 pixels but the image is 40x30", id="size"

@@ -105,6 +105,26 @@ def test_an_image_over_the_cap_is_413_and_leaves_nothing(service: Service, kind:
     assert leftovers(service.data_dir) == []
 
 
+@pytest.mark.parametrize("kind", ["multipart", "json"])
+def test_a_mask_over_the_cap_is_413_naming_the_mask_and_leaves_nothing(
+    service: Service, kind: str
+) -> None:
+    image, mask = make_png(8, 8), big_image(MAX_UPLOAD + 1)
+    fields = {"provider": "local", "operation": "replace", "prompt": "a cat"}
+    if kind == "multipart":
+        response = service.client.post(
+            "/v1/jobs",
+            data=fields,
+            files={"image": ("a.png", image, "image/png"), "mask": ("m.png", mask, "image/png")},
+        )
+    else:
+        encoded = {k: base64.b64encode(v).decode() for k, v in (("image", image), ("mask", mask))}
+        response = service.client.post("/v1/jobs", json={**fields, **encoded})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["message"].startswith("mask is larger than")
+    assert leftovers(service.data_dir) == []
+
+
 def test_uploads_past_the_concurrent_cap_get_429_with_retry_after(service: Service) -> None:
     head = (
         "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
