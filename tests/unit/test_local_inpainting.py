@@ -17,7 +17,10 @@ from orchestrator.local.inpainting import check_inputs, inpaint, replace_file
 MAX_PIXELS = 16_000_000
 HOLE = (40, 30, 60, 50)  # left, top, right, bottom (inclusive)
 
-needs_cv2 = pytest.mark.skipif(inpainting.opencv() is None, reason="cv2 is not importable")
+needs_cv2 = pytest.mark.skipif(
+    inpainting.opencv() is None,
+    reason="OpenCV inpainting needs opencv-python-headless (the local extra, installed by CI)",
+)
 # Both paths: OpenCV's Telea, and the Pillow-only fill used when cv2 is missing.
 METHODS = [pytest.param(True, id="telea", marks=needs_cv2), pytest.param(False, id="diffusion")]
 
