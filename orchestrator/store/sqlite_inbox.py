@@ -99,8 +99,9 @@ class InboxWriter:
         self._incoming.put((new, waiter))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(loop), name="inbox-writer")
-        # A caller that goes away (its client hung up) does not take the write with it.
-        return await asyncio.shield(waiter)
+        # A caller that goes away (its client hung up) does not take the write with it:
+        # the write is queued already, and a cancelled waiter is skipped when resolved.
+        return await waiter
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         # No await between the last look at the queue and this task's end, so a

@@ -261,3 +261,38 @@ async def test_a_callback_that_cannot_be_committed_gets_503_and_is_kept_on_retry
         stored = await runtime.store.get_delivery(retried.json()["delivery"])
         assert stored is not None and stored.status is DeliveryStatus.PENDING
         assert await runtime.store.count_deliveries() == before + 1
+
+
+async def test_a_flood_of_one_bad_url_is_404s_counted_and_nothing_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (_, runtime, client):
+        job = await _queued_job(runtime, client)
+        token = _callback_path(runtime, job).rsplit("/", 1)[-1]
+        payload, _, signature = token.rpartition(".")
+        forged = f"/callbacks/upsampler/{payload}.{'B' * len(signature)}"
+        for _ in range(50):
+            answer = await _post(client, forged, SUCCESS_BODY)
+            assert answer.status_code == 404
+            assert answer.json() == NOT_FOUND
+        rejected = runtime.metrics.callbacks_rejected.labels("bad_token")._value.get()
+        assert rejected == 50
+        assert await runtime.store.count_deliveries() == 0
+        # The genuine URL still works after the flood.
+        genuine = await _post(client, _callback_path(runtime, job), SUCCESS_BODY)
+        assert genuine.status_code == 200
+
+
+async def test_other_methods_and_shapes_of_a_callback_url_get_the_usual_errors(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (_, runtime, client):
+        job = await _queued_job(runtime, client)
+        path = _callback_path(runtime, job)
+        got = await client.get(path)
+        assert got.status_code == 405
+        assert got.headers["allow"] == "POST"
+        deeper = await _post(client, path + "/more", SUCCESS_BODY)
+        assert deeper.status_code == 404
+        assert deeper.json()["error"]["code"] == "not_found"
+        assert await runtime.store.count_deliveries() == 0
