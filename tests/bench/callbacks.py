@@ -306,9 +306,14 @@ def _stored(db: Path) -> dict[str, int]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         rows = con.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
+        # Acknowledged and committed, not filed among the deliveries yet.
+        (received,) = con.execute("SELECT COUNT(*) FROM received").fetchone()
     finally:
         con.close()
-    return {str(s): int(n) for s, n in rows}
+    stored = {str(s): int(n) for s, n in rows}
+    if received:
+        stored["received, not filed yet"] = int(received)
+    return stored
 
 
 def combine(runs: list[LoadResult]) -> LoadResult:
