@@ -64,6 +64,9 @@ def create_app(
         # Answered in front of the table (ServiceApp); listed for what reaches the
         # table all the same: another method at this path (405).
         Route(ROUTE, door.route_endpoint, methods=["POST"]),
+        # Probed every few seconds: matched before the long list below.
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/v1/jobs", jobs.create_job, methods=["POST"]),
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
@@ -102,8 +105,6 @@ def create_app(
         Route("/v1/providers", providers.list_providers, methods=["GET"]),
         Route("/v1/providers/{provider}/balance", providers.provider_balance, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
     ]
     mount_sandbox = runtime.sandbox_mount.mounted if with_sandbox is None else with_sandbox

@@ -14,6 +14,8 @@ import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
 
+from prometheus_client import Counter
+
 from orchestrator.common.ids import new_id
 from orchestrator.core.applying import apply_update
 from orchestrator.core.parts import Parts, log
@@ -33,6 +35,8 @@ from schemas.jobs import Job, JobState, UpdateStatus
 class Inbox:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
+        # The counter of each provider's callbacks, looked up once.
+        self._received: dict[str, Counter] = {}
 
     async def receive(
         self,
@@ -50,7 +54,11 @@ class Inbox:
         dedupe = hashlib.sha256(
             f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
         ).hexdigest()
-        parts.metrics.callbacks_received.labels(claims.provider).inc()
+        counter = self._received.get(claims.provider)
+        if counter is None:
+            counter = parts.metrics.callbacks_received.labels(claims.provider)
+            self._received[claims.provider] = counter
+        counter.inc()
         new = NewDelivery(
             id=new_id("dlv", now),
             provider=claims.provider,

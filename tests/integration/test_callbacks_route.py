@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from contextlib import closing
@@ -299,3 +300,71 @@ async def test_other_methods_and_shapes_of_a_callback_url_get_the_usual_errors(
         assert deeper.status_code == 404
         assert deeper.json()["error"]["code"] == "not_found"
         assert await runtime.store.count_deliveries() == 0
+
+
+async def _call_with_body(app: Any, path: str, messages: list[dict[str, Any]]) -> list[Any]:
+    """Drive the app directly: the body as the given messages, then nothing more."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # the client stops sending
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return sent
+
+
+async def test_a_callback_body_that_stops_coming_gets_408_and_is_not_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory(UPSCALE_BODY_TIMEOUT_S="0.2") as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        first = {"type": "http.request", "body": SUCCESS_BODY[:10], "more_body": True}
+        sent = await _call_with_body(app, _callback_path(runtime, job), [first])
+        assert sent[0]["status"] == 408
+        assert await runtime.store.count_deliveries() == 0
+
+
+async def test_a_callback_whose_client_leaves_mid_body_is_not_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        first = {"type": "http.request", "body": SUCCESS_BODY[:10], "more_body": True}
+        gone = {"type": "http.disconnect"}
+        await _call_with_body(app, _callback_path(runtime, job), [first, gone])
+        assert await runtime.store.count_deliveries() == 0
+
+
+async def test_a_callback_body_in_several_chunks_is_stored_whole(app_factory: AppFactory) -> None:
+    async with app_factory() as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        chunks = [
+            {"type": "http.request", "body": SUCCESS_BODY[:7], "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": SUCCESS_BODY[7:], "more_body": False},
+        ]
+        sent = await _call_with_body(app, _callback_path(runtime, job), chunks)
+        assert sent[0]["status"] == 200
+        delivery_id = json.loads(sent[1]["body"])["delivery"]
+        stored = await runtime.store.get_delivery(delivery_id)
+        assert stored is not None and stored.body == SUCCESS_BODY
