@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/callbacks/"
 ROUTE = "/callbacks/{provider}/{token}"
 
-_KEPT_HEADERS = frozenset((b"content-type", b"user-agent", b"x-forwarded-for", b"x-request-id"))
+_KEPT_HEADERS = frozenset((b"content-type", b"user-agent", b"x-request-id"))
 _JSON = (b"content-type", b"application/json")
 _NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
 _UNAVAILABLE = b'{"error":{"code":"store_unavailable","message":"try again"}}'
@@ -109,11 +109,18 @@ class CallbackDoor:
         peer: str | None = client[0] if client else None
         headers: dict[str, str] = {}
         declared: bytes | None = None
+        forwarded: list[str] = []
         for name, value in scope["headers"]:
-            if name in _KEPT_HEADERS:
+            if name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+            elif name in _KEPT_HEADERS:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
+        if forwarded:
+            # Several lines are one list, in order (RFC 9110): a proxy that adds a line
+            # of its own after the client's is read from the right like one that appends.
+            headers["x-forwarded-for"] = ", ".join(forwarded)
         if not runtime.sources.allows(provider, peer, headers.get("x-forwarded-for")):
             self._source.inc()
             await _refuse(

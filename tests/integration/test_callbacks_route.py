@@ -302,7 +302,9 @@ async def test_other_methods_and_shapes_of_a_callback_url_get_the_usual_errors(
         assert await runtime.store.count_deliveries() == 0
 
 
-async def _call_with_body(app: Any, path: str, messages: list[dict[str, Any]]) -> list[Any]:
+async def _call_with_body(
+    app: Any, path: str, messages: list[dict[str, Any]], headers: tuple[Any, ...] = ()
+) -> list[Any]:
     """Drive the app directly: the body as the given messages, then nothing more."""
     sent: list[dict[str, Any]] = []
 
@@ -325,7 +327,7 @@ async def _call_with_body(app: Any, path: str, messages: list[dict[str, Any]]) -
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [(b"content-type", b"application/json"), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
@@ -368,3 +370,28 @@ async def test_a_callback_body_in_several_chunks_is_stored_whole(app_factory: Ap
         delivery_id = json.loads(sent[1]["body"])["delivery"]
         stored = await runtime.store.get_delivery(delivery_id)
         assert stored is not None and stored.body == SUCCESS_BODY
+
+
+async def test_forwarded_for_on_several_lines_is_read_as_one_list(
+    app_factory: AppFactory,
+) -> None:
+    """A trusted proxy that adds its own X-Forwarded-For line after the client's: the
+    client's own line cannot make it pass the provider's address list."""
+    fotor_ip, real_client = "198.51.100.7", "203.0.113.9"
+    settings = {"UPSCALE_FOTOR_CALLBACK_IPS": fotor_ip, "UPSCALE_TRUSTED_PROXIES": "127.0.0.1/32"}
+    async with app_factory(**settings) as (app, runtime, _):
+        path = f"/callbacks/fotor/{runtime.callback_signer.for_account('fotor')}"
+        body = {"type": "http.request", "body": b'{"task_id":"t1","status":1}'}
+        forged = await _call_with_body(
+            app,
+            path,
+            [dict(body)],
+            ((b"x-forwarded-for", fotor_ip.encode()), (b"x-forwarded-for", real_client.encode())),
+        )
+        assert forged[0]["status"] == 403
+        genuine = await _call_with_body(
+            app, path, [dict(body)], ((b"x-forwarded-for", fotor_ip.encode()),)
+        )
+        assert genuine[0]["status"] == 200
+        stored = await runtime.store.get_delivery(json.loads(genuine[1]["body"])["delivery"])
+        assert stored is not None and stored.headers["x-forwarded-for"] == fotor_ip
