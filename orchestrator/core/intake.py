@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -187,7 +188,16 @@ class Intake:
             mask_key=job.mask_key,
             input_width=job.input_width,
             input_height=job.input_height,
+            route=job.route,
+            route_name=job.route_name,
+            route_options=job.route_options,
+            max_cost=job.max_cost,
         )
+        if job.route:
+            # A routed job is retried along its whole route, from the first provider.
+            new = replace(
+                new, provider=job.route[0], options=dict(job.route_options.get(job.route[0], {}))
+            )
         created, _ = await self.parts.store.create_job(new)
         self.parts.wake()
         return created

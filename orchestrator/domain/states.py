@@ -44,6 +44,9 @@ class Event(StrEnum):
     # the job goes back to ``queued`` for it, under the same id (an internal move;
     # clients see ``job.attempt_failed`` and ``job.failed_over`` events).
     FAIL_OVER = "fail_over"
+    # Nothing sent: the job's provider would pass its max_cost or a daily spend cap,
+    # and no provider of its route is left within them.
+    OVER_SPEND = "over_spend"
 
 
 _NON_TERMINAL = (Q, SG, SD, F, U)
@@ -67,6 +70,7 @@ TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
     (F, Event.RESULT_FAILED): X,
     (F, Event.RESULT_REFRESH): SD,
     (Q, Event.DEADLINE): X,
+    (Q, Event.OVER_SPEND): X,
     (SD, Event.DEADLINE): X,
     (F, Event.DEADLINE): X,
     **{(s, Event.CANCEL): C for s in _NON_TERMINAL},
