@@ -73,6 +73,8 @@ class Router:
 
     async def within_spend(self, job: Job) -> bool:
         """Whether the job's current provider may take one more job within the limits."""
+        if job.max_cost is None and job.provider not in self.caps:
+            return True  # no limit applies: no reads on the submit path
         return (await self.facts(job)).spend.allows(job.provider)
 
     async def provider_failed(self, provider: str) -> None:

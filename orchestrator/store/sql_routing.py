@@ -73,6 +73,14 @@ class SqlRouting(Connector):
     async def record_provider_result(
         self, provider: str, *, ok: bool, now: datetime, policy: CooldownPolicy
     ) -> Health:
+        if ok:
+            # The common case, a success of a healthy provider, changes nothing: one
+            # read, no write transaction on every submit.
+            row = await self._one(q.HEALTH, (provider,))
+            seen = row_to_health(row) if row is not None else Health(provider)
+            if cooldown.succeeded(seen) == seen:
+                return seen
+
         def change(h: Health) -> tuple[Health, Health]:
             after = cooldown.succeeded(h) if ok else cooldown.failed(h, now, policy)
             return after, after
