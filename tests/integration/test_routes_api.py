@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import AppFactory
+from tests.factories import make_png
 
 IMAGE_URL = "https://images.example.test/cat.png"
 ROUTES = {"UPSCALE_ROUTES": "default=upsampler,fotor,local;cheap=local"}
@@ -71,3 +72,19 @@ async def test_providers_show_their_cool_down_spend_and_the_routes(
         assert listed["routes"] == {"cheap": ["local"], "default": ["upsampler", "fotor", "local"]}
         metrics = (await client.get("/metrics")).text
         assert 'upscale_provider_cooling{provider="fotor"} 1.0' in metrics
+
+
+async def test_a_route_with_a_provider_that_lacks_the_operation_is_refused(
+    app_factory: AppFactory,
+) -> None:
+    png = make_png(8, 6)
+    async with app_factory(**ROUTES) as (_, _, client):
+        answer = await client.post(
+            "/v1/jobs",
+            data={"providers": "fotor,upsampler", "operation": "replace", "prompt": "A cat"},
+            files={"image": ("a.png", png, "image/png"), "mask": ("m.png", png, "image/png")},
+        )
+        assert answer.status_code == 400, answer.text
+        message = answer.json()["error"]["message"]
+        assert "upsampler does not offer operation replace" in message
+        assert (await client.get("/v1/jobs")).json()["jobs"] == []
