@@ -45,7 +45,8 @@ from orchestrator.store.protocol import Store
 from orchestrator.store.sqlite import SQLiteStore
 from orchestrator.store.sqlite_file import DatabaseMarker
 from orchestrator.store.sqlite_watch import DataVersionWatch
-from schemas.api import job_to_public, parse_routes, parse_spend_caps
+from schemas.api import job_to_public
+from schemas.routes import parse_routes, parse_spend_caps
 
 log = logging.getLogger(__name__)
 

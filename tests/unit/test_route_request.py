@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from schemas.api import parse_create_job, parse_routes, parse_spend_caps
+from schemas.api import parse_create_job
 from schemas.errors import RejectedInput
+from schemas.routes import parse_routes, parse_spend_caps
 
 KNOWN = frozenset({"upsampler", "fotor", "local"})
 ROUTES = {"default": ("upsampler", "fotor", "local"), "cheap": ("local",)}
