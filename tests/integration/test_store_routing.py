@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from orchestrator.common.clock import FakeClock
@@ -20,6 +21,7 @@ from orchestrator.store.sqlite import SQLiteStore
 from schemas.jobs import Attempt, Failure, Job, JobState
 from tests.factories import make_new_job
 from tests.postgres_db import migrated_and_empty
+from tests.unit.test_layers import ROOT
 
 CLOCK = FakeClock()
 POLICY = CooldownPolicy(threshold=2, base_s=10, cap_s=40, probe_lease_s=30)
@@ -159,6 +161,9 @@ async def test_a_move_writes_the_attempt_failed_and_failed_over_events(
     over = json.loads(events[2].body)["data"]
     assert over["failover"] == {"from": "upsampler", "to": "fotor", "attempt": 2}
     assert over["provider"] == "fotor"
+    schema = json.loads((ROOT / "schemas" / "event.schema.json").read_text())
+    for event in events:
+        jsonschema.validate(json.loads(event.body), schema)
 
 
 async def test_spend_is_counted_once_when_each_attempt_ends(stores: tuple[Store, Store]) -> None:
