@@ -19,7 +19,7 @@ from orchestrator.store.protocol import DeliveryStatus
 from schemas.api import CreateJob
 from schemas.errors import RejectedInput
 from schemas.jobs import Job, JobState
-from tests.integration.test_engine import RESULT_URL, FakeUpsampler, World, make_world
+from tests.integration.test_engine import RESULT_URL, FakeUpsampler, World, make_world, success
 
 ROUTE = ("upsampler", "photio")
 
@@ -176,3 +176,28 @@ async def test_a_failing_provider_cools_down_is_skipped_and_later_probed(world: 
     assert (await world.job(other.id)).provider == "photio"
     health = (await world.store.provider_health())["upsampler"]
     assert health.state(world.clock.now()).value == "healthy"
+
+
+async def test_a_provider_at_its_daily_cap_is_passed_by_or_fails_the_job(tmp_path: Path) -> None:
+    async with make_world(tmp_path, spend_caps={"upsampler": 1.0}) as world:
+        world.fake.submit = lambda r: FakeUpsampler.ok("up-paid")
+        world.fake.status = success
+        paid = await routed(world)
+        await world.step()
+        await world.step(21)
+        assert (await world.job(paid.id)).state is JobState.SUCCEEDED
+        assert (await world.store.spend_today(now=world.clock.now()))["upsampler"].credits == 1
+        passed_by = await routed(world, n=1)
+        alone, _ = await world.orchestrator.create_job(
+            CreateJob("upsampler", 2.0, {}, None, "https://in.example/2.png", None)
+        )
+        await world.step()
+        done = await world.job(passed_by.id)
+        assert done.state is JobState.SUCCEEDED and done.provider == "photio"
+        assert done.past_attempts[0].state == "skipped"
+        assert done.past_attempts[0].failure is not None
+        assert done.past_attempts[0].failure.reason == "spend_limit"
+        failed = await world.job(alone.id)
+        assert failed.state is JobState.FAILED
+        assert failed.failure is not None and failed.failure.reason == "spend_limit"
+        assert world.fake.submits == 1  # only the first job was ever sent
