@@ -8,6 +8,7 @@ old attempt, can never make two current attempts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,10 @@ from orchestrator.domain.cooldown import CooldownPolicy
 from orchestrator.domain.failover import Decision, Facts, Outcome, Route, Spend, decide
 from orchestrator.domain.states import Event
 from orchestrator.store.protocol import Changes, Store
+from schemas.errors import StoreUnavailable
 from schemas.jobs import Attempt, Failure, FailureReason, Job
+
+log = logging.getLogger("orchestrator.core.engine")
 
 # The failures that say nothing about the provider but about this input at it.
 _INPUT_REASONS = frozenset({FailureReason.REJECTED_INPUT, FailureReason.NSFW})
@@ -78,14 +82,23 @@ class Router:
         return (await self.facts(job)).spend.allows(job.provider)
 
     async def provider_failed(self, provider: str) -> None:
-        await self.store.record_provider_result(
-            provider, ok=False, now=self.clock.now(), policy=self.policy
-        )
+        await self._count(provider, ok=False)
 
     async def provider_answered(self, provider: str) -> None:
-        await self.store.record_provider_result(
-            provider, ok=True, now=self.clock.now(), policy=self.policy
-        )
+        await self._count(provider, ok=True)
+
+    async def _count(self, provider: str, *, ok: bool) -> None:
+        """Count toward the provider's health, best effort: a store that cannot take
+        it now must not stand in the way of recording the job's own answer."""
+        try:
+            await self.store.record_provider_result(
+                provider, ok=ok, now=self.clock.now(), policy=self.policy
+            )
+        except StoreUnavailable as exc:
+            log.warning(
+                "provider.health_unrecorded",
+                extra={"provider": provider, "action": "health_unrecorded", "error": exc.message},
+            )
 
     async def admit(self, job: Job) -> bool:
         """May the job go to its provider now (it is not cooling down, or the job is

@@ -108,9 +108,9 @@ class Submitter:
             if not await moved_on(parts, job, exc, delay):
                 await self._deferred(job, delay, exc)
             return
-        await parts.router.provider_answered(job.provider)
         if accepted.update is not None:
             await self._settle_sync(job, accepted, accepted.update)
+            await parts.router.provider_answered(job.provider)
             return
         now = parts.clock.now()
         accepted_changes = Changes(
@@ -137,6 +137,8 @@ class Submitter:
             # another job holds: neither its callbacks nor its polls can be told
             # apart. Say so now instead of leaving the job in ``submitting``.
             await uncertain(parts, job, exc.message, cause="submit")
+        # Only once the answer is recorded: it cannot be asked for again.
+        await parts.router.provider_answered(job.provider)
 
     async def _request(self, job: Job) -> SubmitRequest:
         """What the provider is asked: the input (and a replace job's mask) as signed
