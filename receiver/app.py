@@ -11,13 +11,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from orchestrator.local.app import LOCAL_MOUNT, create_local_app
 from orchestrator.sandbox.app import create_sandbox_app
 from orchestrator.sandbox.faults import Faults
 from orchestrator.service.runtime import Runtime, local_api_key, sandbox_api_key
 from receiver import (
-    callbacks,
     events,
     health,
     jobs,
@@ -27,6 +27,7 @@ from receiver import (
     providers,
     subscriptions,
 )
+from receiver.callback_door import ROUTE, CallbackDoor, callback_target
 from receiver.errors import handle_http_exception, handle_upscale_error
 from receiver.unexpected import UnexpectedErrors
 from receiver.uploads import UploadSlots
@@ -35,17 +36,37 @@ from schemas.errors import UpscaleError
 log = logging.getLogger(__name__)
 
 
+class ServiceApp(Starlette):
+    """The Starlette app with the callback route answered in front of it
+    (``callback_door.py``); every other request goes through the app as usual."""
+
+    callbacks: CallbackDoor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = callback_target(scope)
+        if target is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.callbacks(scope, receive, send, *target)
+
+
 def create_app(
     runtime: Runtime, *, with_sandbox: bool | None = None, tune_gc: bool = False
-) -> Starlette:
+) -> ServiceApp:
     """Build the app around a runtime. The sandbox is mounted when the runtime says so
     (``Runtime.sandbox_mount``: only on a service private to this machine, or when
     ``UPSCALE_SANDBOX=on``); ``with_sandbox`` overrides that, for tests.
 
     ``tune_gc`` is for a process that serves this one app (the ASGI entry point):
     see ``settle_gc``."""
+    door = CallbackDoor(runtime)
     routes: list[BaseRoute] = [
-        Route("/callbacks/{provider}/{token}", callbacks.receive_callback, methods=["POST"]),
+        # Answered in front of the table (ServiceApp); listed for what reaches the
+        # table all the same: another method at this path (405).
+        Route(ROUTE, door.route_endpoint, methods=["POST"]),
+        # Probed every few seconds: matched before the long list below.
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/v1/jobs", jobs.create_job, methods=["POST"]),
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
@@ -84,8 +105,6 @@ def create_app(
         Route("/v1/providers", providers.list_providers, methods=["GET"]),
         Route("/v1/providers/{provider}/balance", providers.provider_balance, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
     ]
     mount_sandbox = runtime.sandbox_mount.mounted if with_sandbox is None else with_sandbox
@@ -131,7 +150,7 @@ def create_app(
                 settle_gc()
             yield
 
-    app = Starlette(
+    app = ServiceApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(UnexpectedErrors)],
@@ -141,6 +160,7 @@ def create_app(
         },
     )
     app.state.runtime = runtime
+    app.callbacks = door
     app.state.upload_slots = UploadSlots(settings.max_concurrent_uploads)
     return app
 

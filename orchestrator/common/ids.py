@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 from datetime import datetime
 
-# RFC 4648 base32 digits -> Crockford base32, lower case (sortable as text).
-_CROCKFORD = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
-)
+# Crockford base32, lower case (sortable as text), two digits (10 bits) at a time:
+# a table lookup per pair is a few times faster than base64.b32encode, and ids are
+# made on the callback path.
+_DIGITS = "0123456789abcdefghjkmnpqrstvwxyz"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
 
 # Ids need to be unique, not secret (tokens are signed, not ids): a generator seeded
 # from the OS, seeded again in a forked child so that no two processes share a sequence.
@@ -22,8 +22,8 @@ _last = (0, 0)
 
 def _encode(millis: int, rand: int) -> str:
     """26 Crockford digits of the 130-bit number millis << 80 | rand."""
-    raw = base64.b32encode(((millis << 80) | rand).to_bytes(20, "big"))
-    return raw[6:].translate(_CROCKFORD).decode("ascii")
+    number = (millis << 80) | rand
+    return "".join([_PAIRS[(number >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def new_id(prefix: str, now: datetime) -> str:

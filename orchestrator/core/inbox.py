@@ -1,7 +1,10 @@
 """The callback inbox: receive a delivery, match it to its job, apply it.
 
 A delivery is stored before the caller answers 2xx; parsing, matching and
-applying happen off the request path. One that raced its job's submit answer
+applying happen off the request path. A live callback is appended as
+acknowledged (``append_received``: cheap, no duplicate check); each inbox pass
+first files what was appended among the deliveries, which is when a duplicate
+is recognised as one. One that raced its job's submit answer
 waits (``pending``) until the answer is stored, then is bound to the job.
 """
 
@@ -10,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
+
+from prometheus_client import Counter
 
 from orchestrator.common.ids import new_id
 from orchestrator.core.applying import apply_update
@@ -30,6 +35,8 @@ from schemas.jobs import Job, JobState, UpdateStatus
 class Inbox:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
+        # The counter of each provider's callbacks, looked up once.
+        self._received: dict[str, Counter] = {}
 
     async def receive(
         self,
@@ -39,42 +46,64 @@ class Inbox:
         *,
         source: str = "live",
     ) -> Delivery:
-        """Store a raw delivery (the caller answers 2xx only after this returns)."""
+        """Store a raw delivery (the caller answers 2xx only after this returns). A
+        live callback is appended, and known as a duplicate only once filed; any
+        other (an operator's injection) is filed at once."""
         parts = self.parts
         now = parts.clock.now()
         dedupe = hashlib.sha256(
             f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
         ).hexdigest()
-        parts.metrics.callbacks_received.labels(claims.provider).inc()
-        delivery = await parts.store.record_delivery(
-            NewDelivery(
-                id=new_id("dlv", now),
-                provider=claims.provider,
-                claimed_job_id=claims.job_id,
-                received_at=now,
-                headers=dict(headers),
-                body=body,
-                dedupe_key=dedupe,
-                source=source,
-            )
+        counter = self._received.get(claims.provider)
+        if counter is None:
+            counter = parts.metrics.callbacks_received.labels(claims.provider)
+            self._received[claims.provider] = counter
+        counter.inc()
+        new = NewDelivery(
+            id=new_id("dlv", now),
+            provider=claims.provider,
+            claimed_job_id=claims.job_id,
+            received_at=now,
+            headers=dict(headers),
+            body=body,
+            dedupe_key=dedupe,
+            source=source,
         )
-        if delivery.status is DeliveryStatus.DUPLICATE:
-            parts.metrics.callbacks_outcome.labels(claims.provider, "duplicate").inc()
-            log.info(
-                "callback.duplicate",
-                extra={
-                    "provider": claims.provider,
-                    "job_id": claims.job_id,
-                    "action": "duplicate",
-                    "delivery_id": delivery.id,
-                },
-            )
+        if source == "live":
+            await parts.store.append_received(new)
+            delivery = new.stored(DeliveryStatus.PENDING)
+        else:
+            delivery = await parts.store.record_delivery(new)
+            if delivery.status is DeliveryStatus.DUPLICATE:
+                self._duplicate(delivery)
         parts.wake()
         return delivery
+
+    async def file_received(self, *, limit: int = 1000) -> int:
+        """File the callbacks appended since the last pass among the deliveries;
+        how many were filed."""
+        filed = await self.parts.store.admit_received(limit=limit)
+        for delivery in filed:
+            if delivery.status is DeliveryStatus.DUPLICATE:
+                self._duplicate(delivery)
+        return len(filed)
+
+    def _duplicate(self, delivery: Delivery) -> None:
+        self.parts.metrics.callbacks_outcome.labels(delivery.provider, "duplicate").inc()
+        log.info(
+            "callback.duplicate",
+            extra={
+                "provider": delivery.provider,
+                "job_id": delivery.claimed_job_id,
+                "action": "duplicate",
+                "delivery_id": delivery.id,
+            },
+        )
 
     async def process(self, *, limit: int = 100) -> int:
         """Apply what is pending; returns how many deliveries were looked at."""
         store = self.parts.store
+        await self.file_received()
         now = self.parts.clock.now()
         hold = timedelta(seconds=self.parts.config.longest_submit_hold_s)
         await store.expire_waiting(before=now - hold, now=now)

@@ -9,7 +9,10 @@ progress presents it again and again; checking its signature each time is most
 of the work of a callback. So each signer remembers the payloads of tokens it
 has verified (a bounded number). Only successful verifications are remembered;
 the expiry is still checked on every use; and the memory belongs to the signer,
-which is built from the keys: new keys, new signer, nothing remembered.
+which is built from the keys: new keys, new signer, nothing remembered. Tokens
+whose signature failed are remembered too (a bounded number): a flood of one
+bad URL costs a lookup a request, and the callback path answers it without
+raising (``CallbackSigner.claims``).
 """
 
 from __future__ import annotations
@@ -42,21 +45,38 @@ class _Signer:
         self._serializer = URLSafeSerializer([k.reveal() for k in keys], salt=salt)
         self._clock = clock
         self._verified: dict[str, dict[str, Any]] = {}
+        self._refused: set[str] = set()
 
     def _dump(self, payload: dict[str, Any]) -> str:
         return str(self._serializer.dumps(payload))
 
     def _load(self, token: str) -> dict[str, Any]:
         """Return the payload of a genuine, unexpired token; NotFound for anything else."""
+        payload = self._payload(token)
+        if payload is None:
+            raise NotFound("unknown or expired token")
+        return payload
+
+    def _payload(self, token: str) -> dict[str, Any] | None:
+        """The payload of a genuine, unexpired token, else None (nothing raised for a
+        token seen before)."""
         payload = self._verified.get(token)
         if payload is None:
-            payload = self._verify_signature(token)
+            if token in self._refused:
+                return None
+            try:
+                payload = self._verify_signature(token)
+            except NotFound:
+                if len(self._refused) >= VERIFIED_CACHE_SIZE:
+                    self._refused.clear()
+                self._refused.add(token)
+                return None
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
             self._verified[token] = payload
         expires = payload.get("e")
         if expires is not None and self._clock.now().timestamp() > expires:
-            raise NotFound("expired token")
+            return None
         return payload
 
     def _verify_signature(self, token: str) -> dict[str, Any]:
@@ -87,12 +107,19 @@ class CallbackSigner(_Signer):
         return self._dump({"p": provider})
 
     def verify(self, provider: str, token: str) -> CallbackClaims:
-        payload = self._load(token)
-        if payload.get("p") != provider:
-            raise NotFound("token for another provider")
+        claims = self.claims(provider, token)
+        if claims is None:
+            raise NotFound("unknown token")
+        return claims
+
+    def claims(self, provider: str, token: str) -> CallbackClaims | None:
+        """The claims of a genuine, unexpired token for ``provider``; None otherwise."""
+        payload = self._payload(token)
+        if payload is None or payload.get("p") != provider:
+            return None
         job_id = payload.get("j")
         if job_id is not None and not isinstance(job_id, str):
-            raise NotFound("unknown token")
+            return None
         return CallbackClaims(provider=provider, job_id=job_id)
 
 

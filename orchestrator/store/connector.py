@@ -83,6 +83,11 @@ class Connector(ABC):
         """Called before a budget decision: serialise the takers of one budget."""
         return None
 
+    async def _lock_received(self, tx: Tx) -> None:
+        """Called before acknowledged callbacks are filed: one filer at a time, so a
+        duplicate is recognised whichever process files it."""
+        return None
+
     async def _announce(self, tx: Tx) -> None:
         """This transaction wrote events or outbound deliveries: wake the followers
         once it commits (other processes too, where the database can tell them)."""

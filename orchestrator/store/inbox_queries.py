@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.domain.states import SUBMIT_PENDING_STATES
 from orchestrator.store.protocol import DeliveryMark
-from orchestrator.store.rows import DELIVERY_COLUMNS
+from orchestrator.store.rows import DELIVERY_COLUMNS, RECEIVED_COLUMNS
 
 # Which job a callback names by its provider job id, and, in the same snapshot,
 # whether a submit call to that provider is in flight (a job in ``submitting``),
@@ -111,4 +111,33 @@ COUNT_BY_STATUS = "SELECT COUNT(*) FROM deliveries WHERE status = ?"
 SEEN = "SELECT 1 FROM deliveries WHERE dedupe_key = ? LIMIT 1"
 
 # One new delivery's row (``rows.delivery_values``).
-INSERT_DELIVERY = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+INSERT_DELIVERIES = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES "
+INSERT_DELIVERY = INSERT_DELIVERIES + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+# The append-only table of callbacks as acknowledged, and its filing into deliveries.
+INSERT_RECEIVED = f"INSERT INTO received ({RECEIVED_COLUMNS}) VALUES "
+RECEIVED_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?)"
+DELIVERY_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+OLDEST_RECEIVED = f"SELECT seq, {RECEIVED_COLUMNS} FROM received ORDER BY seq LIMIT ?"
+RECEIVED_BY_ID = f"SELECT {RECEIVED_COLUMNS} FROM received WHERE id = ?"
+COUNT_RECEIVED = "SELECT COUNT(*) FROM received"
+# Rows per multi-row statement: below SQLite's oldest limit on bound parameters (999).
+ROWS_PER_STATEMENT = 90
+
+
+def insert_rows(head: str, marks: str, count: int) -> str:
+    """``head`` followed by ``count`` rows of ``marks``: one multi-row INSERT."""
+    return head + ",".join([marks] * count)
+
+
+def seen_keys(count: int) -> str:
+    """Which of ``count`` dedupe keys are stored among the deliveries already."""
+    return f"SELECT DISTINCT dedupe_key FROM deliveries WHERE dedupe_key IN ({marks(count)})"
+
+
+def forget_received(count: int) -> str:
+    return f"DELETE FROM received WHERE seq IN ({marks(count)})"
+
+
+def marks(count: int) -> str:
+    return ", ".join("?" * count)

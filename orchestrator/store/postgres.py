@@ -38,6 +38,7 @@ from orchestrator.store.postgres_conn import (
     EVENTS_LOCK,
     LOCK_NS,
     MIGRATE_LOCK,
+    RECEIVED_LOCK,
     Conn,
     PgTx,
     Pool,
@@ -46,6 +47,7 @@ from orchestrator.store.postgres_conn import (
     one_connection,
     translated,
 )
+from orchestrator.store.postgres_inbox import ReceivedWriter
 from orchestrator.store.postgres_listener import ChannelListener
 from orchestrator.store.protocol import Delivery, DeliveryStatus, NewDelivery, TransitionListener
 from orchestrator.store.rows import delivery_values
@@ -112,6 +114,8 @@ class PostgresStore(SqlStore):
         self._listener: ChannelListener | None = None
         # Our own NOTIFYs carry this token: this process was told at commit already.
         self._token = secrets.token_hex(8)
+        # Incoming callbacks are committed in groups.
+        self._received = ReceivedWriter(lambda: self.pool)
 
     @property
     def pool(self) -> Pool:
@@ -149,6 +153,7 @@ class PostgresStore(SqlStore):
             raise
 
     async def close(self) -> None:
+        await self._received.close()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()
@@ -262,6 +267,12 @@ class PostgresStore(SqlStore):
         tx.announce = True
 
     # what only this database does -------------------------------------------
+
+    async def _lock_received(self, tx: Tx) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_NS, RECEIVED_LOCK))
+
+    async def append_received(self, new: NewDelivery) -> None:
+        await self._received.write(new)
 
     async def record_delivery(self, new: NewDelivery) -> Delivery:
         async with self._transaction() as tx:

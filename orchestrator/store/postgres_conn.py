@@ -16,6 +16,7 @@ from schemas.errors import StoreUnavailable
 LOCK_NS = 0x55505343  # "UPSC"
 EVENTS_LOCK = 1  # held from an event insert to its commit: seq follows commit order
 MIGRATE_LOCK = 2  # held while migrations run
+RECEIVED_LOCK = 3  # held while acknowledged callbacks are filed among the deliveries
 BUDGET_NS = 0x55505344  # (BUDGET_NS, hashtext(provider/kind))
 DEDUPE_NS = 0x55505345  # (DEDUPE_NS, hashtext(dedupe_key))
 

@@ -265,6 +265,19 @@ class Store(Outbox, Protocol):
         """Store a raw delivery and commit. A duplicate is stored as such."""
         ...
 
+    async def append_received(self, new: NewDelivery) -> None:
+        """Append a callback as acknowledged and commit, before its answer: no
+        duplicate check and no index but its key, so it is cheap. Seen by
+        ``get_delivery`` and ``count_deliveries`` as pending at once; among the
+        other deliveries (a duplicate as such) once ``admit_received`` files it."""
+        ...
+
+    async def admit_received(self, *, limit: int) -> list[Delivery]:
+        """File up to ``limit`` appended callbacks, oldest first, among the deliveries
+        in one transaction; a duplicate (same dedupe key as one filed before, or as
+        an earlier one of this group) as ``duplicate``. The deliveries as filed."""
+        ...
+
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
     async def match_callback(self, provider: str, provider_job_id: str) -> CallbackMatch:

@@ -234,3 +234,34 @@ def delivery_values(new: NewDelivery, status: DeliveryStatus) -> tuple[Any, ...]
         status.value,
         new.claimed_job_id,
     )
+
+
+# The append-only table of callbacks as acknowledged (``received``).
+RECEIVED_COLUMNS = "id, provider, claimed_job_id, received_at, headers, body, dedupe_key, source"
+
+
+def received_values(new: NewDelivery) -> tuple[Any, ...]:
+    """A callback's row in ``received``, as acknowledged."""
+    return (
+        new.id,
+        new.provider,
+        new.claimed_job_id,
+        new.received_at.timestamp(),
+        json.dumps(new.headers),
+        new.body,
+        new.dedupe_key,
+        new.source,
+    )
+
+
+def row_to_received(row: Row) -> NewDelivery:
+    return NewDelivery(
+        id=row["id"],
+        provider=row["provider"],
+        claimed_job_id=row["claimed_job_id"],
+        received_at=req_dt(row["received_at"]),
+        headers=json.loads(row["headers"]),
+        body=bytes(row["body"]),
+        dedupe_key=row["dedupe_key"],
+        source=row["source"],
+    )

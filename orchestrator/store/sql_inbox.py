@@ -1,7 +1,10 @@
 """The callback inbox verbs of the SQL store, written once for SQLite and PostgreSQL.
 
-Storing a delivery is each connector's own: SQLite commits them in groups on a
-connection of its own, PostgreSQL under an advisory lock per dedupe key.
+Appending a callback as acknowledged (``append_received``) is each connector's
+own: both commit them in groups. Filing them among the deliveries
+(``admit_received``) is shared: one transaction takes the oldest, decides which
+are duplicates (of a delivery filed before, or of an earlier one in the same
+group), inserts them into ``deliveries`` and deletes them from ``received``.
 """
 
 from __future__ import annotations
@@ -12,13 +15,57 @@ from orchestrator.store import inbox_queries as q
 from orchestrator.store.connector import Connector
 from orchestrator.store.job_queries import where
 from orchestrator.store.protocol import CallbackMatch, Delivery, DeliveryMark, DeliveryStatus
-from orchestrator.store.rows import row_to_delivery, row_to_match
+from orchestrator.store.rows import (
+    delivery_values,
+    row_to_delivery,
+    row_to_match,
+    row_to_received,
+)
 
 
 class SqlInbox(Connector):
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._one(q.DELIVERY_BY_ID, (delivery_id,))
-        return None if row is None else row_to_delivery(row)
+        if row is not None:
+            return row_to_delivery(row)
+        # Acknowledged, not filed yet (a scan: the table holds only the newest few).
+        received = await self._one(q.RECEIVED_BY_ID, (delivery_id,))
+        return (
+            None if received is None else row_to_received(received).stored(DeliveryStatus.PENDING)
+        )
+
+    async def admit_received(self, *, limit: int) -> list[Delivery]:
+        async with self._transaction() as tx:
+            await self._lock_received(tx)
+            rows = await tx.fetch_all(q.OLDEST_RECEIVED, (limit,))
+            if not rows:
+                return []
+            news = [row_to_received(r) for r in rows]
+            keys = list({new.dedupe_key for new in news})
+            seen: set[str] = set()
+            for at in range(0, len(keys), q.ROWS_PER_STATEMENT):
+                some = keys[at : at + q.ROWS_PER_STATEMENT]
+                seen.update(r[0] for r in await tx.fetch_all(q.seen_keys(len(some)), some))
+            filed: list[Delivery] = []
+            for new in news:
+                duplicate = new.dedupe_key in seen
+                seen.add(new.dedupe_key)
+                filed.append(
+                    new.stored(DeliveryStatus.DUPLICATE if duplicate else DeliveryStatus.PENDING)
+                )
+            for at in range(0, len(news), q.ROWS_PER_STATEMENT):
+                some_news = news[at : at + q.ROWS_PER_STATEMENT]
+                some_filed = filed[at : at + q.ROWS_PER_STATEMENT]
+                values = [
+                    v
+                    for new, d in zip(some_news, some_filed, strict=True)
+                    for v in delivery_values(new, d.status)
+                ]
+                statement = q.insert_rows(q.INSERT_DELIVERIES, q.DELIVERY_MARKS, len(some_news))
+                await tx.execute(statement, values)
+                seqs = [r["seq"] for r in rows[at : at + q.ROWS_PER_STATEMENT]]
+                await tx.execute(q.forget_received(len(seqs)), seqs)
+        return filed
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
         rows = await self._all(q.PENDING, (limit,))
@@ -82,4 +129,9 @@ class SqlInbox(Connector):
             row = await self._one(q.COUNT_ALL)
         else:
             row = await self._one(q.COUNT_BY_STATUS, (status.value,))
-        return int(row[0]) if row else 0
+        count = int(row[0]) if row else 0
+        if status is None or status is DeliveryStatus.PENDING:
+            # Acknowledged, not filed yet: pending too.
+            received = await self._one(q.COUNT_RECEIVED)
+            count += int(received[0]) if received else 0
+        return count

@@ -16,13 +16,15 @@ import aiosqlite
 from orchestrator.common.signals import Broadcast
 from orchestrator.domain.events import Snapshot, default_snapshot
 from orchestrator.security.private_files import ensure_private_file
+from orchestrator.store import inbox_queries as iq
 from orchestrator.store import job_queries as jq
 from orchestrator.store import outbox_queries as oq
 from orchestrator.store.connector import Conflict, Row, Tx
 from orchestrator.store.dialect import SQLITE
 from orchestrator.store.migrate import load_migrations, refuse_newer
 from orchestrator.store.outbox import OutboundTask
-from orchestrator.store.protocol import Delivery, NewDelivery, TransitionListener
+from orchestrator.store.protocol import Delivery, DeliveryStatus, NewDelivery, TransitionListener
+from orchestrator.store.rows import delivery_values
 from orchestrator.store.sql import SqlStore
 from orchestrator.store.sql_jobs import in_due_order
 from orchestrator.store.sql_outbox import row_to_task
@@ -245,8 +247,15 @@ class SQLiteStore(SqlStore):
 
     # what only this database does -------------------------------------------
 
+    async def append_received(self, new: NewDelivery) -> None:
+        await self._inbox.write(new)
+
     async def record_delivery(self, new: NewDelivery) -> Delivery:
-        return new.stored(await self._inbox.write(new))
+        async with self._transaction() as tx:
+            seen = await tx.fetch_one(iq.SEEN, (new.dedupe_key,)) is not None
+            status = DeliveryStatus.DUPLICATE if seen else DeliveryStatus.PENDING
+            await tx.execute(iq.INSERT_DELIVERY, delivery_values(new, status))
+        return new.stored(status)
 
     async def lease_due(self, *, now: datetime, lease_s: float, limit: int) -> list[Job]:
         # Read on the reading connection first: no write at all when nothing is due.

@@ -1,6 +1,12 @@
 """The SQLite inbox writer: opportunistic group commit for incoming callbacks.
 
-A callback is answered 200 only once its raw delivery is committed. One commit
+A callback is answered 200 only once its raw delivery is committed, to the
+append-only ``received`` table (no index but its key, no duplicate check: the
+inbox pass files it among the deliveries, ``SqlInbox.admit_received``). A
+group is one multi-row INSERT, committed by itself: the writer's thread gives
+up the interpreter lock for SQLite once a group, not once per statement of a
+transaction, and each time it wants the lock back it may wait for the event
+loop's thread to let go of it. One commit
 per request caps a single SQLite connection at a few thousand callbacks a
 second (and near the disk's fsync rate with ``synchronous=FULL``), and every
 request would wait its turn for the store's write lock. Here a caller queues
@@ -30,8 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.store.protocol import DeliveryStatus, NewDelivery
-from orchestrator.store.rows import DELIVERY_COLUMNS, delivery_values
+from orchestrator.store.inbox_queries import INSERT_RECEIVED, RECEIVED_MARKS, insert_rows
+from orchestrator.store.protocol import NewDelivery
+from orchestrator.store.rows import received_values
 from schemas.errors import StoreUnavailable
 
 # A bound on one transaction, so that a huge backlog still commits in steps.
@@ -39,17 +46,12 @@ MAX_BATCH = 512
 # How long the writer keeps the store's write lock while callbacks keep coming.
 SESSION_S = 0.05
 
-_INSERT = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES "
-_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SEEN = "SELECT DISTINCT dedupe_key FROM deliveries WHERE dedupe_key IN ({marks})"
-# Below SQLite's default limit on bound parameters (999 before 3.32).
-_KEYS_PER_QUERY = 500
-_ROWS_PER_INSERT = 99  # x 10 columns
+_COLUMNS = 8
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_Waiter = tuple[NewDelivery, "asyncio.Future[DeliveryStatus]"]
+_Waiter = tuple[NewDelivery, "asyncio.Future[None]"]
 
 
 class InboxWriter:
@@ -73,6 +75,8 @@ class InboxWriter:
         self._drainer: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._con: sqlite3.Connection | None = None
+        # Rows in one INSERT, within this SQLite's limit on bound parameters.
+        self._rows_per_insert = MAX_BATCH
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
@@ -90,17 +94,18 @@ class InboxWriter:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def write(self, new: NewDelivery) -> DeliveryStatus:
-        """Commit one delivery; PENDING, or DUPLICATE when its dedupe key was seen."""
+    async def write(self, new: NewDelivery) -> None:
+        """Return once the delivery is committed to ``received``."""
         if self._executor is None:
             raise StoreUnavailable("store is not open")
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[DeliveryStatus] = loop.create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._incoming.put((new, waiter))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(loop), name="inbox-writer")
-        # A caller that goes away (its client hung up) does not take the write with it.
-        return await asyncio.shield(waiter)
+        # A caller that goes away (its client hung up) does not take the write with it:
+        # the write is queued already, and a cancelled waiter is skipped when resolved.
+        return await waiter
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         # No await between the last look at the queue and this task's end, so a
@@ -132,14 +137,14 @@ class InboxWriter:
             if not batch:
                 return
             try:
-                statuses = self._write_batch([new for new, _ in batch])
+                self._write_batch([new for new, _ in batch])
             except (sqlite3.Error, StoreUnavailable) as exc:
                 loop.call_soon_threadsafe(_fail, batch, exc)
             except BaseException as exc:
                 loop.call_soon_threadsafe(_fail, batch, exc)
                 raise
             else:
-                loop.call_soon_threadsafe(_resolve, batch, statuses)
+                loop.call_soon_threadsafe(_resolve, batch)
             if time.monotonic() >= ends:
                 return
 
@@ -152,48 +157,39 @@ class InboxWriter:
         con = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         con.execute(f"PRAGMA synchronous={self._synchronous}")
         con.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_insert = max(1, min(MAX_BATCH, limit // _COLUMNS))
         return con
 
-    def _write_batch(self, batch: Sequence[NewDelivery]) -> list[DeliveryStatus]:
+    def _write_batch(self, batch: Sequence[NewDelivery]) -> None:
         con = self._con
         if con is None:
             raise sqlite3.OperationalError("inbox connection is closed")
-        keys = list({new.dedupe_key for new in batch})
         self._check()
+        per = self._rows_per_insert
+        rows = [v for new in batch for v in received_values(new)]
+        if len(batch) <= per:
+            # One statement, committed by itself (autocommit): atomic, and one
+            # step through SQLite for the whole group.
+            con.execute(insert_rows(INSERT_RECEIVED, RECEIVED_MARKS, len(batch)), rows)
+            return
         con.execute("BEGIN IMMEDIATE")
         try:
-            seen: set[str] = set()
-            for at in range(0, len(keys), _KEYS_PER_QUERY):
-                some_keys = keys[at : at + _KEYS_PER_QUERY]
-                marks = ",".join("?" * len(some_keys))
-                found = con.execute(_SEEN.format(marks=marks), some_keys).fetchall()
-                seen.update(key for (key,) in found)
-            statuses: list[DeliveryStatus] = []
-            for new in batch:
-                duplicate = new.dedupe_key in seen
-                seen.add(new.dedupe_key)
-                statuses.append(DeliveryStatus.DUPLICATE if duplicate else DeliveryStatus.PENDING)
-            rows = [
-                delivery_values(new, status) for new, status in zip(batch, statuses, strict=True)
-            ]
-            # Many rows per statement: the thread takes the interpreter lock back once per
-            # statement, not once per row (and the event loop keeps it busy meanwhile).
-            for at in range(0, len(rows), _ROWS_PER_INSERT):
-                some_rows = rows[at : at + _ROWS_PER_INSERT]
-                values = ",".join([_ROW_MARKS] * len(some_rows))
-                con.execute(_INSERT + values, [v for row in some_rows for v in row])
+            for at in range(0, len(batch), per):
+                count = min(per, len(batch) - at)
+                values = rows[at * _COLUMNS : (at + count) * _COLUMNS]
+                con.execute(insert_rows(INSERT_RECEIVED, RECEIVED_MARKS, count), values)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        return statuses
 
 
-def _resolve(batch: Sequence[_Waiter], statuses: Sequence[DeliveryStatus]) -> None:
-    for (_, waiter), status in zip(batch, statuses, strict=True):
+def _resolve(batch: Sequence[_Waiter]) -> None:
+    for _, waiter in batch:
         if not waiter.done():
-            waiter.set_result(status)
+            waiter.set_result(None)
 
 
 def _fail(batch: Sequence[_Waiter], exc: BaseException) -> None:

@@ -1,6 +1,8 @@
-"""Run all five benchmarks and print one table.
+"""Run the benchmarks and print one table.
 
-    python -m tests.bench [--quick] [--only callbacks,fetch,scheduler,end_to_end,uploads]
+    python -m tests.bench [--quick] [--only callbacks,callbacks_pg,fetch,...]
+
+``python -m tests.bench.profile_ack`` prints where the callback ack path's time goes.
 
 Progress, details and profiling hints go to stderr; the table to stdout. Each
 benchmark compares against a baseline measured in the same run. Everything runs
@@ -14,11 +16,12 @@ import time
 import traceback
 from collections.abc import Callable
 
-from tests.bench import callbacks, end_to_end, fetch, scheduler, uploads
+from tests.bench import callbacks, end_to_end, fetch, postgres_ack, scheduler, uploads
 from tests.bench.util import Row, note, print_table
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "callbacks": callbacks.run,
+    "callbacks_pg": postgres_ack.run,
     "fetch": fetch.run,
     "scheduler": scheduler.run,
     "end_to_end": end_to_end.run,

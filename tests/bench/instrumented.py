@@ -23,9 +23,9 @@ import time
 from collections import Counter, defaultdict
 from typing import Any, Literal
 
-import receiver.callbacks as callbacks_module
 from orchestrator.core.engine import Orchestrator
 from orchestrator.store.sqlite import SQLiteStore
+from receiver.callback_door import CallbackDoor
 
 SAMPLES: defaultdict[str, list[float]] = defaultdict(list)
 COUNTS: Counter[str] = Counter()
@@ -87,7 +87,7 @@ async def _receive(self: Orchestrator, *args: Any, **kwargs: Any) -> Any:
 
 Orchestrator.receive = _receive  # type: ignore[method-assign]
 
-_original_handler = callbacks_module.receive_callback
+_original_handler = CallbackDoor.__call__
 
 
 async def _lag_probe() -> None:
@@ -99,19 +99,19 @@ async def _lag_probe() -> None:
         )
 
 
-async def _handler(request: Any) -> Any:
+async def _handler(self: CallbackDoor, *args: Any) -> None:
     global _lag_task
     if _lag_task is None:
         _lag_task = asyncio.get_running_loop().create_task(_lag_probe())
     started = time.perf_counter()
     try:
-        return await _original_handler(request)
+        await _original_handler(self, *args)
     finally:
         SAMPLES["callback handler: total"].append(time.perf_counter() - started)
         COUNTS["callbacks"] += 1
 
 
-callbacks_module.receive_callback = _handler
+CallbackDoor.__call__ = _handler  # type: ignore[method-assign]
 
 from receiver.asgi import app  # noqa: E402  (the patches must come first)
 

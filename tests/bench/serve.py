@@ -1,4 +1,4 @@
-"""Run one ASGI app under uvicorn as the benchmarks do: one worker, no access log,
+"""Run one ASGI app under uvicorn as the benchmarks do: one worker (``--workers``), no access log,
 ``loop``/``http`` "auto" (uvloop and httptools when installed), lifespan on.
 
     python -m tests.bench.serve --app receiver.asgi:app --port 8001
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--loop", default="auto")
     parser.add_argument("--http", default="auto")
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
     args = parser.parse_args()
     os.environ.setdefault("UPSCALE_LISTEN_URL", f"http://127.0.0.1:{args.port}")
     # uvicorn re-raises the SIGTERM it shut down on; exit normally instead, so that
@@ -52,7 +53,7 @@ def main() -> None:
             args.app,
             host="127.0.0.1",
             port=args.port,
-            workers=1,
+            workers=args.workers,
             loop=args.loop,
             http=args.http,
             access_log=False,

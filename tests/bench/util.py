@@ -132,10 +132,11 @@ def uvicorn_proc(
     profile_to: Path | None = None,
     loop: str = "auto",
     http: str = "auto",
+    workers: int = 1,
 ) -> ServerProc:
     """``tests.bench.serve`` running ``app`` under uvicorn with the benchmark's settings."""
     args = [PYTHON, "-m", "tests.bench.serve", "--app", app, "--port", str(port)]
-    args += ["--loop", loop, "--http", http]
+    args += ["--loop", loop, "--http", http, "--workers", str(workers)]
     if profile_to is not None:
         args += ["--profile", str(profile_to)]
     health = f"http://{HOST}:{port}{health_path}" if health_path else None

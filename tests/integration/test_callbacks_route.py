@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from contextlib import closing
@@ -117,7 +118,9 @@ async def test_callback_for_a_queued_job_waits_for_the_submit_answer(
         assert [d.id for d in waiting] == [delivery_id]
 
 
-async def test_a_repeated_body_is_a_duplicate_at_receive_time(app_factory: AppFactory) -> None:
+async def test_a_repeated_body_is_a_duplicate_once_the_inbox_files_it(
+    app_factory: AppFactory,
+) -> None:
     async with app_factory() as (_, runtime, client):
         job = await _queued_job(runtime, client)
         path = _callback_path(runtime, job)
@@ -125,14 +128,16 @@ async def test_a_repeated_body_is_a_duplicate_at_receive_time(app_factory: AppFa
         second = await _post(client, path, SUCCESS_BODY)
         assert first.status_code == second.status_code == 200
         assert first.json()["delivery"] != second.json()["delivery"]
+        # Acknowledged: both are there at once, pending.
+        for answer in (first, second):
+            got = await runtime.store.get_delivery(answer.json()["delivery"])
+            assert got is not None and got.status is DeliveryStatus.PENDING
 
-        one = await runtime.store.get_delivery(first.json()["delivery"])
+        # The inbox pass files them: only the first one is processed.
+        assert await runtime.orchestrator.process_inbox() == 1
         two = await runtime.store.get_delivery(second.json()["delivery"])
-        assert one is not None and one.status is DeliveryStatus.PENDING
         assert two is not None and two.status is DeliveryStatus.DUPLICATE
         assert two.body == SUCCESS_BODY
-        # Only the first one is processed.
-        assert await runtime.orchestrator.process_inbox() == 1
         assert await runtime.store.count_deliveries(DeliveryStatus.DUPLICATE) == 1
 
         # Another body for the same job is not a duplicate.
@@ -230,13 +235,12 @@ async def test_the_delivery_is_committed_before_the_answer(app_factory: AppFacto
         assert database.is_file()
         with closing(sqlite3.connect(database)) as conn:
             row = conn.execute(
-                "SELECT body, status, claimed_job_id FROM deliveries WHERE id = ?",
+                "SELECT body, claimed_job_id FROM received WHERE id = ?",
                 (delivery_id,),
             ).fetchone()
         assert row is not None
         assert bytes(row[0]) == SUCCESS_BODY
-        assert row[1] == "pending"
-        assert row[2] == job.id
+        assert row[1] == job.id
 
 
 async def test_a_callback_that_cannot_be_committed_gets_503_and_is_kept_on_retry(
@@ -261,3 +265,133 @@ async def test_a_callback_that_cannot_be_committed_gets_503_and_is_kept_on_retry
         stored = await runtime.store.get_delivery(retried.json()["delivery"])
         assert stored is not None and stored.status is DeliveryStatus.PENDING
         assert await runtime.store.count_deliveries() == before + 1
+
+
+async def test_a_flood_of_one_bad_url_is_404s_counted_and_nothing_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (_, runtime, client):
+        job = await _queued_job(runtime, client)
+        token = _callback_path(runtime, job).rsplit("/", 1)[-1]
+        payload, _, signature = token.rpartition(".")
+        forged = f"/callbacks/upsampler/{payload}.{'B' * len(signature)}"
+        for _ in range(50):
+            answer = await _post(client, forged, SUCCESS_BODY)
+            assert answer.status_code == 404
+            assert answer.json() == NOT_FOUND
+        rejected = runtime.metrics.callbacks_rejected.labels("bad_token")._value.get()
+        assert rejected == 50
+        assert await runtime.store.count_deliveries() == 0
+        # The genuine URL still works after the flood.
+        genuine = await _post(client, _callback_path(runtime, job), SUCCESS_BODY)
+        assert genuine.status_code == 200
+
+
+async def test_other_methods_and_shapes_of_a_callback_url_get_the_usual_errors(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (_, runtime, client):
+        job = await _queued_job(runtime, client)
+        path = _callback_path(runtime, job)
+        got = await client.get(path)
+        assert got.status_code == 405
+        assert got.headers["allow"] == "POST"
+        deeper = await _post(client, path + "/more", SUCCESS_BODY)
+        assert deeper.status_code == 404
+        assert deeper.json()["error"]["code"] == "not_found"
+        assert await runtime.store.count_deliveries() == 0
+
+
+async def _call_with_body(
+    app: Any, path: str, messages: list[dict[str, Any]], headers: tuple[Any, ...] = ()
+) -> list[Any]:
+    """Drive the app directly: the body as the given messages, then nothing more."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # the client stops sending
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return sent
+
+
+async def test_a_callback_body_that_stops_coming_gets_408_and_is_not_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory(UPSCALE_BODY_TIMEOUT_S="0.2") as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        first = {"type": "http.request", "body": SUCCESS_BODY[:10], "more_body": True}
+        sent = await _call_with_body(app, _callback_path(runtime, job), [first])
+        assert sent[0]["status"] == 408
+        assert await runtime.store.count_deliveries() == 0
+
+
+async def test_a_callback_whose_client_leaves_mid_body_is_not_stored(
+    app_factory: AppFactory,
+) -> None:
+    async with app_factory() as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        first = {"type": "http.request", "body": SUCCESS_BODY[:10], "more_body": True}
+        gone = {"type": "http.disconnect"}
+        await _call_with_body(app, _callback_path(runtime, job), [first, gone])
+        assert await runtime.store.count_deliveries() == 0
+
+
+async def test_a_callback_body_in_several_chunks_is_stored_whole(app_factory: AppFactory) -> None:
+    async with app_factory() as (app, runtime, client):
+        job = await _queued_job(runtime, client)
+        chunks = [
+            {"type": "http.request", "body": SUCCESS_BODY[:7], "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": SUCCESS_BODY[7:], "more_body": False},
+        ]
+        sent = await _call_with_body(app, _callback_path(runtime, job), chunks)
+        assert sent[0]["status"] == 200
+        delivery_id = json.loads(sent[1]["body"])["delivery"]
+        stored = await runtime.store.get_delivery(delivery_id)
+        assert stored is not None and stored.body == SUCCESS_BODY
+
+
+async def test_forwarded_for_on_several_lines_is_read_as_one_list(
+    app_factory: AppFactory,
+) -> None:
+    """A trusted proxy that adds its own X-Forwarded-For line after the client's: the
+    client's own line cannot make it pass the provider's address list."""
+    fotor_ip, real_client = "198.51.100.7", "203.0.113.9"
+    settings = {"UPSCALE_FOTOR_CALLBACK_IPS": fotor_ip, "UPSCALE_TRUSTED_PROXIES": "127.0.0.1/32"}
+    async with app_factory(**settings) as (app, runtime, _):
+        path = f"/callbacks/fotor/{runtime.callback_signer.for_account('fotor')}"
+        body = {"type": "http.request", "body": b'{"task_id":"t1","status":1}'}
+        forged = await _call_with_body(
+            app,
+            path,
+            [dict(body)],
+            ((b"x-forwarded-for", fotor_ip.encode()), (b"x-forwarded-for", real_client.encode())),
+        )
+        assert forged[0]["status"] == 403
+        genuine = await _call_with_body(
+            app, path, [dict(body)], ((b"x-forwarded-for", fotor_ip.encode()),)
+        )
+        assert genuine[0]["status"] == 200
+        stored = await runtime.store.get_delivery(json.loads(genuine[1]["body"])["delivery"])
+        assert stored is not None and stored.headers["x-forwarded-for"] == fotor_ip

@@ -603,6 +603,49 @@ async def test_redelivering_an_event_or_enabling_a_subscription_wakes_the_dispat
     assert await woken
 
 
+async def test_appended_callbacks_are_pending_at_once_and_duplicates_once_filed(
+    store: Store,
+) -> None:
+    now = CLOCK.now()
+    await store.record_delivery(_delivery("d0", "k-old", received_at=now))
+    for delivery_id, key in (("d1", "k-a"), ("d2", "k-b"), ("d3", "k-a"), ("d4", "k-old")):
+        await store.append_received(_delivery(delivery_id, key, received_at=now))
+    # Acknowledged means committed: readable and counted before any filing.
+    got = await store.get_delivery("d3")
+    assert got is not None and got.status is DeliveryStatus.PENDING
+    assert await store.count_deliveries(DeliveryStatus.PENDING) == 5
+    assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d0"]
+
+    filed = await store.admit_received(limit=3)
+    assert [(d.id, d.status) for d in filed] == [
+        ("d1", DeliveryStatus.PENDING),
+        ("d2", DeliveryStatus.PENDING),
+        ("d3", DeliveryStatus.DUPLICATE),
+    ]
+    rest = await store.admit_received(limit=10)
+    assert [(d.id, d.status) for d in rest] == [("d4", DeliveryStatus.DUPLICATE)]
+    assert await store.admit_received(limit=10) == []
+    assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d0", "d1", "d2"]
+    assert await store.count_deliveries() == 5
+    assert await store.count_deliveries(DeliveryStatus.DUPLICATE) == 2
+    four = await store.get_delivery("d4")
+    assert four is not None and four.status is DeliveryStatus.DUPLICATE
+
+
+async def test_a_burst_of_appended_callbacks_is_all_committed(store: Store) -> None:
+    now = CLOCK.now()
+    await asyncio.gather(
+        *(
+            store.append_received(_delivery(f"dlv_b{i:04d}", f"kb-{i % 50}", received_at=now))
+            for i in range(300)
+        )
+    )
+    assert await store.count_deliveries() == 300
+    filed = await store.admit_received(limit=1000)
+    assert len(filed) == 300
+    assert sum(d.status is DeliveryStatus.PENDING for d in filed) == 50
+
+
 async def test_deliveries_received_at_one_instant_come_in_id_order(store: Store) -> None:
     for delivery_id in ("d2", "d3", "d1"):
         await store.record_delivery(_delivery(delivery_id, f"key-{delivery_id}"))
@@ -1005,14 +1048,13 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
         with closing(sqlite3.connect(tmp_path / "locked.db")) as other:
             other.execute("BEGIN EXCLUSIVE")
             outcomes = await asyncio.gather(
-                *(store.record_delivery(new(i)) for i in range(20)), return_exceptions=True
+                *(store.append_received(new(i)) for i in range(20)), return_exceptions=True
             )
             other.execute("ROLLBACK")
         assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
         assert await store.count_deliveries() == 0
-        again = await store.record_delivery(new(0))
-        assert again.status is DeliveryStatus.PENDING
-        assert await store.count_deliveries() == 1
+        await store.append_received(new(0))
+        assert await store.count_deliveries(DeliveryStatus.PENDING) == 1
 
 
 async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
@@ -1020,15 +1062,17 @@ async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None
         async with store.db.execute("PRAGMA synchronous") as cur:  # the writing connection
             mode = await cur.fetchone()
         assert mode is not None and mode[0] == 2  # FULL
-        stored = await asyncio.gather(
+        await asyncio.gather(
             *(
-                store.record_delivery(
+                store.append_received(
                     _delivery(f"dlv_full{i}", f"k{i}", claimed_job_id=None, headers={})
                 )
                 for i in range(50)
             )
         )
-        assert {d.status for d in stored} == {DeliveryStatus.PENDING}
+        assert await store.count_deliveries() == 50
+        filed = await store.admit_received(limit=100)
+        assert {d.status for d in filed} == {DeliveryStatus.PENDING}
         assert await store.count_deliveries() == 50
 
 
@@ -1042,8 +1086,8 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
         unencodable = {"x-odd": object()}  # cannot be written: a bug, not a database error
         outcomes = await asyncio.wait_for(
             asyncio.gather(
-                store.record_delivery(new(0, unencodable)),
-                *(store.record_delivery(new(i, {})) for i in range(1, 30)),
+                store.append_received(new(0, unencodable)),
+                *(store.append_received(new(i, {})) for i in range(1, 30)),
                 return_exceptions=True,
             ),
             timeout=10,
@@ -1052,8 +1096,8 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
         # Every caller got an answer; those answered 200 are stored.
         kept = [o for o in outcomes if not isinstance(o, BaseException)]
         assert await store.count_deliveries() == len(kept)
-        after = await store.record_delivery(new(99, {}))
-        assert after.status is DeliveryStatus.PENDING
+        await store.append_received(new(99, {}))
+        assert await store.count_deliveries() == len(kept) + 1
 
 
 async def _job_with_two_deliveries(store: Store, now: datetime) -> None:

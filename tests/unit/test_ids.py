@@ -6,8 +6,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from orchestrator.common.clock import FakeClock
-from orchestrator.common.ids import new_id
+from orchestrator.common.ids import _encode, new_id
 
 
 def test_ids_sort_in_creation_order_within_one_millisecond() -> None:
@@ -83,3 +86,14 @@ def test_a_forked_child_does_not_repeat_its_parents_ids(tmp_path: Path) -> None:
     made = json.loads(done.stdout)
     assert len(made) == 10
     assert len(set(made)) == 10
+
+
+@given(millis=st.integers(0, (1 << 48) - 1), rand=st.integers(0, (1 << 80) - 1))
+def test_ids_spell_the_number_in_crockford_base32(millis: int, rand: int) -> None:
+    import base64
+
+    rfc = base64.b32encode(((millis << 80) | rand).to_bytes(20, "big"))[6:]
+    crockford = rfc.translate(
+        bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+    )
+    assert _encode(millis, rand) == crockford.decode("ascii")
