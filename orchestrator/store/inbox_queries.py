@@ -86,6 +86,11 @@ WAITING_FOR = """
 """
 
 
+# Keyset pagination: the deliveries after the one named, in the list's order (an
+# unknown id compares as NULL: an empty page).
+AFTER_DELIVERY = "(received_at, id) < (SELECT a.received_at, a.id FROM deliveries a WHERE a.id = ?)"
+
+
 def list_deliveries(clause: str) -> str:
     return f"SELECT * FROM deliveries {clause} ORDER BY received_at DESC, id DESC LIMIT ?"
 

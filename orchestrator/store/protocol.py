@@ -284,16 +284,19 @@ class Store(Outbox, Protocol):
         since: datetime | None = None,
         job_id: str | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> list[Delivery]:
-        """Deliveries, newest first."""
+        """Deliveries, newest first; with ``after`` (a delivery id: the last one of the
+        previous page), only those that come after it in that order."""
         ...
 
     async def requeue_delivery(self, delivery_id: str) -> None:
         """Make a stored delivery pending again for an operator replay (counted)."""
         ...
 
-    async def job_counts(self) -> dict[tuple[str, str], int]:
-        """How many jobs there are by (state, provider)."""
+    async def job_counts(self, *, since: datetime | None = None) -> dict[tuple[str, str], int]:
+        """How many jobs there are by (state, provider); with ``since``, only the jobs
+        created at or after it (the console's last hour and day)."""
         ...
 
     async def oldest_pending_outbound(self) -> datetime | None: ...

@@ -59,6 +59,7 @@ class SqlInbox(Connector):
         since: datetime | None = None,
         job_id: str | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> list[Delivery]:
         clause, params = where(
             [
@@ -66,6 +67,7 @@ class SqlInbox(Connector):
                 ("provider = ?", provider),
                 ("received_at >= ?", since.timestamp() if since is not None else None),
                 ("job_id = ?", job_id),
+                (q.AFTER_DELIVERY, after),
             ]
         )
         rows = await self._all(q.list_deliveries(clause), (*params, limit))

@@ -243,8 +243,11 @@ class SqlJobs(Connector):
             for r in rows
         ]
 
-    async def job_counts(self) -> dict[tuple[str, str], int]:
-        rows = await self._all(q.JOB_COUNTS)
+    async def job_counts(self, *, since: datetime | None = None) -> dict[tuple[str, str], int]:
+        if since is None:
+            rows = await self._all(q.JOB_COUNTS)
+        else:
+            rows = await self._all(q.JOB_COUNTS_SINCE, (since.timestamp(),))
         return {(r["state"], r["provider"]): int(r["n"]) for r in rows}
 
     async def count_stuck(self, *, created_before: datetime) -> int:
