@@ -56,6 +56,8 @@ def test_submit_a_job_and_watch_it_succeed_without_reloading(
     # Timeline, and the result beside the input, both served by the service itself.
     timeline = page.locator("table.timeline tbody tr")
     expect(timeline.last).to_contain_text("succeeded")
+    # The callback that moved it links to its delivery in the inbox.
+    expect(page.locator("table.timeline a[href^='/console/inbox/dlv_']")).to_have_count(1)
     states = [row.inner_text() for row in timeline.all()]
     assert any("submitted" in s for s in states) and any("fetching" in s for s in states)
     result = page.locator("#result-image")
