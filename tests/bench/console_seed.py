@@ -56,17 +56,40 @@ def _times(rng: random.Random, count: int, now: datetime) -> list[datetime]:
     return sorted(now - timedelta(seconds=rng.random() * span) for _ in range(count))
 
 
-def seed(path: Path, *, jobs: int, deliveries: int, providers: list[str], now: datetime) -> Seeded:
-    """Fill the database at ``path`` (already migrated by the service)."""
+JOB_COLUMNS = (
+    "id", "provider", "state", "version", "scale", "options", "metadata", "input_url",
+    "input_key", "provider_job_id", "result_url", "failure_reason", "failure_message",
+    "result", "cost", "attempts", "refetches", "idempotency_key", "request_hash",
+    "created_at", "updated_at", "deadline_at", "next_check_at", "lease_until", "retry_of",
+    "operation",
+)  # fmt: skip
+TABLES: dict[str, tuple[str, ...]] = {
+    "jobs": JOB_COLUMNS,
+    "job_history": ("job_id", "at", "from_state", "to_state", "event", "cause", "detail"),
+    "events": ("seq", "type", "job_id", "created_at", "body"),
+    "deliveries": (
+        "id", "provider", "claimed_job_id", "received_at", "headers", "body", "dedupe_key",
+        "source", "status", "job_id", "provider_job_id", "error", "processed_at",
+    ),
+    "subscriptions": ("id", "url", "types", "job_id", "secrets", "created_at"),
+    "outbound": (
+        "id", "event_seq", "subscription_id", "job_id", "status", "attempts", "last_status",
+        "created_at",
+    ),
+    "outbound_attempts": ("outbound_id", "at", "status_code", "error", "duration_ms"),
+}  # fmt: skip
+
+
+def history(
+    *, jobs: int, deliveries: int, providers: list[str], now: datetime
+) -> tuple[dict[str, list[tuple[Any, ...]]], Seeded]:
+    """Every table's rows (in ``TABLES``' column order), and the ids the requests name."""
     rng = random.Random(15)
     # One provider takes most jobs, the last one very few (a filter that finds little).
     weights = [60, *([30] * (len(providers) - 2)), 1] if len(providers) > 1 else [1]
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA synchronous = OFF")
-    job_rows: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
-    events: list[tuple[Any, ...]] = []
+    rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLES}
     ids: list[tuple[str, str, float, str | None]] = []
+    events: list[tuple[str, str, float, str]] = []
     result = json.dumps(
         {
             "key": "results/x.png",
@@ -85,8 +108,8 @@ def seed(path: Path, *, jobs: int, deliveries: int, providers: list[str], now: d
         operation = "replace" if rng.random() < 0.02 else "upscale"
         ts = at.timestamp()
         done = ts + rng.uniform(2, 60)
-        pjid = f"p-{n}" if state not in ("queued",) else None
-        job_rows.append(
+        pjid = f"p-{n}" if state != "queued" else None
+        rows["jobs"].append(
             (
                 job_id,
                 provider,
@@ -117,53 +140,36 @@ def seed(path: Path, *, jobs: int, deliveries: int, providers: list[str], now: d
             )
         )
         ids.append((job_id, provider, ts, pjid))
-        history.append((job_id, ts, None, "queued", "created", "api", None))
-        history.append((job_id, ts + 1, "queued", "submitting", "submit", "engine", None))
-        history.append((job_id, ts + 2, "submitting", "submitted", "accepted", "engine", None))
+        steps = [
+            (None, "queued", "created", "api", ts),
+            ("queued", "submitting", "submit", "engine", ts + 1),
+            ("submitting", "submitted", "accepted", "engine", ts + 2),
+        ]
         if state not in ("submitted", "queued"):
-            history.append((job_id, done, "submitted", state, "update", "callback:dlv", None))
+            steps.append(("submitted", state, "update", "callback:dlv", done))
+        for from_state, to_state, event, cause, when in steps:
+            rows["job_history"].append((job_id, when, from_state, to_state, event, cause, None))
         events.append(("job.queued", job_id, ts, json.dumps({"type": "job.queued", "n": n})))
         if state in ("succeeded", "failed", "cancelled", "uncertain"):
             events.append((f"job.{state}", job_id, done, json.dumps({"type": state, "n": n})))
-    db.executemany(
-        "INSERT INTO jobs (id, provider, state, version, scale, options, metadata, input_url,"
-        " input_key, provider_job_id, result_url, failure_reason, failure_message, result,"
-        " cost, attempts, refetches, idempotency_key, request_hash, created_at, updated_at,"
-        " deadline_at, next_check_at, lease_until, retry_of, operation)"
-        f" VALUES ({', '.join('?' * 26)})",
-        job_rows,
-    )
-    db.executemany(
-        "INSERT INTO job_history (job_id, at, from_state, to_state, event, cause, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        history,
-    )
     events.sort(key=lambda e: e[2])
-    db.executemany(
-        "INSERT INTO events (type, job_id, created_at, body) VALUES (?, ?, ?, ?)", events
-    )
-    first_delivery = _seed_deliveries(db, rng, ids, deliveries, now)
-    subscription = _seed_outbound(db, rng, now)
-    db.commit()
-    db.execute("ANALYZE")
-    db.close()
-    return Seeded(
+    rows["events"] = [(seq, *e) for seq, e in enumerate(events, start=1)]
+    rows["deliveries"] = _deliveries(rng, ids, deliveries)
+    subscription = _outbound(rows, rng, now)
+    seeded = Seeded(
         job_id=ids[-1][0],
         middle_job_id=ids[len(ids) // 2][0],
-        delivery_id=first_delivery,
+        delivery_id=str(rows["deliveries"][-1][0]),
         subscription_id=subscription,
         rare_provider=providers[-1],
         common_provider=providers[0],
     )
+    return rows, seeded
 
 
-def _seed_deliveries(
-    db: sqlite3.Connection,
-    rng: random.Random,
-    jobs: list[tuple[str, str, float, str | None]],
-    count: int,
-    now: datetime,
-) -> str:
+def _deliveries(
+    rng: random.Random, jobs: list[tuple[str, str, float, str | None]], count: int
+) -> list[tuple[Any, ...]]:
     per_job = max(1, count // max(1, len(jobs)))
     rows: list[tuple[Any, ...]] = []
     headers = json.dumps({"content-type": "application/json", "user-agent": "provider/1.0"})
@@ -191,43 +197,54 @@ def _seed_deliveries(
                 )
             )
     rows.sort(key=lambda r: r[3])
-    db.executemany(
-        "INSERT INTO deliveries (id, provider, claimed_job_id, received_at, headers, body,"
-        " dedupe_key, source, status, job_id, provider_job_id, error, processed_at)"
-        f" VALUES ({', '.join('?' * 13)})",
-        rows,
-    )
-    return str(rows[-1][0])
+    return rows
 
 
-def _seed_outbound(db: sqlite3.Connection, rng: random.Random, now: datetime) -> str:
-    """Two subscriptions; every event of the last part of the history went to both."""
+def _outbound(rows: dict[str, list[tuple[Any, ...]]], rng: random.Random, now: datetime) -> str:
+    """Two subscriptions; every event of the last tenth of the history went to both."""
     secrets = json.dumps([{"secret": "whsec_bench", "expires_at": None}])
     subs = [new_id("sub", now - HISTORY_SPAN) for _ in range(2)]
     for n, sub in enumerate(subs):
-        db.execute(
-            "INSERT INTO subscriptions (id, url, types, job_id, secrets, created_at)"
-            " VALUES (?, ?, NULL, NULL, ?, ?)",
-            (sub, f"https://hooks.example.test/{n}", secrets, now.timestamp()),
+        rows["subscriptions"].append(
+            (sub, f"https://hooks.example.test/{n}", None, None, secrets, now.timestamp())
         )
-    (total,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
-    recent = db.execute(
-        "SELECT seq, job_id, created_at FROM events WHERE seq > ?", (max(0, total - total // 10),)
-    ).fetchall()
-    outbound: list[tuple[Any, ...]] = []
-    for seq, job_id, at in recent:
+    events = rows["events"]
+    for seq, _, job_id, at, _ in events[len(events) - len(events) // 10 :]:
         for sub in subs:
             failed = rng.random() < 0.05
-            outbound.append(
-                (seq, sub, job_id, "dead" if failed else "delivered", 1, 500 if failed else 200, at)
-            )
-    db.executemany(
-        "INSERT INTO outbound (event_seq, subscription_id, job_id, status, attempts,"
-        " last_status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        outbound,
-    )
-    db.execute(
-        "INSERT INTO outbound_attempts (outbound_id, at, status_code, error, duration_ms)"
-        " SELECT id, created_at, last_status, NULL, 12.5 FROM outbound"
-    )
+            status, code = ("dead", 500) if failed else ("delivered", 200)
+            outbound_id = len(rows["outbound"]) + 1
+            rows["outbound"].append((outbound_id, seq, sub, job_id, status, 1, code, at))
+            rows["outbound_attempts"].append((outbound_id, at, code, None, 12.5))
     return subs[0]
+
+
+def write_sqlite(path: Path, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    """Bulk inserts into the migrated SQLite database at ``path``."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA synchronous = OFF")
+    for table, columns in TABLES.items():
+        marks = ", ".join("?" for _ in columns)
+        db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows[table])
+    db.commit()
+    db.execute("ANALYZE")
+    db.close()
+
+
+async def write_postgres(dsn: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    """COPY into the migrated PostgreSQL database at ``dsn``; identities moved past
+    the rows copied, statistics gathered."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table, columns in TABLES.items():
+            await conn.copy_records_to_table(table, records=rows[table], columns=list(columns))
+        for table, column in (("events", "seq"), ("outbound", "id")):
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
+                f" (SELECT MAX({column}) FROM {table}))"
+            )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
