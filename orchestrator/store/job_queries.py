@@ -61,6 +61,16 @@ def update_job(columns: Iterable[str]) -> str:
     )
 
 
+# A job by its id or provider job id, or a piece of its metadata (any case):
+# parameters from job_text_params.
+JOB_TEXT = "(id = ? OR provider_job_id = ? OR LOWER(metadata) LIKE ? ESCAPE '!')"
+
+
+def job_text_params(text: str) -> tuple[str, str, str]:
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return text, text, f"%{escaped}%"
+
+
 def list_jobs(clause: str) -> str:
     return f"SELECT * FROM jobs {clause} ORDER BY id DESC LIMIT ?"
 

@@ -186,7 +186,12 @@ class Store(Outbox, Protocol):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         operation: Operation | None = None,
-    ) -> list[Job]: ...
+        text: str | None = None,
+    ) -> list[Job]:
+        """Jobs newest first, after the cursor ``after`` (a job id). ``text`` matches
+        a job id or provider job id exactly, or any part of the metadata's JSON
+        (ignoring case)."""
+        ...
 
     async def apply_transition(
         self,
@@ -325,6 +330,12 @@ class Store(Outbox, Protocol):
         ``(limit, period_s)`` has room (a limit <= 0 is unlimited), no cooldown is
         active and the last call granted is at least ``cooldown_s`` old; else the
         seconds to wait, and nothing is recorded."""
+        ...
+
+    async def count_budget_calls(self, provider: str, kind: str, *, since: datetime) -> int:
+        """How many calls of ``kind`` to ``provider`` were granted after ``since`` (what
+        a budget window ending now has used; windows no longer than the longest
+        configured one)."""
         ...
 
     async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None:

@@ -121,6 +121,7 @@ class SqlJobs(Connector):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         operation: Operation | None = None,
+        text: str | None = None,
     ) -> list[Job]:
         clause, params = q.where(
             [
@@ -132,6 +133,9 @@ class SqlJobs(Connector):
                 ("created_at < ?", created_before.timestamp() if created_before else None),
             ]
         )
+        if text:
+            clause = f"{clause} AND {q.JOB_TEXT}" if clause else f"WHERE {q.JOB_TEXT}"
+            params = [*params, *q.job_text_params(text)]
         rows = await self._all(q.list_jobs(clause), (*params, limit))
         return [row_to_job(r) for r in rows]
 

@@ -1,0 +1,60 @@
+"""Sign in with an API token (the JSON API's bearer tokens), and sign out."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.console.pages import BASE, render
+from receiver.console.session import Sessions
+
+MAX_TOKEN_CHARS = 512
+
+
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+def _next_path(raw: str | None) -> str:
+    """Where to go after signing in: a console path only (never another site)."""
+    if raw and raw.startswith(BASE + "/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    return BASE + "/"
+
+
+async def sign_in_page(request: Request) -> Response:
+    return render(request, "signin.html", {"next": _next_path(request.query_params.get("next"))})
+
+
+async def sign_in(request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=8)
+    token = form.get("token")
+    target = _next_path(str(form.get("next") or ""))
+    cookie = None
+    if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN_CHARS:
+        cookie = _sessions(request).sign_in(token)
+    if cookie is None:
+        return render(
+            request,
+            "signin.html",
+            {"next": target, "error": "That is not one of this service's API tokens."},
+            status_code=401,
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.headers.append("set-cookie", _sessions(request).cookie_header(cookie))
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    response = RedirectResponse(f"{BASE}/signin", status_code=303)
+    response.headers.append("set-cookie", _sessions(request).cleared_cookie_header())
+    return response
+
+
+routes: list[BaseRoute] = [
+    Route("/signin", sign_in_page, methods=["GET"]),
+    Route("/signin", sign_in, methods=["POST"]),
+    Route("/signout", sign_out, methods=["POST"]),
+]
