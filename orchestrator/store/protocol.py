@@ -275,9 +275,14 @@ class Store(Outbox, Protocol):
     ) -> None: ...
 
     async def count_deliveries(
-        self, status: DeliveryStatus | None = None, *, since: datetime | None = None
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
     ) -> int:
-        """How many deliveries there are (in ``status``; received at or after ``since``)."""
+        """How many deliveries there are (in ``status``; received at or after ``since``;
+        from ``provider``)."""
         ...
 
     async def list_deliveries(

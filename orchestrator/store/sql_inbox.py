@@ -80,11 +80,16 @@ class SqlInbox(Connector):
         return await self._execute(q.EXPIRE_WAITING, (now.timestamp(), before.timestamp()))
 
     async def count_deliveries(
-        self, status: DeliveryStatus | None = None, *, since: datetime | None = None
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
     ) -> int:
         clause, params = where(
             [
                 ("status = ?", status.value if status is not None else None),
+                ("provider = ?", provider),
                 ("received_at >= ?", since.timestamp() if since is not None else None),
             ]
         )

@@ -146,36 +146,33 @@ async def replay_one(request: Request) -> Response:
     )
 
 
-async def _replay_selection(
-    runtime: Runtime, params: Any
-) -> tuple[str, str | None, list[Delivery], int]:
-    """The dead deliveries a bulk replay would take, oldest first, and how many dead
-    ones there are since then in all (more than one run takes, maybe)."""
+async def _replay_selection(runtime: Runtime, params: Any) -> tuple[str, str | None, int]:
+    """What a bulk replay would take: (since, provider, how many dead deliveries match;
+    one run replays ``REPLAY_LIMIT`` of them at most)."""
     since = params.get("since") or ""
     if since not in {value for value, _ in REPLAY_SINCE}:
         raise RejectedInput("since: choose the last hour, day or week")
     provider = choice(params, "provider", sorted(runtime.providers))
-    after = _since(runtime, since)
-    chosen = await runtime.store.list_deliveries(
-        status=DeliveryStatus.DEAD, since=after, provider=provider, limit=REPLAY_LIMIT
+    total = await runtime.store.count_deliveries(
+        DeliveryStatus.DEAD, since=_since(runtime, since), provider=provider
     )
-    total = len(chosen)
-    if provider is None:
-        total = await runtime.store.count_deliveries(DeliveryStatus.DEAD, since=after)
-    return since, provider, chosen, total
+    return since, provider, total
 
 
 async def replay_dead_confirm(request: Request) -> Response:
     """The confirmation step: how many dead deliveries would be replayed."""
     runtime = runtime_of(request)
-    since, provider, chosen, total = await _replay_selection(runtime, request.query_params)
+    since, provider, total = await _replay_selection(runtime, request.query_params)
+    sample = await runtime.store.list_deliveries(
+        status=DeliveryStatus.DEAD, since=_since(runtime, since), provider=provider, limit=10
+    )
     values = {
         "since": since,
         "since_label": dict(REPLAY_SINCE)[since],
         "provider": provider,
-        "count": len(chosen),
+        "count": min(total, REPLAY_LIMIT),
         "total": total,
-        "sample": chosen[:10],
+        "sample": sample,
         "limit": REPLAY_LIMIT,
     }
     return render(request, "replay_confirm.html", values, page="inbox")
@@ -184,7 +181,7 @@ async def replay_dead_confirm(request: Request) -> Response:
 async def replay_dead(request: Request) -> Response:
     runtime = runtime_of(request)
     form = await request.form(max_files=0, max_fields=8)
-    since, provider, _, _ = await _replay_selection(runtime, form)
+    since, provider, _ = await _replay_selection(runtime, form)
     results = await operations.replay_many(
         runtime.orchestrator,
         status=DeliveryStatus.DEAD,

@@ -103,3 +103,5 @@ async def test_dead_deliveries_are_counted_since_a_time(store: Store) -> None:
     assert await store.count_deliveries(DeliveryStatus.DEAD, since=later) == 2
     assert await store.count_deliveries(since=start + timedelta(minutes=2)) == 2
     assert await store.count_deliveries() == 4
+    assert await store.count_deliveries(DeliveryStatus.DEAD, provider="upsampler") == 3
+    assert await store.count_deliveries(DeliveryStatus.DEAD, provider="fotor") == 0
