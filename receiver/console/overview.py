@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -35,15 +36,16 @@ async def overview_values(runtime: Runtime) -> dict[str, Any]:
     store = runtime.store
     providers = sorted(runtime.providers)
     counts = await store.job_counts()
-    stuck = await operations.stuck_jobs(
-        runtime.orchestrator, older_than_s=runtime.settings.stuck_after_s
-    )
+    stuck_after = runtime.settings.stuck_after_s
+    # The first few to show, and the count: a provider outage can leave thousands.
+    stuck = await operations.stuck_jobs(runtime.orchestrator, older_than_s=stuck_after, limit=20)
+    since = runtime.orchestrator.clock.now() - timedelta(seconds=stuck_after)
     uncertain = await store.list_jobs(state=JobState.UNCERTAIN, limit=20)
     return {
         "states": STATES,
         "all_time": job_table(counts, providers),
-        "stuck": stuck[:20],
-        "stuck_count": len(stuck),
+        "stuck": stuck,
+        "stuck_count": await store.count_stuck(created_before=since),
         "uncertain": uncertain,
         "dead": await store.count_deliveries(DeliveryStatus.DEAD),
         "unmatched": await store.count_deliveries(DeliveryStatus.UNMATCHED),

@@ -39,7 +39,9 @@ class Seeded:
     job_id: str
     middle_job_id: str
     delivery_id: str
+    middle_delivery_id: str
     subscription_id: str
+    until: str  # a time 20 days back, as a form's datetime-local field sends it
     rare_provider: str
     common_provider: str
 
@@ -160,6 +162,8 @@ def history(
         job_id=ids[-1][0],
         middle_job_id=ids[len(ids) // 2][0],
         delivery_id=str(rows["deliveries"][-1][0]),
+        middle_delivery_id=str(rows["deliveries"][len(rows["deliveries"]) // 2][0]),
+        until=(now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M"),
         subscription_id=subscription,
         rare_provider=providers[-1],
         common_provider=providers[0],

@@ -4,7 +4,8 @@
 -- recent jobs read one covering index range.
 CREATE INDEX jobs_provider ON jobs (provider, id);
 CREATE INDEX jobs_operation ON jobs (operation, id);
-CREATE INDEX jobs_state_provider ON jobs (state, provider, id);
+-- Provider first: a state-only filter keeps reading jobs_state in id order.
+CREATE INDEX jobs_provider_state ON jobs (provider, state, id);
 -- Same leading column as jobs_created, which it replaces.
 CREATE INDEX jobs_created_counts ON jobs (created_at, state, provider);
 DROP INDEX jobs_created;
