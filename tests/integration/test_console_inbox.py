@@ -152,3 +152,47 @@ async def test_events_are_listed_newest_first_with_their_deliveries(console: Con
     event = await console.browser.get(f"/console/events/{ids[0]}")
     assert event.status_code == 200 and "job.queued" in event.text
     assert (await console.browser.get("/console/events/evt_x")).status_code == 404
+
+
+async def test_a_failed_delivery_is_shown_with_its_attempt_then_redelivered_and_enabled(
+    console: Console,
+) -> None:
+    added = await console.post("/console/subscriptions", url="http://127.0.0.1:9/hook")
+    assert added.status_code == 200
+    [sub] = await console.runtime.store.list_subscriptions()
+    job = await console.api.post(
+        "/v1/jobs", json={"provider": "upsampler", "image": "https://images.example.test/a.png"}
+    )
+    assert job.status_code == 202
+    [record] = await console.runtime.store.list_outbound(subscription_id=sub.id)
+    now = console.runtime.orchestrator.clock.now()
+    await console.runtime.store.record_attempt(
+        record.id,
+        sub.id,
+        now=now,
+        ok=False,
+        status_code=500,
+        error="answered 500",
+        duration_ms=12.34,
+        retry_at=None,
+        disable_after=1,
+    )
+
+    page = await console.browser.get(f"/console/subscriptions/{sub.id}")
+    assert 'id="subscription-state">disabled<' in page.text
+    assert 'class="attempt-status">500<' in page.text and "12.3 ms" in page.text
+    assert "answered 500" in page.text
+
+    redelivered = await console.post(
+        f"/console/subscriptions/{sub.id}/redeliver", event_id=record.event_id
+    )
+    assert "Queued again for this subscription." in redelivered.text
+    assert len(await console.runtime.store.list_outbound(subscription_id=sub.id)) == 2
+
+    enabled = await console.post(f"/console/subscriptions/{sub.id}/enable")
+    assert 'id="subscription-state">enabled<' in enabled.text
+    fresh = await console.runtime.store.get_subscription(sub.id)
+    assert fresh is not None and fresh.disabled_at is None
+
+    unknown = await console.post(f"/console/subscriptions/{sub.id}/redeliver", event_id="evt_9")
+    assert unknown.status_code == 404
