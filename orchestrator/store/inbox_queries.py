@@ -109,8 +109,10 @@ EXPIRE_WAITING = """
       AND processed_at IS NOT NULL AND received_at < ?
 """
 
-COUNT_ALL = "SELECT COUNT(*) FROM deliveries"
-COUNT_BY_STATUS = "SELECT COUNT(*) FROM deliveries WHERE status = ?"
+
+def count_deliveries(clause: str) -> str:
+    return f"SELECT COUNT(*) FROM deliveries {clause}"
+
 
 # Is a delivery with this dedupe key stored already?
 SEEN = "SELECT 1 FROM deliveries WHERE dedupe_key = ? LIMIT 1"

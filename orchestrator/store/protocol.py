@@ -274,7 +274,16 @@ class Store(Outbox, Protocol):
         error: str | None = None,
     ) -> None: ...
 
-    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int: ...
+    async def count_deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
+    ) -> int:
+        """How many deliveries there are (in ``status``; received at or after ``since``;
+        from ``provider``)."""
+        ...
 
     async def list_deliveries(
         self,

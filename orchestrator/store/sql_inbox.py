@@ -79,9 +79,19 @@ class SqlInbox(Connector):
     async def expire_waiting(self, *, before: datetime, now: datetime) -> int:
         return await self._execute(q.EXPIRE_WAITING, (now.timestamp(), before.timestamp()))
 
-    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int:
-        if status is None:
-            row = await self._one(q.COUNT_ALL)
-        else:
-            row = await self._one(q.COUNT_BY_STATUS, (status.value,))
+    async def count_deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
+    ) -> int:
+        clause, params = where(
+            [
+                ("status = ?", status.value if status is not None else None),
+                ("provider = ?", provider),
+                ("received_at >= ?", since.timestamp() if since is not None else None),
+            ]
+        )
+        row = await self._one(q.count_deliveries(clause), tuple(params))
         return int(row[0]) if row else 0

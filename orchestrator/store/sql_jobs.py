@@ -247,7 +247,7 @@ class SqlJobs(Connector):
         if since is None:
             rows = await self._all(q.JOB_COUNTS)
         else:
-            rows = await self._all(q.JOB_COUNTS_SINCE, (since.timestamp(),))
+            rows = await self._all(q.job_counts_since(self.dialect), (since.timestamp(),))
         return {(r["state"], r["provider"]): int(r["n"]) for r in rows}
 
     async def count_stuck(self, *, created_before: datetime) -> int:

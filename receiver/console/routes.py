@@ -20,7 +20,9 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from receiver.console import (
+    events,
     images,
+    inbox,
     job_actions,
     jobs,
     live,
@@ -28,6 +30,7 @@ from receiver.console import (
     providers,
     signin,
     submit,
+    subscriptions,
 )
 
 ROUTES: list[BaseRoute] = [
@@ -39,6 +42,9 @@ ROUTES: list[BaseRoute] = [
     *images.routes,
     *providers.routes,
     *live.routes,
+    *inbox.routes,
+    *events.routes,
+    *subscriptions.routes,
 ]
 
 # Paths (regular expressions, relative to /console) whose multipart handler checks

@@ -1,6 +1,6 @@
-"""Run all five benchmarks and print one table.
+"""Run all six benchmarks and print one table.
 
-    python -m tests.bench [--quick] [--only callbacks,fetch,scheduler,end_to_end,uploads]
+    python -m tests.bench [--quick] [--only callbacks,fetch,scheduler,end_to_end,uploads,console]
 
 Progress, details and profiling hints go to stderr; the table to stdout. Each
 benchmark compares against a baseline measured in the same run. Everything runs
@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from tests.bench import callbacks, end_to_end, fetch, scheduler, uploads
+from tests.bench import callbacks, console, end_to_end, fetch, scheduler, uploads
 from tests.bench.util import Row, note, print_table
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "scheduler": scheduler.run,
     "end_to_end": end_to_end.run,
     "uploads": uploads.run,
+    "console": console.run,
 }
 
 

@@ -79,3 +79,29 @@ async def test_deliveries_come_a_page_at_a_time_newest_first(store: Store) -> No
         after = page[-1].id
     assert seen == list(reversed(ids))
     assert await store.list_deliveries(after="dlv_unknown") == []
+
+
+async def test_dead_deliveries_are_counted_since_a_time(store: Store) -> None:
+    start = CLOCK.now()
+    for n, status in enumerate(["dead", "dead", "applied", "dead"]):
+        at = start + timedelta(minutes=n)
+        await store.record_delivery(
+            NewDelivery(
+                id=f"dlv_c{n}",
+                provider="upsampler",
+                claimed_job_id=None,
+                received_at=at,
+                headers={},
+                body=b"{}",
+                dedupe_key=f"count-{n}",
+            )
+        )
+        await store.mark_delivery(f"dlv_c{n}", DeliveryStatus(status), now=at)
+
+    assert await store.count_deliveries(DeliveryStatus.DEAD) == 3
+    later = start + timedelta(minutes=1)
+    assert await store.count_deliveries(DeliveryStatus.DEAD, since=later) == 2
+    assert await store.count_deliveries(since=start + timedelta(minutes=2)) == 2
+    assert await store.count_deliveries() == 4
+    assert await store.count_deliveries(DeliveryStatus.DEAD, provider="upsampler") == 3
+    assert await store.count_deliveries(DeliveryStatus.DEAD, provider="fotor") == 0
