@@ -21,6 +21,7 @@ class Dialect:
     greatest_function: str  # the larger of two values (scalar, not the aggregate)
     indexed_by: bool  # the planner takes an index hint (``INDEXED BY``)
     json_membership: str  # a condition over ``{array}`` (JSON text) and ``{value}``
+    like_any_case: str  # LIKE ignoring case (SQLite's LIKE already does, for ASCII)
 
     def placeholders(self, sql: str) -> str:
         """The statement with this database's placeholders."""
@@ -43,6 +44,7 @@ SQLITE = Dialect(
     numbered_placeholders=False,
     greatest_function="MAX",
     indexed_by=True,
+    like_any_case="LIKE",
     json_membership="EXISTS (SELECT 1 FROM json_each({array}) WHERE json_each.value = {value})",
 )
 POSTGRES = Dialect(
@@ -50,6 +52,7 @@ POSTGRES = Dialect(
     numbered_placeholders=True,
     greatest_function="GREATEST",
     indexed_by=False,
+    like_any_case="ILIKE",
     json_membership="(CAST({array} AS jsonb) @> jsonb_build_array(CAST({value} AS text)))",
 )
 

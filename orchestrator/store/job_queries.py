@@ -61,13 +61,15 @@ def update_job(columns: Iterable[str]) -> str:
     )
 
 
-# A job by its id or provider job id, or a piece of its metadata (any case):
-# parameters from job_text_params.
-JOB_TEXT = "(id = ? OR provider_job_id = ? OR LOWER(metadata) LIKE ? ESCAPE '!')"
+def job_text(dialect: Dialect) -> str:
+    """A job by its id or provider job id, or a piece of its metadata in any case
+    (ASCII): parameters from job_text_params. A plain scan, newest first, with no
+    function applied per row."""
+    return f"(id = ? OR provider_job_id = ? OR metadata {dialect.like_any_case} ? ESCAPE '!')"
 
 
 def job_text_params(text: str) -> tuple[str, str, str]:
-    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return text, text, f"%{escaped}%"
 
 

@@ -134,7 +134,8 @@ class SqlJobs(Connector):
             ]
         )
         if text:
-            clause = f"{clause} AND {q.JOB_TEXT}" if clause else f"WHERE {q.JOB_TEXT}"
+            found = q.job_text(self.dialect)
+            clause = f"{clause} AND {found}" if clause else f"WHERE {found}"
             params = [*params, *q.job_text_params(text)]
         rows = await self._all(q.list_jobs(clause), (*params, limit))
         return [row_to_job(r) for r in rows]
