@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from orchestrator.domain.states import Event
+from schemas.jobs import JobState
 from tests.conftest import BASE, AppFactory
 from tests.factories import make_png
 from tests.security.test_console_security import OWN, signed_in
 
+JOB = {"provider": "upsampler", "image": "https://images.example.test/a.png"}
 JOB_LINK = re.compile(r'<a class="mono" href="/console/jobs/(job_[0-9a-z]+)"')
 
 
@@ -144,3 +147,37 @@ async def test_the_console_can_be_turned_off(app_factory: AppFactory) -> None:
     async with console_of(app_factory, UPSCALE_CONSOLE="off") as (_api, b):
         assert (await b.get("/console/")).status_code == 404
         assert (await b.get("/console/signin")).status_code == 404
+
+
+async def test_an_uncertain_job_is_retried_only_when_confirmed(app_factory: AppFactory) -> None:
+    async with app_factory() as (app, runtime, api):
+        job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
+        job = await runtime.store.get_job(job_id)
+        assert job is not None
+        now = runtime.orchestrator.clock.now()
+        job = await runtime.store.apply_transition(
+            job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=now
+        )
+        assert job is not None
+        await runtime.store.apply_transition(
+            job, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="submit", now=now
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as b:
+            csrf = await signed_in(b)
+            page = await b.get(f"/console/jobs/{job_id}/retry")
+            assert re.search(r"may be\s+paid for twice", page.text)
+            refused = await b.post(
+                f"/console/jobs/{job_id}/retry", data={"csrf": csrf}, headers=OWN
+            )
+            assert refused.status_code == 400
+            assert len((await api.get("/v1/jobs")).json()["jobs"]) == 1
+            done = await b.post(
+                f"/console/jobs/{job_id}/retry",
+                data={"csrf": csrf, "confirm_uncertain": "yes"},
+                headers=OWN,
+            )
+            assert done.status_code == 303
+            jobs = (await api.get("/v1/jobs")).json()["jobs"]
+            assert len(jobs) == 2 and jobs[0]["retry_of"] == job_id
+            assert done.headers["location"] == f"/console/jobs/{jobs[0]['id']}?note=retried"
