@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 
 from orchestrator.domain.states import Event
+from receiver.console.jobs import job_values
+from receiver.console.pages import render_fragment
 from schemas.jobs import JobState
 from tests.conftest import BASE, AppFactory
 from tests.factories import make_png
@@ -181,3 +183,21 @@ async def test_an_uncertain_job_is_retried_only_when_confirmed(app_factory: AppF
             jobs = (await api.get("/v1/jobs")).json()["jobs"]
             assert len(jobs) == 2 and jobs[0]["retry_of"] == job_id
             assert done.headers["location"] == f"/console/jobs/{jobs[0]['id']}?note=retried"
+
+
+async def test_a_jobs_attempts_are_shown_when_its_json_has_them(app_factory: AppFactory) -> None:
+    async with app_factory() as (_, runtime, api):
+        job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
+        job = await runtime.store.get_job(job_id)
+        assert job is not None
+        values = await job_values(runtime, job, "csrf")
+        assert values["attempts"] == []  # no "attempts" list in the job's JSON: no table
+        assert "<h2>Attempts</h2>" not in render_fragment("job_body.html", values).body.decode()
+        values["attempts"] = [
+            {"provider": "upsampler", "outcome": "refused", "detail": {"status": 429}},
+            {"provider": "photio", "outcome": "accepted", "detail": None},
+        ]
+        values["attempt_columns"] = ["provider", "outcome", "detail"]
+        html = render_fragment("job_body.html", values).body.decode()
+        assert "<h2>Attempts</h2>" in html
+        assert "refused" in html and '{"status": 429}' in html and "photio" in html
