@@ -2,7 +2,8 @@
 // third-party code; the Content-Security-Policy allows nothing else to run.
 //
 // - An element with data-live="URL" is re-fetched (an HTML fragment rendered by the
-//   service) whenever an event arrives, at most every 400 ms.
+//   service) whenever an event arrives, at most every 400 ms; with data-live-job="ID",
+//   only when the event is about that job.
 // - A list with data-live-events gets one item per event as it arrives.
 // - #live-state says whether the stream is connected.
 "use strict";
@@ -11,6 +12,7 @@
   const REFRESH_MS = 400;
   let timer = null;
   let pending = false;
+  const dirty = new Set();
 
   function setState(text, ok) {
     const el = document.getElementById("live-state");
@@ -40,7 +42,8 @@
 
   function refreshAll() {
     timer = null;
-    const targets = document.querySelectorAll("[data-live]");
+    const targets = Array.from(dirty);
+    dirty.clear();
     targets.forEach(function (el) {
       refreshOne(el).catch(function () {});
     });
@@ -50,7 +53,15 @@
     }
   }
 
+  function markDirty(jobId) {
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      const only = el.getAttribute("data-live-job");
+      if (!only || !jobId || only === jobId) dirty.add(el);
+    });
+  }
+
   function schedule() {
+    if (dirty.size === 0) return;
     if (timer !== null) {
       pending = true;
       return;
@@ -82,6 +93,7 @@
     source.onopen = function () {
       setState("live", true);
       // Catch up on whatever happened between rendering the page and connecting.
+      markDirty(null);
       schedule();
     };
     source.onerror = function () {
@@ -96,6 +108,7 @@
       }
       document.dispatchEvent(new CustomEvent("console:event", { detail: data }));
       appendEvent(data);
+      markDirty(data.job_id);
       schedule();
     };
     window.addEventListener("pagehide", function () {
