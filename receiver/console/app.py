@@ -27,8 +27,12 @@ from schemas.errors import UpscaleError
 
 def create_console(runtime: Runtime) -> Starlette:
     public = runtime.orchestrator.config.public_base
+    clock = runtime.orchestrator.clock
     sessions = Sessions(
-        runtime.signing_keys, runtime.api_tokens, secure=public.startswith("https://")
+        runtime.signing_keys,
+        runtime.api_tokens,
+        secure=public.startswith("https://"),
+        clock=lambda: clock.now().timestamp(),
     )
     console = Starlette(
         routes=[*ROUTES, Mount("/static", app=StaticFiles(directory=STATIC_DIR))],

@@ -13,9 +13,12 @@ from orchestrator.core import operations
 from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import DeliveryStatus
 from receiver.console.pages import render, render_fragment, runtime_of
+from receiver.console.providers import Balances, balances_of, provider_rows
 from schemas.jobs import JobState
 
 STATES = tuple(s.value for s in JobState)
+WINDOWS = (("last hour", 3600), ("last day", 86400))
+STUCK_SHOWN = 10
 SUCCESS, FAILURE = JobState.SUCCEEDED.value, JobState.FAILED.value
 
 
@@ -32,33 +35,46 @@ def job_table(counts: dict[tuple[str, str], int], providers: list[str]) -> dict[
     return {"rows": rows, "totals": totals, "total": sum(totals), "success_rate": rate}
 
 
-async def overview_values(runtime: Runtime) -> dict[str, Any]:
+async def overview_values(runtime: Runtime, balances: Balances) -> dict[str, Any]:
     store = runtime.store
     providers = sorted(runtime.providers)
-    counts = await store.job_counts()
-    stuck_after = runtime.settings.stuck_after_s
-    # The first few to show, and the count: a provider outage can leave thousands.
-    stuck = await operations.stuck_jobs(runtime.orchestrator, older_than_s=stuck_after, limit=20)
-    since = runtime.orchestrator.clock.now() - timedelta(seconds=stuck_after)
-    uncertain = await store.list_jobs(state=JobState.UNCERTAIN, limit=20)
+    now = runtime.orchestrator.clock.now()
+    windows = []
+    for label, seconds in WINDOWS:
+        counts = await store.job_counts(since=now - timedelta(seconds=seconds))
+        windows.append({"label": label, **job_table(counts, providers)})
+    stuck = await operations.stuck_jobs(
+        runtime.orchestrator, older_than_s=runtime.settings.stuck_after_s, limit=STUCK_SHOWN + 1
+    )
+    uncertain = await store.list_jobs(state=JobState.UNCERTAIN, limit=STUCK_SHOWN + 1)
+    subscriptions = [
+        s
+        for s in await store.list_subscriptions()
+        if s.disabled_at is not None or s.consecutive_failures > 0
+    ]
     return {
         "states": STATES,
-        "all_time": job_table(counts, providers),
-        "stuck": stuck,
-        "stuck_count": await store.count_stuck(created_before=since),
-        "uncertain": uncertain,
+        "windows": windows,
+        "stuck": stuck[:STUCK_SHOWN],
+        "stuck_more": len(stuck) > STUCK_SHOWN,
+        "stuck_after_s": runtime.settings.stuck_after_s,
+        "uncertain": uncertain[:STUCK_SHOWN],
+        "uncertain_more": len(uncertain) > STUCK_SHOWN,
         "dead": await store.count_deliveries(DeliveryStatus.DEAD),
         "unmatched": await store.count_deliveries(DeliveryStatus.UNMATCHED),
+        "subscriptions": subscriptions,
+        "providers": await provider_rows(runtime, balances),
     }
 
 
 async def overview(request: Request) -> Response:
-    values = await overview_values(runtime_of(request))
+    values = await overview_values(runtime_of(request), balances_of(request))
     return render(request, "overview.html", values, page="overview")
 
 
 async def overview_live(request: Request) -> Response:
-    return render_fragment("overview_body.html", await overview_values(runtime_of(request)))
+    values = await overview_values(runtime_of(request), balances_of(request))
+    return render_fragment("overview_body.html", values)
 
 
 routes: list[BaseRoute] = [

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from orchestrator.common.settings import Secret
 
@@ -39,19 +41,32 @@ class Sessions:
     """Opens, reads and checks console sessions against the configured API tokens."""
 
     def __init__(
-        self, signing_keys: tuple[Secret, ...], api_tokens: tuple[Secret, ...], *, secure: bool
+        self,
+        signing_keys: tuple[Secret, ...],
+        api_tokens: tuple[Secret, ...],
+        *,
+        secure: bool,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not signing_keys:
             raise ValueError("the console needs at least one signing key")
-        # itsdangerous signs with the last key and accepts any of them.
+        # itsdangerous signs with the last key and accepts any of them; its timestamps
+        # (issued, and the age checked against MAX_AGE_S) come from ``clock``.
         keys = [_derive(k, b"console-session") for k in signing_keys]
-        self._serializer = URLSafeTimedSerializer(keys, salt=_SALT)
-        self._fingerprint_key = _derive(signing_keys[-1], b"console-token-id").encode()
+
+        class Signer(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock())
+
+        self._serializer = URLSafeTimedSerializer(keys, salt=_SALT, signer=Signer)
+        # The newest key fingerprints new sessions; any configured key's fingerprint counts.
+        self._fingerprint_keys = [_derive(k, b"console-token-id").encode() for k in signing_keys]
         self._tokens = api_tokens
         self.secure = secure
 
-    def fingerprint(self, token: str) -> str:
-        return hmac.new(self._fingerprint_key, token.encode(), hashlib.sha256).hexdigest()[:32]
+    def fingerprint(self, token: str, key: bytes | None = None) -> str:
+        key = self._fingerprint_keys[-1] if key is None else key
+        return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()[:32]
 
     def sign_in(self, presented: str) -> str | None:
         """The cookie value for a session of ``presented``, or None when it is no API token."""
@@ -76,7 +91,8 @@ class Sessions:
         token_id, csrf = data.get("tid"), data.get("csrf")
         if not isinstance(token_id, str) or not isinstance(csrf, str):
             return None
-        current = [self.fingerprint(t.reveal()) for t in self._tokens]
+        keys = self._fingerprint_keys
+        current = [self.fingerprint(t.reveal(), key) for t in self._tokens for key in keys]
         if not any(hmac.compare_digest(token_id.encode(), c.encode()) for c in current):
             return None
         return Session(token_id=token_id, csrf=csrf)

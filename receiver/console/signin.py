@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -10,6 +12,7 @@ from receiver.console.pages import BASE, render
 from receiver.console.session import Sessions
 
 MAX_TOKEN_CHARS = 512
+log = logging.getLogger(__name__)
 
 
 def _sessions(request: Request) -> Sessions:
@@ -24,6 +27,10 @@ def _next_path(raw: str | None) -> str:
     return BASE + "/"
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 async def sign_in_page(request: Request) -> Response:
     return render(request, "signin.html", {"next": _next_path(request.query_params.get("next"))})
 
@@ -36,12 +43,20 @@ async def sign_in(request: Request) -> Response:
     if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN_CHARS:
         cookie = _sessions(request).sign_in(token)
     if cookie is None:
+        log.warning(
+            "console.signin_refused",
+            extra={"action": "signin_refused", "client": _client(request)},
+        )
         return render(
             request,
             "signin.html",
             {"next": target, "error": "That is not one of this service's API tokens."},
             status_code=401,
         )
+    log.info(
+        "console.signed_in",
+        extra={"action": "signed_in", "client": _client(request)},
+    )
     response = RedirectResponse(target, status_code=303)
     response.headers.append("set-cookie", _sessions(request).cookie_header(cookie))
     return response

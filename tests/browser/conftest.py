@@ -47,8 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason=NO_CHROMIUM))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope, not session: Playwright's sync API keeps an event loop running
+    # in this thread while it is open, and the async tests after these need it gone.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -81,7 +83,8 @@ def service(tmp_path: Path, sandbox: Sandbox, service_env: dict[str, str]) -> It
 
 
 @pytest.fixture
-def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
+def page(browser: Browser, tmp_path: Path, service: Service) -> Iterator[Page]:
+    # (After the service starts, so that it is still up for the last screenshot.)
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     context.set_default_timeout(15_000)
     opened = context.new_page()

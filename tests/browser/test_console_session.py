@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import sign_in
 from tests.e2e.harness import Service
+from tests.factories import make_png
 
 
 def test_sign_in_see_the_overview_sign_out_and_be_refused(page: Page, service: Service) -> None:
@@ -22,6 +23,12 @@ def test_sign_in_see_the_overview_sign_out_and_be_refused(page: Page, service: S
     sign_in(page, service)
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator("#live-state")).to_have_text("live")  # the event stream is connected
+    # The overview follows the event stream: a job submitted elsewhere shows up.
+    page.evaluate("window.__notReloaded = true")
+    expect(page.locator("#jobs-last-hour")).to_have_text("0")
+    service.submit(make_png(8, 8))
+    expect(page.locator("#jobs-last-hour")).to_have_text("1", timeout=30_000)
+    assert page.evaluate("window.__notReloaded === true")
     cookie = next(c for c in page.context.cookies() if c["name"] == "upscale_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert "e2e-token" not in cookie["value"]

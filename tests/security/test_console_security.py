@@ -168,13 +168,14 @@ async def test_a_post_without_the_csrf_token_or_from_another_origin_changes_noth
     posts = [path for method, path in console_routes(app) if method == "POST"]
     assert "/signout" in posts and len(posts) >= 4
     foreign = {"origin": "https://evil.example"}
+    wrong = csrf[:-1] + ("A" if csrf[-1] != "A" else "B")
     for path in posts:
         if path == "/signin":
             continue
         url = "/console" + concrete(path, job_id)
         attempts = [
             ("no token", {"data": {"confirm": "1"}, "headers": OWN}),
-            ("wrong token", {"data": {"csrf": "x" + csrf[1:]}, "headers": OWN}),
+            ("wrong token", {"data": {"csrf": wrong}, "headers": OWN}),
             ("other origin", {"data": {"csrf": csrf}, "headers": foreign}),
             ("other referer", {"data": {"csrf": csrf}, "headers": {"referer": "https://e.x/"}}),
             ("no origin", {"data": {"csrf": csrf}, "headers": {}}),

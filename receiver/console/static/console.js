@@ -81,6 +81,8 @@
     const source = new EventSource(url);
     source.onopen = function () {
       setState("live", true);
+      // Catch up on whatever happened between rendering the page and connecting.
+      schedule();
     };
     source.onerror = function () {
       setState("reconnecting", false);
