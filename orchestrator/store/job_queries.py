@@ -64,6 +64,19 @@ def update_job(columns: Iterable[str]) -> str:
 # A job by its id or provider job id, or a piece of its metadata (any case):
 # parameters from job_text_params.
 JOB_TEXT = "(id = ? OR provider_job_id = ? OR LOWER(metadata) LIKE ? ESCAPE '!')"
+# Texts shorter than a trigram, which no trigram index serves (PostgreSQL: see
+# migration 0009), are a statement of their own: PostgreSQL plans a reused
+# statement once for every value when the values it has seen were costly, so
+# one short search would otherwise cost every later search an index.
+SHORT_TEXT = 3
+
+
+def job_text(dialect: Dialect, text: str) -> tuple[str, tuple[str, str, str]]:
+    """The condition and parameters that find ``text`` in a job."""
+    if len(text) < SHORT_TEXT:
+        condition = f"(id = ? OR provider_job_id = ? OR {dialect.contains('LOWER(metadata)', '?')})"
+        return condition, (text, text, text.lower())
+    return JOB_TEXT, job_text_params(text)
 
 
 def job_text_params(text: str) -> tuple[str, str, str]:
