@@ -61,15 +61,28 @@ def update_job(columns: Iterable[str]) -> str:
     )
 
 
-def job_text(dialect: Dialect) -> str:
-    """A job by its id or provider job id, or a piece of its metadata in any case
-    (ASCII): parameters from job_text_params. A plain scan, newest first, with no
-    function applied per row."""
-    return f"(id = ? OR provider_job_id = ? OR metadata {dialect.like_any_case} ? ESCAPE '!')"
+# Texts shorter than a trigram, which no trigram index serves (PostgreSQL: see
+# migration 0009), are a statement of their own: PostgreSQL plans a reused
+# statement once for every value when the values it has seen were costly, so
+# one short search would otherwise cost every later search an index.
+SHORT_TEXT = 3
+
+
+def job_text(dialect: Dialect, text: str) -> tuple[str, tuple[str, str, str]]:
+    """The condition and parameters that find ``text`` in a job."""
+    if len(text) < SHORT_TEXT:
+        condition = f"(id = ? OR provider_job_id = ? OR {dialect.contains('LOWER(metadata)', '?')})"
+        return condition, (text, text, text.lower())
+    # A job by its id or provider job id, or a piece of its metadata in any case.
+    # SQLite reads the metadata as it is (its LIKE ignores case) from the narrow
+    # index of migration 0010; PostgreSQL's LOWER(metadata) is its trigram index's.
+    metadata = dialect.lowered("metadata")
+    condition = f"(id = ? OR provider_job_id = ? OR {metadata} LIKE ? ESCAPE '!')"
+    return condition, job_text_params(text)
 
 
 def job_text_params(text: str) -> tuple[str, str, str]:
-    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return text, text, f"%{escaped}%"
 
 

@@ -134,9 +134,9 @@ class SqlJobs(Connector):
             ]
         )
         if text:
-            found = q.job_text(self.dialect)
-            clause = f"{clause} AND {found}" if clause else f"WHERE {found}"
-            params = [*params, *q.job_text_params(text)]
+            condition, values = q.job_text(self.dialect, text)
+            clause = f"{clause} AND {condition}" if clause else f"WHERE {condition}"
+            params = [*params, *values]
         rows = await self._all(q.list_jobs(clause), (*params, limit))
         return [row_to_job(r) for r in rows]
 

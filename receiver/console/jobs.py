@@ -56,10 +56,11 @@ def job_filters(runtime: Runtime, params: Any) -> dict[str, Any]:
     text = (params.get("q") or "").strip()
     if len(text) > MAX_TEXT:
         raise RejectedInput(f"the search text is over {MAX_TEXT} characters")
+    chosen = {k: v for k, v in params.items() if v}  # a select left at "any" sends ""
     return {
-        "state": optional_choice(params, "state", STATES),
-        "provider": optional_choice(params, "provider", sorted(runtime.providers)),
-        "operation": optional_choice(params, "operation", OPERATIONS),
+        "state": optional_choice(chosen, "state", STATES),
+        "provider": optional_choice(chosen, "provider", sorted(runtime.providers)),
+        "operation": optional_choice(chosen, "operation", OPERATIONS),
         "since": since,
         "created_after": created_after,
         "until": params.get("until") or "",

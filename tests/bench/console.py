@@ -82,6 +82,7 @@ def pages(s: Seeded) -> dict[str, str]:
         "jobs: before 20 days ago": f"/console/jobs?until={s.until}",
         "jobs: metadata text": "/console/jobs?q=c996",
         "jobs: metadata text, no match": "/console/jobs?q=nowhere",
+        "jobs: two letters, no match": "/console/jobs?q=zq",
         "jobs: second page": f"/console/jobs?after={s.middle_job_id}",
         "job page": f"/console/jobs/{s.job_id}",
         "inbox: newest": "/console/inbox",

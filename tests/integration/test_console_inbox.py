@@ -196,3 +196,17 @@ async def test_a_failed_delivery_is_shown_with_its_attempt_then_redelivered_and_
 
     unknown = await console.post(f"/console/subscriptions/{sub.id}/redeliver", event_id="evt_9")
     assert unknown.status_code == 404
+
+
+async def test_filter_forms_sent_with_any_chosen_list_everything(console: Console) -> None:
+    # A browser sends an empty value for a select left at "any".
+    await console.dead_delivery(b"garbage")
+    for path in (
+        "/console/jobs?state=&provider=&operation=&since=&until=&q=",
+        "/console/inbox?status=&provider=&since=",
+        "/console/events?type=",
+    ):
+        answer = await console.browser.get(path)
+        assert answer.status_code == 200, path
+    inbox = await console.browser.get("/console/inbox?status=&provider=&since=")
+    assert len(ID.findall(inbox.text)) == 1

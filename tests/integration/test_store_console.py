@@ -105,3 +105,21 @@ async def test_dead_deliveries_are_counted_since_a_time(store: Store) -> None:
     assert await store.count_deliveries() == 4
     assert await store.count_deliveries(DeliveryStatus.DEAD, provider="upsampler") == 3
     assert await store.count_deliveries(DeliveryStatus.DEAD, provider="fotor") == 0
+
+
+async def test_a_text_shorter_than_a_trigram_is_found_like_a_longer_one(store: Store) -> None:
+    now = CLOCK.now()
+    first, _ = await store.create_job(make_new_job(now, metadata={"order": 42, "who": "Ann"}))
+    second, _ = await store.create_job(
+        make_new_job(now + timedelta(milliseconds=1), metadata={"order": 7, "note": "x!y"})
+    )
+
+    async def found(text: str) -> list[str]:
+        return [j.id for j in await store.list_jobs(text=text, limit=10)]
+
+    assert await found("42") == [first.id]
+    assert await found("AN") == [first.id]  # any case
+    assert await found("!") == [second.id]
+    assert await found("7") == [second.id]
+    assert await found("Ann") == [first.id]
+    assert await found("zq") == []

@@ -11,3 +11,22 @@ CREATE INDEX jobs_created_counts ON jobs (created_at, state, provider);
 DROP INDEX jobs_created;
 CREATE INDEX deliveries_provider_received ON deliveries (provider, received_at, id);
 CREATE INDEX outbound_subscription ON outbound (subscription_id, id);
+-- The jobs list's text search (an id, a provider job id, or any text of the
+-- metadata): the ids by their indexes, the metadata by a trigram index when the
+-- pg_trgm extension may be created here. Without it the search still works, by
+-- reading every job.
+CREATE INDEX jobs_provider_job_id ON jobs (provider_job_id);
+DO $$
+DECLARE
+    home TEXT;
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    SELECT n.nspname INTO home FROM pg_extension e
+        JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm';
+    EXECUTE format(
+        'CREATE INDEX jobs_metadata_trgm ON jobs USING gin (LOWER(metadata) %I.gin_trgm_ops)',
+        home
+    );
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'no trigram index for the jobs text search: %', SQLERRM;
+END $$;
