@@ -82,8 +82,11 @@ class ConsoleGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_security_headers(send)
         path = _route_path(scope)
+        # Pages are never cached; static files are named by their content's version.
+        send = _with_security_headers(
+            send, b"max-age=86400" if path.startswith("/static/") else b"no-store"
+        )
         headers = _headers(scope)
         session = self.sessions.read(_cookie(headers.get("cookie", "")))
         scope[SESSION_KEY] = session
@@ -213,13 +216,13 @@ def _refuse(message: str, status: int = 403) -> Response:
     )
 
 
-def _with_security_headers(send: Send) -> Send:
+def _with_security_headers(send: Send, cache_control: bytes) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             names = {name.lower() for name, _ in message.get("headers", [])}
             extra = [(n, v) for n, v in SECURITY_HEADERS if n not in names]
             if b"cache-control" not in names:
-                extra.append((b"cache-control", b"no-store"))
+                extra.append((b"cache-control", cache_control))
             message = {**message, "headers": [*message.get("headers", []), *extra]}
         await send(message)
 
