@@ -21,6 +21,7 @@ from receiver.console.pages import BASE, STATIC_DIR, render
 from receiver.console.providers import Balances
 from receiver.console.routes import ROUTES, UPLOAD_PATHS
 from receiver.console.session import Sessions
+from receiver.console.throttle import SignInThrottle
 from receiver.uploads import UploadSlots
 from schemas.errors import UpscaleError
 
@@ -49,6 +50,7 @@ def create_console(runtime: Runtime) -> Starlette:
     console.state.runtime = runtime
     console.state.sessions = sessions
     console.state.balances = Balances()
+    console.state.signin_throttle = SignInThrottle()
     # Uploads from the console's submit form take slots of their own (same limit).
     console.state.upload_slots = UploadSlots(runtime.settings.max_concurrent_uploads)
     return console

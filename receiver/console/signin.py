@@ -8,8 +8,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.console.pages import BASE, render
+from orchestrator.security.sources import client_address
+from receiver.console.pages import BASE, render, runtime_of
 from receiver.console.session import Sessions
+from receiver.console.throttle import SignInThrottle
 
 MAX_TOKEN_CHARS = 512
 log = logging.getLogger(__name__)
@@ -28,7 +30,11 @@ def _next_path(raw: str | None) -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The caller's address, through the proxies ``UPSCALE_TRUSTED_PROXIES`` names."""
+    peer = request.client.host if request.client else None
+    trusted = runtime_of(request).sources.trusted_proxies
+    address = client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+    return str(address) if address is not None else "-"
 
 
 async def sign_in_page(request: Request) -> Response:
@@ -39,24 +45,33 @@ async def sign_in(request: Request) -> Response:
     form = await request.form(max_files=0, max_fields=8)
     token = form.get("token")
     target = _next_path(str(form.get("next") or ""))
+    client = _client(request)
+    throttle: SignInThrottle = request.app.state.signin_throttle
+    now = runtime_of(request).orchestrator.clock.now().timestamp()
+    wait = throttle.wait_s(client, now)
+    if wait > 0:
+        response = render(
+            request,
+            "signin.html",
+            {"next": target, "error": f"Too many failed sign-ins: try again in {wait:.0f} s."},
+            status_code=429,
+        )
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
     cookie = None
     if isinstance(token, str) and 0 < len(token) <= MAX_TOKEN_CHARS:
         cookie = _sessions(request).sign_in(token)
     if cookie is None:
-        log.warning(
-            "console.signin_refused",
-            extra={"action": "signin_refused", "client": _client(request)},
-        )
+        throttle.failed(client, now)
+        log.warning("console.signin_refused", extra={"action": "signin_refused", "client": client})
         return render(
             request,
             "signin.html",
             {"next": target, "error": "That is not one of this service's API tokens."},
             status_code=401,
         )
-    log.info(
-        "console.signed_in",
-        extra={"action": "signed_in", "client": _client(request)},
-    )
+    throttle.succeeded(client)
+    log.info("console.signed_in", extra={"action": "signed_in", "client": client})
     response = RedirectResponse(target, status_code=303)
     response.headers.append("set-cookie", _sessions(request).cookie_header(cookie))
     return response

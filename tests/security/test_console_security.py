@@ -254,3 +254,16 @@ async def test_every_page_has_the_csp_and_loads_nothing_from_outside(
         assert links.inline_scripts == 0 and links.style_attributes == 0, path
         checked += 1
     assert checked >= 5
+
+
+async def test_too_many_failed_sign_ins_make_the_address_wait(
+    console: tuple[Starlette, Runtime, httpx.AsyncClient],
+) -> None:
+    _, _, client = console
+    for _ in range(10):
+        wrong = await client.post("/console/signin", data={"token": "guess"}, headers=OWN)
+        assert wrong.status_code == 401
+    refused = await client.post("/console/signin", data={"token": API_TOKEN}, headers=OWN)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "set-cookie" not in refused.headers
+    assert "Too many failed sign-ins" in refused.text
