@@ -116,6 +116,36 @@ def test_reconcile_a_stuck_job_from_its_page(
     assert causes == ["reconcile"]
 
 
+@pytest.mark.service_env(UPSCALE_POLL_GRACE_S="3600", UPSCALE_STUCK_AFTER_S="0")
+def test_reconcile_every_stuck_job_from_the_overview(
+    console: Page, service: Service, sandbox: Sandbox
+) -> None:
+    page = console
+    sandbox.faults(drop_callback=1)
+    ids = [service.submit(make_png(10 + i, 10))["id"] for i in range(2)]
+    service.wait(ids, done=lambda j: j["state"] == "submitted")
+
+    page.goto(f"{service.base}/console/")
+    expect(page.locator("#stuck-count")).to_have_text("2", timeout=LIVE_S)
+    page.click("text=Reconcile stuck jobs…")
+    rows = page.locator("#reconcile-results tbody tr")
+    expect(rows).to_have_count(2)
+    for job_id in ids:
+        row = page.locator(f"#reconcile-results tr[data-job='{job_id}']")
+        expect(row).to_contain_text("submitted → fetching")
+    assert {service.job(i)["state"] for i in ids} == {"submitted"}  # the dry run changed nothing
+
+    page.click("text=Apply to 2 jobs")
+    expect(page.get_by_role("heading", name="Reconcile stuck jobs")).to_be_visible()
+    expect(page.locator("#reconcile-results thead")).to_contain_text("went")
+    expect(rows.first).to_contain_text("submitted → fetching")
+    expect(page.locator("text=Apply to")).to_have_count(0)
+    done = service.wait(ids)
+    assert {j["state"] for j in done.values()} == {"succeeded"}
+    page.goto(f"{service.base}/console/")
+    expect(page.locator("#stuck-count")).to_have_text("0", timeout=LIVE_S)
+
+
 @pytest.mark.service_env(UPSCALE_SUBMIT_TIMEOUT_S="1")
 def test_retry_an_uncertain_job_through_the_confirmation(
     console: Page, service: Service, sandbox: Sandbox

@@ -201,3 +201,34 @@ async def test_a_jobs_attempts_are_shown_when_its_json_has_them(app_factory: App
         html = render_fragment("job_body.html", values).body.decode()
         assert "<h2>Attempts</h2>" in html
         assert "refused" in html and '{"status": 429}' in html and "photio" in html
+
+
+async def test_a_callback_injected_from_a_jobs_page_lands_in_the_inbox(
+    app_factory: AppFactory,
+) -> None:
+    async with console_of(app_factory) as (api, b):
+        job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
+        csrf = await signed_in(b)
+        page = await b.get(f"/console/jobs/{job_id}")
+        assert f'action="/console/jobs/{job_id}/inject"' in page.text
+        empty = await b.post(
+            f"/console/jobs/{job_id}/inject", data={"csrf": csrf, "body": " "}, headers=OWN
+        )
+        assert empty.status_code == 400
+        body = '{"status": "done", "jobId": "not-ours"}'
+        injected = await b.post(
+            f"/console/jobs/{job_id}/inject", data={"csrf": csrf, "body": body}, headers=OWN
+        )
+        assert injected.status_code == 303
+        delivery_id = injected.headers["location"].removeprefix("/console/inbox/")
+        stored = (await api.get(f"/v1/deliveries/{delivery_id}")).json()
+        assert stored["source"] == "injected" and stored["body"] == body
+        assert stored["provider"] == "upsampler"
+
+
+async def test_reconciling_stuck_jobs_with_none_stuck_says_so(app_factory: AppFactory) -> None:
+    async with console_of(app_factory) as (_api, b):
+        csrf = await signed_in(b)
+        page = await b.post("/console/reconcile/stuck/preview", data={"csrf": csrf}, headers=OWN)
+        assert page.status_code == 200 and "No stuck job." in page.text
+        assert "Apply to" not in page.text
