@@ -21,6 +21,7 @@ class Dialect:
     greatest_function: str  # the larger of two values (scalar, not the aggregate)
     indexed_by: bool  # the planner takes an index hint (``INDEXED BY``)
     json_membership: str  # a condition over ``{array}`` (JSON text) and ``{value}``
+    like_any_case: str  # LIKE ignoring case (SQLite's LIKE already does, for ASCII)
     position_function: str  # where a text first occurs in another, from 1 (0: nowhere)
 
     def placeholders(self, sql: str) -> str:
@@ -48,6 +49,7 @@ SQLITE = Dialect(
     numbered_placeholders=False,
     greatest_function="MAX",
     indexed_by=True,
+    like_any_case="LIKE",
     json_membership="EXISTS (SELECT 1 FROM json_each({array}) WHERE json_each.value = {value})",
     position_function="INSTR",
 )
@@ -56,6 +58,7 @@ POSTGRES = Dialect(
     numbered_placeholders=True,
     greatest_function="GREATEST",
     indexed_by=False,
+    like_any_case="ILIKE",
     json_membership="(CAST({array} AS jsonb) @> jsonb_build_array(CAST({value} AS text)))",
     position_function="STRPOS",
 )

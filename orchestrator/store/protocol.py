@@ -190,7 +190,7 @@ class Store(Outbox, Protocol):
     ) -> list[Job]:
         """Jobs newest first, after the cursor ``after`` (a job id). ``text`` matches
         a job id or provider job id exactly, or any part of the metadata's JSON
-        (ignoring case)."""
+        (ignoring the case of ASCII letters)."""
         ...
 
     async def apply_transition(

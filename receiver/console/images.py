@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from receiver.console.jobs import _job
+from receiver.console.jobs import job_or_404
 from receiver.console.pages import runtime_of
 from receiver.jobs import ResultResponse, result_response
 from schemas.errors import NotFound
@@ -21,7 +21,7 @@ async def result(request: Request) -> Response:
 
 async def _uploaded(request: Request, which: str) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     key = job.input_key if which == "input" else job.mask_key
     if key is None:
         raise NotFound(f"this job's {which} was not uploaded")

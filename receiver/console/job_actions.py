@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from orchestrator.core import operations
-from receiver.console.jobs import _job
+from receiver.console.jobs import job_or_404
 from receiver.console.pages import BASE, render, runtime_of
 from schemas.jobs import JobState
 
@@ -22,7 +22,7 @@ def _to_job(job_id: str, note: str) -> Response:
 
 async def cancel(request: Request) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     if not job.state.terminal:
         await runtime.orchestrator.cancel(job)
     return _to_job(job.id, "cancelled")
@@ -31,14 +31,14 @@ async def cancel(request: Request) -> Response:
 async def reconcile_preview(request: Request) -> Response:
     """The dry run: what asking the provider now would do, and a button to apply it."""
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     result = await operations.reconcile(runtime.orchestrator, job, dry_run=True)
     return render(request, "reconcile.html", {"job": job, "result": result}, page="jobs")
 
 
 async def reconcile_apply(request: Request) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     result = await operations.reconcile(runtime.orchestrator, job)
     return _to_job(job.id, "reconciled" if result.applied else "unchanged")
 
@@ -46,13 +46,13 @@ async def reconcile_apply(request: Request) -> Response:
 async def retry_confirm(request: Request) -> Response:
     """An uncertain job's retry asks first: the provider may still have it, and bill it."""
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     return render(request, "retry.html", {"job": job}, page="jobs")
 
 
 async def retry(request: Request) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     form = await request.form(max_files=0, max_fields=8)
     confirmed = form.get("confirm_uncertain") == "yes"
     if job.state is JobState.UNCERTAIN and not confirmed:

@@ -130,7 +130,7 @@ async def list_jobs_live(request: Request) -> Response:
     return render_fragment("jobs_table.html", values)
 
 
-async def _job(runtime: Runtime, job_id: str) -> Job:
+async def job_or_404(runtime: Runtime, job_id: str) -> Job:
     if len(job_id) > 64:
         raise NotFound("no such job")
     job = await runtime.store.get_job(job_id)
@@ -201,7 +201,7 @@ async def job_values(runtime: Runtime, job: Job, csrf: str) -> dict[str, Any]:
 
 async def show_job(request: Request) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     values = await job_values(runtime, job, session_of(request).csrf)
     values["note"] = NOTES.get(request.query_params.get("note") or "", "")
     return render(request, "job.html", values, page="jobs")
@@ -209,7 +209,7 @@ async def show_job(request: Request) -> Response:
 
 async def show_job_live(request: Request) -> Response:
     runtime = runtime_of(request)
-    job = await _job(runtime, request.path_params["job_id"])
+    job = await job_or_404(runtime, request.path_params["job_id"])
     values = await job_values(runtime, job, session_of(request).csrf)
     return render_fragment("job_body.html", values)
 

@@ -18,7 +18,7 @@ from schemas.jobs import JobState
 
 STATES = tuple(s.value for s in JobState)
 WINDOWS = (("last hour", 3600), ("last day", 86400))
-STUCK_SHOWN = 10
+SHOWN = 20
 SUCCESS, FAILURE = JobState.SUCCEEDED.value, JobState.FAILED.value
 
 
@@ -43,10 +43,10 @@ async def overview_values(runtime: Runtime, balances: Balances) -> dict[str, Any
     for label, seconds in WINDOWS:
         counts = await store.job_counts(since=now - timedelta(seconds=seconds))
         windows.append({"label": label, **job_table(counts, providers)})
-    stuck = await operations.stuck_jobs(
-        runtime.orchestrator, older_than_s=runtime.settings.stuck_after_s, limit=STUCK_SHOWN + 1
-    )
-    uncertain = await store.list_jobs(state=JobState.UNCERTAIN, limit=STUCK_SHOWN + 1)
+    stuck_after = runtime.settings.stuck_after_s
+    # The first few to show, and the counts: a provider outage can leave thousands.
+    stuck = await operations.stuck_jobs(runtime.orchestrator, older_than_s=stuck_after, limit=SHOWN)
+    uncertain = await store.list_jobs(state=JobState.UNCERTAIN, limit=SHOWN)
     subscriptions = [
         s
         for s in await store.list_subscriptions()
@@ -55,11 +55,11 @@ async def overview_values(runtime: Runtime, balances: Balances) -> dict[str, Any
     return {
         "states": STATES,
         "windows": windows,
-        "stuck": stuck[:STUCK_SHOWN],
-        "stuck_more": len(stuck) > STUCK_SHOWN,
-        "stuck_after_s": runtime.settings.stuck_after_s,
-        "uncertain": uncertain[:STUCK_SHOWN],
-        "uncertain_more": len(uncertain) > STUCK_SHOWN,
+        "stuck": stuck,
+        "stuck_count": await store.count_stuck(created_before=now - timedelta(seconds=stuck_after)),
+        "stuck_after_s": stuck_after,
+        "uncertain": uncertain,
+        "uncertain_more": len(uncertain) >= SHOWN,
         "dead": await store.count_deliveries(DeliveryStatus.DEAD),
         "unmatched": await store.count_deliveries(DeliveryStatus.UNMATCHED),
         "subscriptions": subscriptions,

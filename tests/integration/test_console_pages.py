@@ -8,10 +8,15 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from orchestrator.domain.states import Event
+from receiver.console.jobs import job_values
+from receiver.console.pages import render_fragment
+from schemas.jobs import JobState
 from tests.conftest import BASE, AppFactory
 from tests.factories import make_png
 from tests.security.test_console_security import OWN, signed_in
 
+JOB = {"provider": "upsampler", "image": "https://images.example.test/a.png"}
 JOB_LINK = re.compile(r'<a class="mono" href="/console/jobs/(job_[0-9a-z]+)"')
 
 
@@ -144,3 +149,55 @@ async def test_the_console_can_be_turned_off(app_factory: AppFactory) -> None:
     async with console_of(app_factory, UPSCALE_CONSOLE="off") as (_api, b):
         assert (await b.get("/console/")).status_code == 404
         assert (await b.get("/console/signin")).status_code == 404
+
+
+async def test_an_uncertain_job_is_retried_only_when_confirmed(app_factory: AppFactory) -> None:
+    async with app_factory() as (app, runtime, api):
+        job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
+        job = await runtime.store.get_job(job_id)
+        assert job is not None
+        now = runtime.orchestrator.clock.now()
+        job = await runtime.store.apply_transition(
+            job, Event.SUBMIT_STARTED, JobState.SUBMITTING, cause="submit", now=now
+        )
+        assert job is not None
+        await runtime.store.apply_transition(
+            job, Event.SUBMIT_UNCERTAIN, JobState.UNCERTAIN, cause="submit", now=now
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as b:
+            csrf = await signed_in(b)
+            page = await b.get(f"/console/jobs/{job_id}/retry")
+            assert re.search(r"may be\s+paid for twice", page.text)
+            refused = await b.post(
+                f"/console/jobs/{job_id}/retry", data={"csrf": csrf}, headers=OWN
+            )
+            assert refused.status_code == 400
+            assert len((await api.get("/v1/jobs")).json()["jobs"]) == 1
+            done = await b.post(
+                f"/console/jobs/{job_id}/retry",
+                data={"csrf": csrf, "confirm_uncertain": "yes"},
+                headers=OWN,
+            )
+            assert done.status_code == 303
+            jobs = (await api.get("/v1/jobs")).json()["jobs"]
+            assert len(jobs) == 2 and jobs[0]["retry_of"] == job_id
+            assert done.headers["location"] == f"/console/jobs/{jobs[0]['id']}?note=retried"
+
+
+async def test_a_jobs_attempts_are_shown_when_its_json_has_them(app_factory: AppFactory) -> None:
+    async with app_factory() as (_, runtime, api):
+        job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
+        job = await runtime.store.get_job(job_id)
+        assert job is not None
+        values = await job_values(runtime, job, "csrf")
+        assert values["attempts"] == []  # no "attempts" list in the job's JSON: no table
+        assert "<h2>Attempts</h2>" not in render_fragment("job_body.html", values).body.decode()
+        values["attempts"] = [
+            {"provider": "upsampler", "outcome": "refused", "detail": {"status": 429}},
+            {"provider": "photio", "outcome": "accepted", "detail": None},
+        ]
+        values["attempt_columns"] = ["provider", "outcome", "detail"]
+        html = render_fragment("job_body.html", values).body.decode()
+        assert "<h2>Attempts</h2>" in html
+        assert "refused" in html and '{"status": 429}' in html and "photio" in html
