@@ -21,8 +21,8 @@ class Dialect:
     greatest_function: str  # the larger of two values (scalar, not the aggregate)
     indexed_by: bool  # the planner takes an index hint (``INDEXED BY``)
     json_membership: str  # a condition over ``{array}`` (JSON text) and ``{value}``
+    like_any_case: str  # LIKE ignoring case (SQLite's LIKE already does, for ASCII)
     position_function: str  # where a text first occurs in another, from 1 (0: nowhere)
-    like_ignores_case: bool  # LIKE already ignores the case of ASCII letters
 
     def placeholders(self, sql: str) -> str:
         """The statement with this database's placeholders."""
@@ -39,11 +39,6 @@ class Dialect:
         """A condition: ``piece`` occurs in ``text`` (case as given)."""
         return f"{self.position_function}({text}, {piece}) > 0"
 
-    def lowered(self, column: str) -> str:
-        """``column`` for a LIKE with a lower-case pattern: as it is where LIKE ignores
-        case (no function on every row), else ``LOWER(column)``."""
-        return column if self.like_ignores_case else f"LOWER({column})"
-
     def index_hint(self, index: str) -> str:
         """Use ``index`` for this read where the planner takes a hint; else nothing."""
         return f"INDEXED BY {index}" if self.indexed_by else ""
@@ -54,19 +49,18 @@ SQLITE = Dialect(
     numbered_placeholders=False,
     greatest_function="MAX",
     indexed_by=True,
+    like_any_case="LIKE",
     json_membership="EXISTS (SELECT 1 FROM json_each({array}) WHERE json_each.value = {value})",
     position_function="INSTR",
-    like_ignores_case=True,
 )
 POSTGRES = Dialect(
     name="postgres",
     numbered_placeholders=True,
     greatest_function="GREATEST",
     indexed_by=False,
+    like_any_case="ILIKE",
     json_membership="(CAST({array} AS jsonb) @> jsonb_build_array(CAST({value} AS text)))",
     position_function="STRPOS",
-    # LOWER(metadata) is what the trigram index of migration 0009 holds.
-    like_ignores_case=False,
 )
 
 

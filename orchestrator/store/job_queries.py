@@ -64,26 +64,23 @@ def update_job(columns: Iterable[str]) -> str:
 # Texts shorter than a trigram, which no trigram index serves (PostgreSQL: see
 # migration 0009), are a statement of their own: PostgreSQL plans a reused
 # statement once for every value when the values it has seen were costly, so
-# one short search would otherwise cost every later search an index.
+# one short search would otherwise cost every later search the index.
 SHORT_TEXT = 3
 
 
 def job_text(dialect: Dialect, text: str) -> tuple[str, tuple[str, str, str]]:
-    """The condition and parameters that find ``text`` in a job."""
-    # (SQLite plans each statement afresh: every length takes the indexed LIKE.)
-    if len(text) < SHORT_TEXT and not dialect.like_ignores_case:
-        condition = f"(id = ? OR provider_job_id = ? OR {dialect.contains('LOWER(metadata)', '?')})"
-        return condition, (text, text, text.lower())
-    # A job by its id or provider job id, or a piece of its metadata in any case.
-    # SQLite reads the metadata as it is (its LIKE ignores case) from the narrow
-    # index of migration 0010; PostgreSQL's LOWER(metadata) is its trigram index's.
-    metadata = dialect.lowered("metadata")
-    condition = f"(id = ? OR provider_job_id = ? OR {metadata} LIKE ? ESCAPE '!')"
+    """A job by its id or provider job id, or a piece of its metadata in any case
+    (ASCII): the condition and its parameters. A plain scan, newest first, with no
+    function applied per row, unless the text is shorter than a trigram."""
+    if len(text) < SHORT_TEXT:
+        piece = dialect.contains("LOWER(metadata)", "?")
+        return f"(id = ? OR provider_job_id = ? OR {piece})", (text, text, text.lower())
+    condition = f"(id = ? OR provider_job_id = ? OR metadata {dialect.like_any_case} ? ESCAPE '!')"
     return condition, job_text_params(text)
 
 
 def job_text_params(text: str) -> tuple[str, str, str]:
-    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return text, text, f"%{escaped}%"
 
 

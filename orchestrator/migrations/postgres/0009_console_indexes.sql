@@ -24,7 +24,7 @@ BEGIN
     SELECT n.nspname INTO home FROM pg_extension e
         JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm';
     EXECUTE format(
-        'CREATE INDEX jobs_metadata_trgm ON jobs USING gin (LOWER(metadata) %I.gin_trgm_ops)',
+        'CREATE INDEX jobs_metadata_trgm ON jobs USING gin (metadata %I.gin_trgm_ops)',
         home
     );
 EXCEPTION WHEN OTHERS THEN
