@@ -18,10 +18,13 @@ def offered_providers(runtime: Runtime) -> frozenset[str]:
 
 
 async def check_job_request(runtime: Runtime, request: CreateJob) -> None:
-    why = runtime.unavailable.get(request.provider)
-    if why is not None:
-        raise RejectedInput(why)
-    check_operation(runtime, request.provider, request.operation)
+    # Every provider of a route is checked up front: a fallback that could never
+    # take the job is a 400 now, not a failure an hour later.
+    for provider in request.route or (request.provider,):
+        why = runtime.unavailable.get(provider)
+        if why is not None:
+            raise RejectedInput(why)
+        check_operation(runtime, provider, request.operation)
     if request.image_url is not None:
         await refuse_private_url(
             request.image_url,

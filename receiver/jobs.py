@@ -42,6 +42,7 @@ async def create_job(request: Request) -> Response:
             known_providers=known,
             staged=received.image,
             mask_staged=received.mask,
+            routes=runtime.orchestrator.config.routes,
         )
         await check_job_request(runtime, request_data)
         key = request.headers.get("idempotency-key")

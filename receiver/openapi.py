@@ -108,6 +108,21 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["provider", "image"],
                 "properties": {
                     "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
+                    "providers": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(PROVIDER_NAMES)},
+                        "description": "Instead of provider: the providers to try in order "
+                        "(each once); options are then given per provider",
+                    },
+                    "route": {
+                        "type": "string",
+                        "description": "Instead of provider: a route named in UPSCALE_ROUTES",
+                    },
+                    "max_cost": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "Credits the job may spend over all its attempts",
+                    },
                     "operation": _OPERATION,
                     "image": {
                         "type": "string",
@@ -145,6 +160,9 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["provider", "image"],
                 "properties": {
                     "provider": {"type": "string"},
+                    "providers": {"type": "string", "description": "names split by commas"},
+                    "route": {"type": "string"},
+                    "max_cost": {"type": "string", "description": "credits"},
                     "operation": _OPERATION,
                     "image": {"type": "string", "format": "binary"},
                     "prompt": _PROMPT,
@@ -202,6 +220,20 @@ DOCUMENT: dict[str, Any] = {
                     "retry_of": {
                         "type": ["string", "null"],
                         "description": "The job this one retries",
+                    },
+                    "route": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": ["string", "null"]},
+                            "providers": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    "max_cost": {"type": ["number", "null"]},
+                    "attempts": {
+                        "type": "array",
+                        "description": "Each provider's go at the job, oldest first; the "
+                        "last is the current one",
+                        "items": {"type": "object"},
                     },
                     "failure": {
                         "type": ["object", "null"],

@@ -237,4 +237,13 @@ def _form_body(fields: dict[str, str]) -> dict[str, Any]:
             raise RejectedInput("scale must be a number") from None
     if "prompt" in fields:
         body["prompt"] = fields["prompt"]
+    # A route: ``providers`` as names split by commas, or a named ``route``.
+    for name in ("providers", "route"):
+        if fields.get(name):
+            body[name] = fields[name]
+    if fields.get("max_cost"):
+        try:
+            body["max_cost"] = float(fields["max_cost"][:64])
+        except ValueError:
+            raise RejectedInput("max_cost must be a number of credits") from None
     return body

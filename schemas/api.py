@@ -6,12 +6,14 @@ import base64
 import binascii
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from schemas.errors import RejectedInput
-from schemas.jobs import Job, Operation
+from schemas.jobs import Attempt, Job, Operation
+from schemas.routes import parse_max_cost, parse_route, per_provider_options
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w/+.-]*)(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -52,6 +54,12 @@ class CreateJob:
     prompt: str | None = None
     mask_bytes: bytes | None = None
     mask_staged: StagedImage | None = None
+    # The providers to try in order (``provider`` is the first), the named route
+    # they came from, each one's options, and the job's spend limit in credits.
+    route: tuple[str, ...] = ()
+    route_name: str | None = None
+    route_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_cost: float | None = None
 
 
 def decode_base64_image(text: str, what: str = "image") -> bytes:
@@ -82,15 +90,14 @@ def parse_create_job(
     known_providers: frozenset[str],
     staged: StagedImage | None = None,
     mask_staged: StagedImage | None = None,
+    routes: Mapping[str, tuple[str, ...]] | None = None,
 ) -> CreateJob:
     """Validate a ``POST /v1/jobs`` body; ``staged`` and ``mask_staged`` (streamed to
     files) are the image and the mask when they did not come inside ``body``."""
     if not isinstance(body, dict):
         raise RejectedInput("body must be a JSON object")
-    provider = body.get("provider")
-    if not isinstance(provider, str) or provider not in known_providers:
-        names = ", ".join(sorted(known_providers))
-        raise RejectedInput(f"provider must be one of: {names}")
+    route, route_name = parse_route(body, known_providers, routes or {})
+    provider = route[0]
     operation = parse_operation(body.get("operation"))
     scale = _scale(body, operation)
     options = body.get("options", {})
@@ -98,6 +105,7 @@ def parse_create_job(
         options = {}
     if not isinstance(options, dict):
         raise RejectedInput("options must be a JSON object")
+    route_options = per_provider_options(options, route, named=route_name is not None)
     webhook_url = body.get("webhook_url")
     if webhook_url is not None and (
         not isinstance(webhook_url, str)
@@ -110,7 +118,7 @@ def parse_create_job(
     return CreateJob(
         provider=provider,
         scale=scale,
-        options=dict(options),
+        options=dict(route_options[provider]),
         metadata=body.get("metadata"),
         image_url=image_url,
         image_bytes=image_bytes,
@@ -120,6 +128,10 @@ def parse_create_job(
         prompt=prompt,
         mask_bytes=mask_bytes,
         mask_staged=mask_staged,
+        route=route,
+        route_name=route_name,
+        route_options=route_options,
+        max_cost=parse_max_cost(body.get("max_cost")),
     )
 
 
@@ -207,6 +219,19 @@ def _iso(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
 
 
+def _attempt(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "provider": attempt.provider,
+        "provider_job_id": attempt.provider_job_id,
+        "state": attempt.state,
+        "failure": attempt.failure.to_json() if attempt.failure else None,
+        "cost": attempt.cost,
+        "started_at": _iso(attempt.started_at),
+        "ended_at": _iso(attempt.ended_at) if attempt.ended_at else None,
+    }
+
+
 def job_to_public(job: Job, *, result_url: str | None) -> dict[str, Any]:
     """The JSON shape of a job in the API, the CLI and (later) events."""
     result = None
@@ -235,6 +260,9 @@ def job_to_public(job: Job, *, result_url: str | None) -> dict[str, Any]:
         "result": result,
         "cost": job.cost,
         "retry_of": job.retry_of,
+        "route": {"name": job.route_name, "providers": list(job.providers)},
+        "max_cost": job.max_cost,
+        "attempts": [_attempt(a) for a in (*job.past_attempts, job.current_attempt())],
     }
     if job.operation is Operation.REPLACE:
         public["prompt"] = job.prompt

@@ -39,6 +39,19 @@ def print_job(job: dict[str, Any], as_json: bool) -> None:
                 f"{r['bytes']} bytes sha256 {r['sha256'][:16]}…",
             )
         )
+    route = job.get("route") or {}
+    if len(route.get("providers") or []) > 1 or route.get("name"):
+        named = f" ({route['name']})" if route.get("name") else ""
+        rows.insert(2, ("route", ",".join(route["providers"]) + named))
+    attempts = job.get("attempts") or []
+    if len(attempts) > 1:
+        for a in attempts:
+            failure = f" {a['failure']['reason']}" if a.get("failure") else ""
+            cost = f" cost {a['cost']}" if a.get("cost") is not None else ""
+            pjid = a.get("provider_job_id") or "-"
+            rows.append(
+                (f"attempt {a['number']}", f"{a['provider']} {a['state']}{failure}{cost} {pjid}")
+            )
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -61,7 +61,7 @@ def _submit_replace(
             client.post(
                 "/v1/jobs",
                 data={
-                    "provider": args.provider,
+                    **route_fields(args, form=True),
                     "operation": "replace",
                     "prompt": args.prompt,
                     "options": json.dumps(options),
@@ -82,7 +82,7 @@ def _submit_one(
         return _submit_replace(client, args, target, options)
     scale = 2.0 if args.scale is None else args.scale
     if target.startswith(("http://", "https://")):
-        body = {"provider": args.provider, "scale": scale, "image": target, "options": options}
+        body = {**route_fields(args), "scale": scale, "image": target, "options": options}
         job: dict[str, Any] = check(client.post("/v1/jobs", json=body))
         return job
     path = Path(target)
@@ -93,7 +93,7 @@ def _submit_one(
             client.post(
                 "/v1/jobs",
                 data={
-                    "provider": args.provider,
+                    **route_fields(args, form=True),
                     "scale": str(scale),
                     "options": json.dumps(options),
                 },
@@ -112,9 +112,47 @@ def _download(client: httpx.Client, job: dict[str, Any], out: Path) -> None:
                 fh.write(chunk)
 
 
+def route_fields(args: argparse.Namespace, *, form: bool = False) -> dict[str, Any]:
+    """The request's provider, providers (``--provider a,b,c``) or named ``--route``,
+    and its ``max_cost``, as a JSON body (or form fields) takes them."""
+    out: dict[str, Any] = {}
+    if args.route:
+        out["route"] = args.route
+    else:
+        names = [n.strip() for n in args.provider.split(",") if n.strip()]
+        if len(names) == 1:
+            out["provider"] = names[0]
+        else:
+            out["providers"] = ",".join(names) if form else names
+    if args.max_cost is not None:
+        out["max_cost"] = str(args.max_cost) if form else args.max_cost
+    return out
+
+
+def routed(args: argparse.Namespace) -> bool:
+    return bool(args.route) or "," in (args.provider or "")
+
+
+def per_provider(options: dict[str, Any]) -> dict[str, Any]:
+    """A route's options: ``--option fotor.key=value`` becomes ``{"fotor": {"key": ...}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in options.items():
+        provider, sep, name = key.partition(".")
+        if not sep or not name:
+            raise SystemExit(
+                f"error: with a route, options name their provider: --option PROVIDER.{key}=..."
+            )
+        out.setdefault(provider, {})[name] = value
+    return out
+
+
 def _submit(args: argparse.Namespace) -> int:
     _check_operation(args)
+    if bool(args.route) == bool(args.provider):
+        raise SystemExit("error: give --provider (one, or several as a,b,c) or --route")
     options = _parse_options(args.option or [])
+    if routed(args):
+        options = per_provider(options)
     targets: list[str] = args.image
     if args.out and len(targets) > 1:
         raise SystemExit("error: --out takes one image; use --out-dir for several")
@@ -181,7 +219,11 @@ def register(commands: Commands, flags: Flags) -> None:
         "submit", parents=[flags.json, flags.url], help="submit an image file or URL"
     )
     p.add_argument("image", nargs="+", help="file paths or http(s) URLs")
-    p.add_argument("--provider", required=True)
+    p.add_argument(
+        "--provider", help="a provider, or several to try in order: upsampler,fotor,local"
+    )
+    p.add_argument("--route", help="a route named in the service's UPSCALE_ROUTES")
+    p.add_argument("--max-cost", type=float, help="credits the job may spend in all")
     p.add_argument("--scale", type=float, help="upscale factor (default 2; not for replace)")
     p.add_argument(
         "--operation",
@@ -191,7 +233,12 @@ def register(commands: Commands, flags: Flags) -> None:
     )
     p.add_argument("--mask", help="replace: the mask image file, the image's size")
     p.add_argument("--prompt", help="replace: what to paint in the masked area")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a provider option; with a route, PROVIDER.KEY=VALUE",
+    )
     p.add_argument("--wait", action="store_true", help="wait until the job settles")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
     p.add_argument("--out", help="write the result image here (with --wait, one image)")

@@ -3,6 +3,7 @@ from the store when scraped. One registry per service, never the global one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -14,12 +15,33 @@ _DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7
 _FAST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
+class HealthView(Protocol):
+    """A provider's health as the store keeps it (``domain/cooldown.py``)."""
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def total_failures(self) -> int: ...
+
+    @property
+    def cooldowns(self) -> int: ...
+
+    def state(self, now: datetime) -> str: ...
+
+
+# The health states in which routed jobs pass a provider by.
+_SKIPPED = frozenset({"cooling", "probing"})
+
+
 class GaugeSource(Protocol):
     async def job_counts(self) -> dict[tuple[str, str], int]: ...
 
     async def oldest_pending_outbound(self) -> datetime | None: ...
 
     async def count_stuck(self, *, created_before: datetime) -> int: ...
+
+    async def provider_health(self) -> Mapping[str, HealthView]: ...
 
 
 class Metrics:
@@ -99,8 +121,34 @@ class Metrics:
         self.stuck_jobs = Gauge(
             "upscale_stuck_jobs", "Submitted jobs past their expected duration", registry=r
         )
+        self.failovers = Counter(
+            "upscale_failovers",
+            "Routed jobs moved on from one provider to the next",
+            ["from_provider", "to_provider", "reason"],
+            registry=r,
+        )
+        self.provider_cooling = Gauge(
+            "upscale_provider_cooling",
+            "1 while a provider is skipped by routed jobs (cooling down or probing), else 0",
+            ["provider"],
+            registry=r,
+        )
+        self.provider_failures = Gauge(
+            "upscale_provider_failures",
+            "Failures counted toward a provider's cool-down: in a row (streak) and in all "
+            "(total), as shared by every worker",
+            ["provider", "kind"],
+            registry=r,
+        )
+        self.provider_cooldowns = Gauge(
+            "upscale_provider_cooldowns", "Cool-downs a provider has had", ["provider"], registry=r
+        )
 
     def observe_transition(self, before: Job, after: Job, cause: str) -> None:
+        if after.attempt != before.attempt and after.past_attempts:
+            ended = after.past_attempts[-1]
+            reason = ended.failure.reason if ended.failure else "unknown"
+            self.failovers.labels(before.provider, after.provider, reason).inc()
         via = cause.split(":", 1)[0]
         if before.state in (JobState.SUBMITTED, JobState.UNCERTAIN, JobState.SUBMITTING) and (
             after.state in (JobState.FETCHING, JobState.FAILED)
@@ -129,6 +177,11 @@ class Metrics:
         oldest = await source.oldest_pending_outbound()
         self.outbox_lag.set(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
         self.stuck_jobs.set(await source.count_stuck(created_before=stuck_before))
+        for name, health in (await source.provider_health()).items():
+            self.provider_cooling.labels(name).set(1.0 if health.state(now) in _SKIPPED else 0.0)
+            self.provider_failures.labels(name, "streak").set(health.failures)
+            self.provider_failures.labels(name, "total").set(health.total_failures)
+            self.provider_cooldowns.labels(name).set(health.cooldowns)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -43,6 +43,8 @@ class ProviderSettings:
     submits_per_day: int
     status_per_min: int
     callback_ips: str = ""
+    # Credits this provider may be reported to spend per UTC day (0: no cap).
+    daily_spend_cap: float = 0.0
 
     @property
     def sandboxed(self) -> bool:
@@ -132,6 +134,17 @@ class Settings:
     allow_new_database: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
+    # Routing across providers: named routes (``name=p1,p2;name=p3``), daily spend
+    # caps (``provider=credits,...``; UPSCALE_<PROVIDER>_DAILY_SPEND_CAP too), the
+    # cool-down of a failing provider, and how many deferred submits (429, 5xx) one
+    # provider gets before a routed job moves on.
+    routes: str = ""
+    spend_caps: str = ""
+    cooldown_failures: int = 3
+    cooldown_base_s: float = 30.0
+    cooldown_cap_s: float = 900.0
+    cooldown_probe_s: float = 300.0
+    failover_submit_tries: int = 3
 
     @property
     def database_url_or_default(self) -> str:
@@ -216,6 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             submits_per_day=_int(env, f"UPSCALE_{upper}_SUBMITS_PER_DAY", per_day),
             status_per_min=_int(env, f"UPSCALE_{upper}_STATUS_PER_MIN", status_min),
             callback_ips=env.get(f"UPSCALE_{upper}_CALLBACK_IPS", ""),
+            daily_spend_cap=max(0.0, _float(env, f"UPSCALE_{upper}_DAILY_SPEND_CAP", 0.0)),
         )
     return Settings(
         data_dir=Path(env.get("UPSCALE_DATA_DIR") or "data"),
@@ -270,4 +284,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allow_new_database=_bool(env, "UPSCALE_ALLOW_NEW_DATABASE", False),
         log_level=env.get("UPSCALE_LOG_LEVEL", "INFO").upper(),
         log_format=env.get("UPSCALE_LOG_FORMAT", "text").lower(),
+        routes=env.get("UPSCALE_ROUTES", ""),
+        spend_caps=env.get("UPSCALE_SPEND_CAPS", ""),
+        cooldown_failures=max(1, _int(env, "UPSCALE_COOLDOWN_FAILURES", 3)),
+        cooldown_base_s=max(0.0, _float(env, "UPSCALE_COOLDOWN_BASE_S", 30.0)),
+        cooldown_cap_s=max(0.0, _float(env, "UPSCALE_COOLDOWN_CAP_S", 900.0)),
+        cooldown_probe_s=max(1.0, _float(env, "UPSCALE_COOLDOWN_PROBE_S", 300.0)),
+        failover_submit_tries=max(1, _int(env, "UPSCALE_FAILOVER_SUBMIT_TRIES", 3)),
     )

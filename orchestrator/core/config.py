@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.core.store_retry import STORE_RETRY_S
 from orchestrator.domain.backoff import PollPolicy
+from orchestrator.domain.cooldown import CooldownPolicy
 
 # Extra time a submit call holds its job beyond the call's own timeout.
 SUBMIT_LEASE_MARGIN_S = 30.0
@@ -30,6 +31,13 @@ class EngineConfig:
     # How long a worker holds a due job; a dead worker's jobs are taken over after it.
     lease_s: float = 300.0
     submit_timeouts_s: Mapping[str, float] = field(default_factory=dict)
+    # Routing: named routes, each provider's daily spend cap in credits, the
+    # cool-down of failing providers, and the deferred submits one provider of a
+    # route gets before the job moves on.
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    spend_caps: Mapping[str, float] = field(default_factory=dict)
+    cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
+    failover_submit_tries: int = 3
 
     def submit_hold_s(self, provider: str) -> float:
         """How long a job is held in ``submitting`` for its provider's call: a worker

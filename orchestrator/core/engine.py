@@ -30,6 +30,7 @@ from orchestrator.core.intake import Intake
 from orchestrator.core.moves import back_off, uncertain
 from orchestrator.core.parts import Fetcher, Parts, log
 from orchestrator.core.polling import Poller
+from orchestrator.core.routing import Router
 from orchestrator.core.submitting import Submitter
 from orchestrator.core.urls import Urls
 from orchestrator.domain.states import Event
@@ -81,6 +82,13 @@ class Orchestrator:
             clock=clock,
             rng=self.rng,
             wake=self.wake,
+            router=Router(
+                store=store,
+                clock=clock,
+                caps=config.spend_caps,
+                policy=config.cooldown,
+                submit_tries=config.failover_submit_tries,
+            ),
         )
         self.urls = Urls(
             public_base=config.public_base,

@@ -148,6 +148,17 @@ class Inbox:
                 error="no job of ours matches this callback",
             )
             return DeliveryStatus.UNMATCHED
+        if delivery.provider != job.provider or _earlier_attempt(job, update.provider_job_id):
+            # A late signal of an attempt the job has moved on from: kept, never
+            # applied to the current attempt.
+            await self._mark(
+                delivery,
+                DeliveryStatus.UNMATCHED,
+                job_id=job.id,
+                provider_job_id=update.provider_job_id,
+                error="callback for an earlier attempt of this job: recorded, not applied",
+            )
+            return DeliveryStatus.UNMATCHED
         if (
             job.provider_job_id is not None
             and update.provider_job_id is not None
@@ -200,6 +211,7 @@ class Inbox:
                     cause=cause or f"callback:{delivery.id}",
                     now=now,
                     mark=applied,
+                    router=parts.router,
                 )
             except ProviderJobIdTaken as exc:
                 # Nothing was written: the job stays as it was, the delivery is kept.
@@ -261,3 +273,10 @@ class Inbox:
                 "error": mark.error,
             },
         )
+
+
+def _earlier_attempt(job: Job, provider_job_id: str | None) -> bool:
+    """Whether ``provider_job_id`` is that of one of the job's ended attempts."""
+    if provider_job_id is None or provider_job_id == job.provider_job_id:
+        return False
+    return any(a.provider_job_id == provider_job_id for a in job.past_attempts)

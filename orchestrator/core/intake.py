@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,10 +35,19 @@ class Intake:
     ) -> tuple[Job, bool]:
         """The job for ``request`` and whether it was made now (not found by its key)."""
         parts = self.parts
-        provider = parts.providers[request.provider]
-        options = provider.validate_options(
-            request.scale, request.options, operation=request.operation
-        )
+        route = request.route or (request.provider,)
+        route_options: dict[str, dict[str, Any]] = {}
+        for name in route:
+            given = request.route_options.get(name, request.options if name == route[0] else {})
+            try:
+                route_options[name] = parts.providers[name].validate_options(
+                    request.scale, given, operation=request.operation
+                )
+            except RejectedInput as exc:
+                if len(route) == 1:
+                    raise
+                raise RejectedInput(f"options.{name}: {exc.message}") from exc
+        options = route_options[route[0]]
         now = parts.clock.now()
         job_id = new_id("job", now)
         image = Upload.of(request.image_bytes, request.image_staged, "image")
@@ -50,6 +60,16 @@ class Intake:
             request.image_url,
             image.digest if image is not None else None,
         ]
+        if len(route) > 1 or request.route_name is not None or request.max_cost is not None:
+            # Likewise: a route is part of what was asked (single-provider digests stay).
+            hashed.append(
+                {
+                    "route": list(route),
+                    "route_name": request.route_name,
+                    "route_options": route_options,
+                    "max_cost": request.max_cost,
+                }
+            )
         if request.webhook_url is not None:
             # Part of what was asked: the same key with another webhook is a conflict.
             # (Only when set, so the digests of jobs stored before stay the same.)
@@ -87,6 +107,10 @@ class Intake:
             mask_key=mask_key,
             input_width=size[0] if size else None,
             input_height=size[1] if size else None,
+            route=route if len(route) > 1 or request.route_name is not None else (),
+            route_name=request.route_name,
+            route_options=route_options if len(route) > 1 else {},
+            max_cost=request.max_cost,
         )
         hook = None
         if request.webhook_url is not None:
@@ -164,7 +188,16 @@ class Intake:
             mask_key=job.mask_key,
             input_width=job.input_width,
             input_height=job.input_height,
+            route=job.route,
+            route_name=job.route_name,
+            route_options=job.route_options,
+            max_cost=job.max_cost,
         )
+        if job.route:
+            # A routed job is retried along its whole route, from the first provider.
+            new = replace(
+                new, provider=job.route[0], options=dict(job.route_options.get(job.route[0], {}))
+            )
         created, _ = await self.parts.store.create_job(new)
         self.parts.wake()
         return created

@@ -68,4 +68,5 @@ async def result_failed(parts: Parts, job: Job, failure: Failure) -> None:
         cause="fetch",
         now=parts.clock.now(),
         changes=Changes(failure=failure),
+        router=parts.router,
     )

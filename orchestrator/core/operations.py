@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.core import failover
 from orchestrator.core.applying import apply_update
 from orchestrator.core.engine import Orchestrator
 from orchestrator.domain.states import next_state, provider_event
@@ -139,7 +140,12 @@ async def reconcile(
     if dry_run:
         return ReconcileResult(job.id, job.state, target, False, note)
     applied = await apply_update(
-        orchestrator.store, job, update, cause="reconcile", now=orchestrator.clock.now()
+        orchestrator.store,
+        job,
+        update,
+        cause="reconcile",
+        now=orchestrator.clock.now(),
+        router=orchestrator.parts.router,
     )
     orchestrator.wake()
     after = applied.job.state if applied.changed else None
@@ -194,7 +200,8 @@ async def stuck_jobs(
 
 
 async def retry(orchestrator: Orchestrator, job: Job, *, confirm_uncertain: bool) -> Job:
-    """A new job from a failed or uncertain one, linked to it."""
+    """A new job from a failed or uncertain one, linked to it. A confirmed uncertain
+    job with a route goes on at its next provider instead, under the same id."""
     if job.state not in (JobState.FAILED, JobState.UNCERTAIN):
         raise RejectedInput(f"only failed or uncertain jobs are retried; this one is {job.state}")
     if job.state is JobState.UNCERTAIN and not confirm_uncertain:
@@ -202,4 +209,8 @@ async def retry(orchestrator: Orchestrator, job: Job, *, confirm_uncertain: bool
             "this job is uncertain: the provider may still have it and bill it; "
             "confirm to submit it again"
         )
+    if job.state is JobState.UNCERTAIN:
+        moved = await failover.confirm_uncertain(orchestrator.parts, job)
+        if moved is not None:
+            return moved
     return await orchestrator.intake.create_retry(job)

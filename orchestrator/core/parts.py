@@ -13,6 +13,7 @@ from orchestrator.common.metrics import Metrics
 from orchestrator.core.budgets import Budgets
 from orchestrator.core.config import EngineConfig
 from orchestrator.core.inputs import InputStore
+from orchestrator.core.routing import Router
 from orchestrator.providers.base import Provider
 from orchestrator.store.protocol import Store
 from schemas.jobs import Job, Operation, ResultInfo
@@ -46,6 +47,7 @@ class Parts:
     clock: Clock
     rng: random.Random
     wake: Callable[[], None]
+    router: Router
 
 
 def expected_size(job: Job) -> tuple[int, int] | None:

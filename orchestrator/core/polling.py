@@ -59,12 +59,15 @@ class Poller:
                 cause="poll",
                 now=parts.clock.now(),
                 changes=Changes(failure=Failure(exc.reason, exc.message)),
+                router=parts.router,
             )
             return
         except ProviderError:
             await back_off(parts, job)
             return
-        applied = await apply_update(parts.store, job, update, cause="poll", now=parts.clock.now())
+        applied = await apply_update(
+            parts.store, job, update, cause="poll", now=parts.clock.now(), router=parts.router
+        )
         if not applied.changed and applied.job.state is JobState.SUBMITTED:
             await back_off(parts, applied.job)
 

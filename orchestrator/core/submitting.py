@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from orchestrator.core.applying import Applied, apply_update, transition
 from orchestrator.core.calls import provider_call
+from orchestrator.core.failover import may_go, moved_on
 from orchestrator.core.moves import past_deadline, reschedule, result_failed, uncertain
 from orchestrator.core.parts import Parts, expected_size, log
 from orchestrator.core.store_retry import until_stored
@@ -29,7 +30,18 @@ from schemas.errors import (
     ProviderUncertain,
     StoreUnavailable,
 )
-from schemas.jobs import Failure, Job, Operation, ProviderUpdate, ResultInfo, UpdateStatus
+from schemas.jobs import (
+    Failure,
+    FailureReason,
+    Job,
+    Operation,
+    ProviderUpdate,
+    ResultInfo,
+    UpdateStatus,
+)
+
+# Refusals that are about this input at this provider, not the provider's health.
+_INPUT_REASONS = frozenset({FailureReason.REJECTED_INPUT, FailureReason.NSFW})
 
 
 class Submitter:
@@ -40,6 +52,8 @@ class Submitter:
     async def submit(self, job: Job) -> None:
         parts = self.parts
         if await past_deadline(parts, job):
+            return
+        if not await may_go(parts, job):
             return
         provider = parts.providers[job.provider]
         now = parts.clock.now()
@@ -66,12 +80,18 @@ class Submitter:
             await parts.budgets.cool_down(
                 job.provider, "submit", parts.clock.now(), exc.retry_after_s
             )
-            await self._deferred(job, exc.retry_after_s, exc)
+            await parts.router.provider_failed(job.provider)
+            if not await moved_on(parts, job, exc, exc.retry_after_s):
+                await self._deferred(job, exc.retry_after_s, exc)
             return
         except ProviderUncertain as exc:
+            # It may still be working (and billing): never moved on by itself.
+            await parts.router.provider_failed(job.provider)
             await uncertain(parts, job, exc.message, cause="submit")
             return
         except ProviderRejected as exc:
+            if exc.reason not in _INPUT_REASONS:
+                await parts.router.provider_failed(job.provider)  # auth, credit, quota
             await transition(
                 parts.store,
                 job,
@@ -79,14 +99,18 @@ class Submitter:
                 cause="submit",
                 now=parts.clock.now(),
                 changes=Changes(failure=Failure(exc.reason, exc.message)),
+                router=parts.router,
             )
             return
         except ProviderError as exc:
-            delay = parts.config.poll.delay_s(job.attempts + 1, parts.rng)
-            await self._deferred(job, max(1.0, delay), exc)
+            await parts.router.provider_failed(job.provider)
+            delay = max(1.0, parts.config.poll.delay_s(job.attempts + 1, parts.rng))
+            if not await moved_on(parts, job, exc, delay):
+                await self._deferred(job, delay, exc)
             return
         if accepted.update is not None:
             await self._settle_sync(job, accepted, accepted.update)
+            await parts.router.provider_answered(job.provider)
             return
         now = parts.clock.now()
         accepted_changes = Changes(
@@ -113,6 +137,8 @@ class Submitter:
             # another job holds: neither its callbacks nor its polls can be told
             # apart. Say so now instead of leaving the job in ``submitting``.
             await uncertain(parts, job, exc.message, cause="submit")
+        # Only once the answer is recorded: it cannot be asked for again.
+        await parts.router.provider_answered(job.provider)
 
     async def _request(self, job: Job) -> SubmitRequest:
         """What the provider is asked: the input (and a replace job's mask) as signed
@@ -192,6 +218,7 @@ class Submitter:
                     replace(update, provider_job_id=accepted.provider_job_id),
                     cause="submit",
                     now=now,
+                    router=parts.router,
                 ),
             )
             return

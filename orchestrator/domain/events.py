@@ -17,6 +17,10 @@ EVENT_TYPES = (
     "job.failed",
     "job.uncertain",
     "job.cancelled",
+    # A routed job's attempt ended dead (``data.attempt``: provider, reason) and the
+    # job goes on at the next provider (``data.failover``: from, to), same id.
+    "job.attempt_failed",
+    "job.failed_over",
 )
 
 Snapshot = Callable[[Job], dict[str, Any]]
@@ -41,6 +45,23 @@ def event_type(from_state: JobState | None, to_state: JobState) -> str | None:
     if to_state is JobState.SUBMITTED and from_state is JobState.SUBMITTING:
         return "job.submitted"
     return None
+
+
+def failover_events(before: Job, after: Job) -> list[tuple[str, dict[str, Any]]]:
+    """The events of a move to the next attempt, each with what it adds to the job's
+    snapshot: the attempt that ended, then the move."""
+    ended = after.past_attempts[-1] if after.past_attempts else None
+    failure = ended.failure if ended is not None else before.failure
+    attempt = {
+        "number": before.attempt,
+        "provider": before.provider,
+        "provider_job_id": before.provider_job_id,
+        "reason": failure.reason if failure else None,
+        "message": failure.message if failure else None,
+        "cost": ended.cost if ended is not None else before.cost,
+    }
+    move = {"from": before.provider, "to": after.provider, "attempt": after.attempt}
+    return [("job.attempt_failed", {"attempt": attempt}), ("job.failed_over", {"failover": move})]
 
 
 def default_snapshot(job: Job) -> dict[str, Any]:

@@ -40,6 +40,13 @@ class Event(StrEnum):
     RESULT_REFRESH = "result_refresh"  # the result URL expired: ask the provider again
     DEADLINE = "deadline"  # our own deadline passed
     CANCEL = "cancel"  # an operator or client cancelled the job
+    # The current attempt is known dead and the job's route names another provider:
+    # the job goes back to ``queued`` for it, under the same id (an internal move;
+    # clients see ``job.attempt_failed`` and ``job.failed_over`` events).
+    FAIL_OVER = "fail_over"
+    # Nothing sent: the job's provider would pass its max_cost or a daily spend cap,
+    # and no provider of its route is left within them.
+    OVER_SPEND = "over_spend"
 
 
 _NON_TERMINAL = (Q, SG, SD, F, U)
@@ -63,9 +70,13 @@ TRANSITIONS: dict[tuple[JobState, Event], JobState] = {
     (F, Event.RESULT_FAILED): X,
     (F, Event.RESULT_REFRESH): SD,
     (Q, Event.DEADLINE): X,
+    (Q, Event.OVER_SPEND): X,
     (SD, Event.DEADLINE): X,
     (F, Event.DEADLINE): X,
     **{(s, Event.CANCEL): C for s in _NON_TERMINAL},
+    # Failover: from wherever an attempt can end dead, and from ``queued`` when the
+    # provider chosen for it is cooling down before anything was sent.
+    **{(s, Event.FAIL_OVER): Q for s in _NON_TERMINAL},
 }
 
 

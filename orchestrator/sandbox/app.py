@@ -8,7 +8,9 @@ standalone):
 - ``/fotor/...``                 the Fotor API, account webhook and results (see ``fotor.py``)
 - ``/photio/v1/inference/upscale``  the Photio API, base64 answer (see ``photio.py``)
 - ``/artnex/v1/upscale``, ``/artnex/results/{token}.png``  the Artnex API (see ``artnex.py``)
-- ``GET /faults``, ``PUT /faults`` (JSON object merged in), ``DELETE /faults`` (defaults)
+- ``GET /faults``, ``PUT /faults`` (JSON object merged in), ``DELETE /faults`` (defaults,
+  for every provider); ``PUT /faults/{provider}``: faults of one provider's submit and
+  status calls (the shared ones with the given entries changed)
 - ``GET /stats``, ``DELETE /stats`` (zero every counter)
 
 The control routes (faults, stats, Fotor's ``/webhook``) need one of
@@ -43,6 +45,8 @@ from orchestrator.sandbox.context import RootPathRecorder, SandboxContext
 from orchestrator.sandbox.control import control_denied
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.stats import Stats
+
+PROVIDER_NAMES = ("upsampler", "fotor", "photio", "artnex")
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +124,27 @@ def create_sandbox_app(
         if (denied := control_denied(request, ctx.control_tokens)) is not None:
             return denied
         ctx.faults.update(Faults().as_dict())
+        ctx.provider_faults.clear()
         return JSONResponse(ctx.faults.as_dict())
+
+    async def put_provider_faults(request: Request) -> Response:
+        """One provider's own faults: the shared ones with these entries changed."""
+        if (denied := control_denied(request, ctx.control_tokens)) is not None:
+            return denied
+        name = request.path_params["provider"]
+        if name not in PROVIDER_NAMES:
+            return JSONResponse({"error": f"no sandbox provider {name[:64]!r}"}, status_code=404)
+        own = ctx.provider_faults.get(name) or ctx.faults.copy()
+        try:
+            values = json.loads(await request.body())
+            own.update(values)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        ctx.provider_faults[name] = own
+        logger.info("sandbox faults of %s updated: %s", name, values)
+        return JSONResponse(own.as_dict())
 
     async def get_stats(request: Request) -> Response:
         if (denied := control_denied(request, ctx.control_tokens)) is not None:
@@ -150,6 +174,7 @@ def create_sandbox_app(
             Route("/faults", get_faults, methods=["GET"]),
             Route("/faults", put_faults, methods=["PUT"]),
             Route("/faults", reset_faults, methods=["DELETE"]),
+            Route("/faults/{provider}", put_provider_faults, methods=["PUT"]),
             Route("/stats", get_stats, methods=["GET"]),
             Route("/stats", reset_stats, methods=["DELETE"]),
         ],

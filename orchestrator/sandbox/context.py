@@ -97,6 +97,9 @@ class SandboxContext:
         download_timeout_s: float = 30.0,
     ) -> None:
         self.faults = faults
+        # One provider's own faults, when set (``PUT /faults/{provider}``): its
+        # submits and status calls roll these instead of the shared ones.
+        self.provider_faults: dict[str, Faults] = {}
         self.stats = stats
         self.rng = rng
         self.clock = clock
@@ -112,6 +115,10 @@ class SandboxContext:
         )
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def faults_for(self, provider: str) -> Faults:
+        """The faults ``provider``'s submit and status calls roll."""
+        return self.provider_faults.get(provider, self.faults)
 
     def client(self) -> httpx.AsyncClient:
         """The HTTP client for downloads and callbacks (created on first use)."""

@@ -155,7 +155,7 @@ class FotorSandbox:
         return await self._submit(request, read_replace)
 
     async def _submit(self, request: Request, read: Reader) -> Response:
-        ctx, faults = self.ctx, self.ctx.faults
+        ctx, faults = self.ctx, self.ctx.faults_for("fotor")
         self._bump("submits")
         denied = self._check_auth(request)
         if denied is not None:

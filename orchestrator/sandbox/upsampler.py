@@ -52,6 +52,7 @@ EXTRA_COUNTERS = (
     "submits_rejected",
     "submits_throttled",
     "submits_errored",
+    "submits_no_credit",
     "submits_timed_out",
     "status_throttled",
     "status_errored",
@@ -182,7 +183,7 @@ class UpsamplerSandbox:
     # -- handlers ---------------------------------------------------------
 
     async def submit(self, request: Request, mode: Mode) -> Response:
-        ctx, faults = self.ctx, self.ctx.faults
+        ctx, faults = self.ctx, self.ctx.faults_for(PROVIDER)
         ctx.stats.bump(PROVIDER, "submits")
         denied = self._check_auth(request)
         if denied is not None:
@@ -198,6 +199,9 @@ class UpsamplerSandbox:
         if faults.roll("submit_500", ctx.rng):
             ctx.stats.bump(PROVIDER, "submits_errored")
             return failure(500, "internal error, the job was not queued")
+        if faults.roll("no_credit", ctx.rng):
+            ctx.stats.bump(PROVIDER, "submits_no_credit")
+            return failure(403, "API key inactive or insufficient credits")
 
         job = UpsamplerJob(
             id=ctx.new_id(8),
@@ -224,7 +228,7 @@ class UpsamplerSandbox:
         return JSONResponse(answer)
 
     async def status(self, request: Request) -> Response:
-        ctx, faults = self.ctx, self.ctx.faults
+        ctx, faults = self.ctx, self.ctx.faults_for(PROVIDER)
         ctx.stats.bump(PROVIDER, "status_calls")
         denied = self._check_auth(request)
         if denied is not None:

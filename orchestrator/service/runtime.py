@@ -22,6 +22,7 @@ from orchestrator.core.config import EngineConfig
 from orchestrator.core.engine import Orchestrator
 from orchestrator.core.inputs import InputStore
 from orchestrator.domain.backoff import PollPolicy
+from orchestrator.domain.cooldown import CooldownPolicy
 from orchestrator.domain.events import Snapshot
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.fetch.fetcher import ResultFetcher
@@ -45,6 +46,7 @@ from orchestrator.store.sqlite import SQLiteStore
 from orchestrator.store.sqlite_file import DatabaseMarker
 from orchestrator.store.sqlite_watch import DataVersionWatch
 from schemas.api import job_to_public
+from schemas.routes import parse_routes, parse_spend_caps
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +326,15 @@ def build_runtime(
         stuck_after_s=settings.stuck_after_s,
         max_idle_s=1.0 if settings.uses_postgres else 60.0,
         lease_s=settings.lease_s,
+        routes=parse_routes(settings.routes, known=frozenset(settings.providers) | {"local"}),
+        spend_caps=spend_caps(settings),
+        cooldown=CooldownPolicy(
+            threshold=settings.cooldown_failures,
+            base_s=settings.cooldown_base_s,
+            cap_s=max(settings.cooldown_base_s, settings.cooldown_cap_s),
+            probe_lease_s=settings.cooldown_probe_s,
+        ),
+        failover_submit_tries=settings.failover_submit_tries,
     )
     orchestrator = Orchestrator(
         config=config,
@@ -377,3 +388,13 @@ def build_runtime(
         metrics=metrics,
         clients=[api_client, fetch_client, webhook_client],
     )
+
+
+def spend_caps(settings: Settings) -> dict[str, float]:
+    """Each provider's daily spend cap: ``UPSCALE_<PROVIDER>_DAILY_SPEND_CAP``, or its
+    entry in ``UPSCALE_SPEND_CAPS`` (which wins)."""
+    caps = {n: p.daily_spend_cap for n, p in settings.providers.items() if p.daily_spend_cap > 0}
+    caps.update(
+        parse_spend_caps(settings.spend_caps, known=frozenset(settings.providers) | {"local"})
+    )
+    return caps

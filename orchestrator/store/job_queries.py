@@ -34,8 +34,10 @@ INSERT_JOB = """
     INSERT INTO jobs (id, provider, state, scale, options, metadata, input_url, input_key,
                       idempotency_key, request_hash, created_at, updated_at, deadline_at,
                       next_check_at, retry_of, operation, prompt, mask_url, mask_key,
-                      input_width, input_height)
-    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      input_width, input_height, route, route_name, route_options,
+                      max_cost, attempt_started_at)
+    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+            ?, ?, ?, ?, ?)
     RETURNING *
 """
 
@@ -47,6 +49,13 @@ INSERT_CREATED = """
 INSERT_HISTORY = """
     INSERT INTO job_history (job_id, at, from_state, to_state, event, cause, detail)
     VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+# Spend of the day: parameters (provider, day, credits).
+ADD_SPEND = """
+    INSERT INTO provider_spend (provider, day, credits, jobs) VALUES (?, ?, ?, 1)
+    ON CONFLICT (provider, day) DO UPDATE
+    SET credits = provider_spend.credits + excluded.credits, jobs = provider_spend.jobs + 1
 """
 
 HISTORY = "SELECT * FROM job_history WHERE job_id = ? ORDER BY id"

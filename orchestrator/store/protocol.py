@@ -8,9 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from orchestrator.domain.cooldown import CooldownPolicy, Health
 from orchestrator.domain.states import Event
 from orchestrator.store.outbox import Outbox
-from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
+from schemas.jobs import Attempt, Failure, Job, JobState, Operation, ResultInfo
 
 
 class DeliveryStatus(StrEnum):
@@ -41,6 +42,10 @@ class NewJob:
     mask_key: str | None = None
     input_width: int | None = None
     input_height: int | None = None
+    route: tuple[str, ...] = ()
+    route_name: str | None = None
+    route_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,13 @@ class Changes:
     attempts: int = _UNSET
     refetches: int = _UNSET
     lease_until: datetime | None = _UNSET
+    # A move to the next attempt: its provider and options, its number and start,
+    # and the ended attempts (the one just ended last).
+    provider: str = _UNSET
+    options: dict[str, Any] = _UNSET
+    attempt: int = _UNSET
+    attempt_started_at: datetime | None = _UNSET
+    past_attempts: tuple[Attempt, ...] = _UNSET
     detail: dict[str, Any] | None = field(default=None)
 
     def items(self) -> dict[str, Any]:
@@ -148,8 +160,25 @@ class Changes:
             "attempts",
             "refetches",
             "lease_until",
+            "provider",
+            "options",
+            "attempt",
+            "attempt_started_at",
+            "past_attempts",
         )
         return {n: getattr(self, n) for n in names if getattr(self, n) is not _UNSET}
+
+
+@dataclass(frozen=True, slots=True)
+class DailySpend:
+    """What a provider reported it cost today, over how many ended attempts."""
+
+    credits: float
+    jobs: int
+
+    @property
+    def per_job(self) -> float:
+        return self.credits / self.jobs if self.jobs else 0.0
 
 
 TransitionListener = Callable[[Job, Job, str], None]
@@ -346,4 +375,27 @@ class Store(Outbox, Protocol):
     async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None:
         """Grant no call of ``kind`` to ``provider`` before ``until`` (Retry-After);
         an active cooldown that ends later is kept."""
+        ...
+
+    # provider health and spend, shared by every process on the database
+    async def provider_health(self) -> dict[str, Health]:
+        """Every provider's health that was ever recorded (the others are healthy)."""
+        ...
+
+    async def admit_provider(
+        self, provider: str, job_id: str, *, now: datetime, policy: CooldownPolicy
+    ) -> bool:
+        """May ``job_id`` be submitted to ``provider`` now? False while it cools down;
+        after, the first job asking is its one probe (atomically)."""
+        ...
+
+    async def record_provider_result(
+        self, provider: str, *, ok: bool, now: datetime, policy: CooldownPolicy
+    ) -> Health:
+        """Count a success or failure of ``provider`` (atomically) and return its health."""
+        ...
+
+    async def spend_today(self, *, now: datetime) -> dict[str, DailySpend]:
+        """Each provider's reported spend of ``now``'s UTC day. An attempt's cost is
+        added when it ends, in the transition that ends it."""
         ...

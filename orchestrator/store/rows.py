@@ -20,7 +20,7 @@ from orchestrator.store.protocol import (
     NewJob,
 )
 from schemas.errors import ProviderJobIdTaken, StoreUnavailable
-from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
+from schemas.jobs import Attempt, Failure, Job, JobState, Operation, ResultInfo
 
 
 class Row(Protocol):
@@ -73,6 +73,13 @@ def row_to_job(row: Row) -> Job:
         mask_key=row["mask_key"],
         input_width=row["input_width"],
         input_height=row["input_height"],
+        route=tuple(json.loads(row["route"])) if row["route"] else (),
+        route_name=row["route_name"],
+        route_options=json.loads(row["route_options"]) if row["route_options"] else {},
+        max_cost=row["max_cost"],
+        attempt=row["attempt"],
+        attempt_started_at=dt(row["attempt_started_at"]),
+        past_attempts=tuple(Attempt.from_json(a) for a in json.loads(row["past_attempts"] or "[]")),
     )
 
 
@@ -163,8 +170,12 @@ def column_values(changes: Changes) -> dict[str, Any]:
             out["failure_message"] = value.message if value else None
         elif name == "result":
             out["result"] = json.dumps(result_json(value)) if value else None
-        elif name in ("next_check_at", "lease_until"):
+        elif name in ("next_check_at", "lease_until", "attempt_started_at"):
             out[name] = ts(value)
+        elif name == "options":
+            out[name] = json.dumps(value)
+        elif name == "past_attempts":
+            out[name] = json.dumps([a.to_json() for a in value])
         else:
             out[name] = value
     return out

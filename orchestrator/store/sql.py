@@ -11,7 +11,8 @@ from orchestrator.store.sql_budgets import SqlBudgets
 from orchestrator.store.sql_inbox import SqlInbox
 from orchestrator.store.sql_jobs import SqlJobs
 from orchestrator.store.sql_outbox import SqlOutbox
+from orchestrator.store.sql_routing import SqlRouting
 
 
-class SqlStore(SqlJobs, SqlInbox, SqlOutbox, SqlBudgets):
+class SqlStore(SqlJobs, SqlInbox, SqlOutbox, SqlBudgets, SqlRouting):
     """The verbs of ``protocol.Store`` written once; a connector subclass adds the rest."""

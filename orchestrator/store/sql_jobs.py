@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from orchestrator.domain.events import Snapshot, envelope, event_type
+from orchestrator.domain.events import Snapshot, envelope, event_type, failover_events
 from orchestrator.domain.states import Event, has_due_work
 from orchestrator.store import job_queries as q
 from orchestrator.store.connector import Connector, Row, Tx
@@ -21,6 +22,11 @@ from orchestrator.store.rows import (
 )
 from schemas.errors import IdempotencyConflict, StoreUnavailable
 from schemas.jobs import Job, JobState, Operation
+
+
+def spend_day(now: datetime) -> str:
+    """The UTC day spend is counted in."""
+    return now.astimezone(UTC).date().isoformat()
 
 
 def _returned(row: Row | None, what: str) -> Row:
@@ -46,7 +52,12 @@ class SqlJobs(Connector):
         kind = event_type(from_state, job.state)
         if kind is None:
             return
-        body = envelope(kind, now, self._snapshot(job))
+        await self._write_event(tx, kind, job, now, {})
+
+    async def _write_event(
+        self, tx: Tx, kind: str, job: Job, now: datetime, extra: dict[str, Any]
+    ) -> None:
+        body = envelope(kind, now, {**self._snapshot(job), **extra})
         ts = now.timestamp()
         await self._lock_events(tx)
         row = _returned(
@@ -91,6 +102,11 @@ class SqlJobs(Connector):
                         new.mask_key,
                         new.input_width,
                         new.input_height,
+                        json.dumps(list(new.route)) if new.route else None,
+                        new.route_name,
+                        json.dumps(new.route_options) if new.route_options else None,
+                        new.max_cost,
+                        now,
                     ),
                 )
                 created = row_to_job(_returned(row, "job insert"))
@@ -185,12 +201,31 @@ class SqlJobs(Connector):
                 ),
             )
             done = row_to_job(row)
-            await self._emit(tx, job.state, done, now)
+            if event is Event.FAIL_OVER:
+                for kind, extra in failover_events(job, done):
+                    await self._write_event(tx, kind, done, now, extra)
+            else:
+                await self._emit(tx, job.state, done, now)
+            await self._count_spend(tx, job, done, now)
             if mark is not None:
                 await tx.execute(MARK_DELIVERY, mark_params(mark))
         for listener in self.transition_listeners:
             listener(job, done, cause)
         return done
+
+    async def _count_spend(self, tx: Tx, before: Job, after: Job, now: datetime) -> None:
+        """An attempt that ended in this transition adds what it reported it cost to
+        its provider's spend of the day: once, since the transition is."""
+        if after.attempt != before.attempt and after.past_attempts:
+            ended = after.past_attempts[-1]
+            provider, cost = ended.provider, ended.cost
+        elif after.state.terminal and not before.state.terminal:
+            provider, cost = after.provider, after.cost
+        else:
+            return
+        if cost is None:
+            return
+        await tx.execute(q.ADD_SPEND, (provider, spend_day(now), float(cost)))
 
     async def update_job(
         self, job: Job, changes: Changes, *, now: datetime, mark: DeliveryMark | None = None

@@ -145,6 +145,9 @@ class Cloud:
     def __init__(self) -> None:
         # input image URL -> submits received that the provider took, or may have
         self.submits: Counter[str] = Counter()
+        # (provider, input image URL) -> the same, per provider: a routed job may be
+        # taken by each provider of its route once, never twice by one.
+        self.taken: Counter[tuple[str, str]] = Counter()
         self.plans: dict[str, deque[str]] = {}  # input image URL -> answers to give
         self.remote: dict[str, RemoteJob] = {}  # provider job id -> job
         self.expired: set[str] = set()  # provider job ids whose result URL is gone (410)
@@ -185,6 +188,7 @@ class Cloud:
         plan = queue.popleft() if queue else "accept"
         if plan != "busy":  # a 503 took nothing: asking again is right
             self.submits[image] += 1
+            self.taken[provider, image] += 1
         if plan == "refuse":
             return httpx.Response(400, json={"error": "bad image", "msg": "bad image"})
         if plan == "busy":

@@ -149,9 +149,10 @@ class World:
 
 @asynccontextmanager
 async def make_world(
-    tmp_path: Path, wrap: Callable[[SQLiteStore], Any] = lambda store: store
+    tmp_path: Path, wrap: Callable[[SQLiteStore], Any] = lambda store: store, **config: Any
 ) -> AsyncIterator[World]:
-    """The orchestrator on a real SQLite store, seen by it through ``wrap``."""
+    """The orchestrator on a real SQLite store, seen by it through ``wrap``; ``config``
+    overrides fields of its EngineConfig."""
     clock = FakeClock()
     fake = FakeUpsampler()
     api = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
@@ -172,6 +173,7 @@ async def make_world(
             submit_timeout_s=5,
             input_url_ttl_s=600,
             poll=PollPolicy(grace_s=20, base_s=5, cap_s=60),
+            **config,
         ),
         store=wrap(store),
         providers={

@@ -3,7 +3,8 @@
 A hypothesis state machine drives one ``Orchestrator`` on a fake clock over a
 real store (SQLite in a temporary directory, and PostgreSQL) with Upsampler,
 Fotor and Photio faked at the HTTP level (``tests/integration/engine_world.py``).
-Its steps, in any order: new jobs (each with a scripted submit answer:
+Its steps, in any order: new jobs, some routed over every provider (each with
+scripted submit answers:
 accepted, refused, busy, timed out, or with its callback arriving before or
 with the answer), runs of the loops, the clock moving on (polls, deadlines), providers
 finishing jobs with zero, one or two callbacks, result URLs that expire,
@@ -17,7 +18,8 @@ After every step, and once more after the clock has passed every deadline:
 - a job has at most one terminal transition, and a final state never changes;
 - a job's state is the last one of its history, and its events are exactly
   the events its transitions emit, in order;
-- no provider received a job's submit twice (counted at the fake provider);
+- no provider received a job's submit twice (counted at the fake provider), and a
+  routed job was taken by no more providers than it has had attempts;
 - no job handler raised;
 - once the loops are idle, no delivery is left ``pending`` (but for an
   account-wide callback still inside its wait for a submit answer), and no
@@ -182,15 +184,19 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(
         provider=st.sampled_from(sorted(SCALE)),
         picture=st.integers(0, 1),
-        plans=st.lists(st.sampled_from(PLANS), max_size=2),
+        plans=st.lists(st.sampled_from(PLANS), max_size=3),
+        routed=st.booleans(),
     )
-    def create_job(self, provider: str, picture: int, plans: list[str]) -> None:
+    def create_job(self, provider: str, picture: int, plans: list[str], routed: bool) -> None:
         self.serial += 1
         image = f"https://in.test/{self.serial}/picture-{picture}.png"
         self.cloud.plans[image] = deque(plans)
 
         async def go() -> None:
-            request = CreateJob(provider, SCALE[provider], {}, None, image, None)
+            # A routed job tries every provider, its own first; the plans are the
+            # answers to its submits, whichever provider they go to.
+            route = (provider, *(p for p in sorted(SCALE) if p != provider)) if routed else ()
+            request = CreateJob(provider, SCALE[provider], {}, None, image, None, route=route)
             job, _ = await self.engine.orchestrator.create_job(request)
             self.jobs[job.id] = image
             self.idle = False
@@ -314,9 +320,19 @@ class EngineMachine(RuleBasedStateMachine):
             elif job.state.terminal:
                 self.final[job_id] = job
             events = [e.type for e in await store.list_events(job_id=job_id, limit=1000)]
-            emitted = [event_type(h.from_state, h.to_state) for h in history]
+            emitted: list[str | None] = []
+            for h in history:
+                if h.event == "fail_over":
+                    emitted += ["job.attempt_failed", "job.failed_over"]
+                else:
+                    emitted.append(event_type(h.from_state, h.to_state))
             assert events == [e for e in emitted if e is not None], (job_id, events, states)
-            assert self.cloud.submits[image] <= 1, f"{job_id} was submitted twice: {states}"
+            taken = {p: n for (p, i), n in self.cloud.taken.items() if i == image}
+            assert all(n <= 1 for n in taken.values()), f"{job_id} was submitted twice: {taken}"
+            # One attempt at a time: no provider took the job before the attempts
+            # it had before this one were known dead.
+            assert sum(taken.values()) <= job.attempt, (job_id, taken, job.attempt, states)
+            assert len(job.past_attempts) == job.attempt - 1
         assert not self.log.errors, self.log.errors
         if self.idle:
             await self._check_idle()

@@ -613,3 +613,19 @@ async def test_standalone_control_endpoints(receiver: Receiver) -> None:
         assert r.status_code == 500
         assert (await client.get(f"{base}/faults")).json()["submit_500"] == 1
         assert (await client.get(f"{base}/stats")).json()["upsampler"]["submits"] == 1
+
+
+async def test_one_providers_own_faults_leave_the_others_alone() -> None:
+    app = create_sandbox_app(allow=LOOPBACK)
+    async with asgi_sandbox(app) as client:
+        r = await client.put("/faults/upsampler", json={"no_credit": 1})
+        assert r.status_code == 200 and r.json()["no_credit"] == 1
+        r = await client.post(f"{API}/precise-upscale", json=body("http://x/y"), headers=AUTH)
+        assert r.status_code == 403  # Upsampler's answer when the credits ran out
+        assert (await client.get("/faults")).json()["no_credit"] == 0  # shared ones unchanged
+        assert (await client.put("/faults/nope", json={})).status_code == 404
+        assert (await client.put("/faults/fotor", json={"nope": 1})).status_code == 400
+        assert (await client.put("/faults/fotor", content=b"{")).status_code == 400
+        await client.delete("/faults")
+        r = await client.post(f"{API}/precise-upscale", json=body("http://x/y"), headers=AUTH)
+        assert r.status_code == 200

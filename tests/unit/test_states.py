@@ -44,6 +44,12 @@ EXPECTED = {
     (SD, Event.CANCEL): C,
     (F, Event.CANCEL): C,
     (U, Event.CANCEL): C,
+    (Q, Event.OVER_SPEND): X,
+    (Q, Event.FAIL_OVER): Q,
+    (SG, Event.FAIL_OVER): Q,
+    (SD, Event.FAIL_OVER): Q,
+    (F, Event.FAIL_OVER): Q,
+    (U, Event.FAIL_OVER): Q,
 }
 
 
