@@ -185,22 +185,25 @@ async def test_an_uncertain_job_is_retried_only_when_confirmed(app_factory: AppF
             assert done.headers["location"] == f"/console/jobs/{jobs[0]['id']}?note=retried"
 
 
-async def test_a_jobs_attempts_are_shown_when_its_json_has_them(app_factory: AppFactory) -> None:
+async def test_a_jobs_attempts_are_shown_from_its_json(app_factory: AppFactory) -> None:
     async with app_factory() as (_, runtime, api):
         job_id = (await api.post("/v1/jobs", json=JOB)).json()["id"]
         job = await runtime.store.get_job(job_id)
         assert job is not None
         values = await job_values(runtime, job, "csrf")
-        assert values["attempts"] == []  # no "attempts" list in the job's JSON: no table
-        assert "<h2>Attempts</h2>" not in render_fragment("job_body.html", values).body.decode()
-        values["attempts"] = [
-            {"provider": "upsampler", "outcome": "refused", "detail": {"status": 429}},
-            {"provider": "photio", "outcome": "accepted", "detail": None},
-        ]
-        values["attempt_columns"] = ["provider", "outcome", "detail"]
+        # The job's JSON lists its attempts (routing): the current one, here.
+        assert [(a["number"], a["provider"]) for a in values["attempts"]] == [(1, "upsampler")]
         html = render_fragment("job_body.html", values).body.decode()
-        assert "<h2>Attempts</h2>" in html
-        assert "refused" in html and '{"status": 429}' in html and "photio" in html
+        assert "<h2>Attempts</h2>" in html and "<th>provider_job_id</th>" in html
+        # Whatever the attempts hold is shown as text: nested values as JSON, None as -.
+        values["attempts"] = [
+            {"provider": "upsampler", "failure": {"reason": "provider_failed"}, "cost": None},
+        ]
+        values["attempt_columns"] = ["provider", "failure", "cost"]
+        html = render_fragment("job_body.html", values).body.decode()
+        assert '{"reason": "provider_failed"}' in html and '<td class="mono">-</td>' in html
+        values["attempts"], values["attempt_columns"] = [], []
+        assert "<h2>Attempts</h2>" not in render_fragment("job_body.html", values).body.decode()
 
 
 async def test_a_callback_injected_from_a_jobs_page_lands_in_the_inbox(
