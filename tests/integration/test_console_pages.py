@@ -235,3 +235,19 @@ async def test_reconciling_stuck_jobs_with_none_stuck_says_so(app_factory: AppFa
         page = await b.post("/console/reconcile/stuck/preview", data={"csrf": csrf}, headers=OWN)
         assert page.status_code == 200 and "No stuck job." in page.text
         assert "Apply to" not in page.text
+
+
+async def test_a_routed_job_from_the_form(app_factory: AppFactory) -> None:
+    async with console_of(app_factory) as (api, b):
+        csrf = await signed_in(b)
+        form = (await b.get("/console/jobs/new")).text
+        assert 'id="route-form"' in form
+        made = await b.post(
+            "/console/jobs/new",
+            data={"providers": "photio,upsampler", "scale": "2", "max_cost": "3", "csrf": csrf},
+            files={"image": ("in.png", make_png(10, 10), "image/png")},
+            headers=OWN,
+        )
+        assert made.status_code == 303, made.text
+        job = (await api.get("/v1/jobs")).json()["jobs"][0]
+        assert job["route"]["providers"] == ["photio", "upsampler"] and job["max_cost"] == 3
