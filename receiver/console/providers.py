@@ -1,4 +1,5 @@
-"""Providers: live or sandboxed, what each offers, its budgets left, its balance.
+"""Providers: live or sandboxed, what each offers, its budgets left, its balance, its
+cool-down health and today's spend as routed jobs see them, and the named routes.
 
 Balances are asked of the providers themselves (the same call as
 ``GET /v1/providers/{name}/balance``), at most every ``BALANCE_TTL_S`` seconds
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from orchestrator.domain.cooldown import Health
 from orchestrator.providers.base import HasBalance
 from orchestrator.service.runtime import Runtime
 from receiver.console.pages import render, render_fragment, runtime_of
@@ -60,11 +62,20 @@ def _period(seconds: float) -> str:
 
 async def provider_rows(runtime: Runtime, balances: Balances) -> list[dict[str, Any]]:
     now = runtime.orchestrator.clock.now()
+    health = await runtime.store.provider_health()
+    spend = await runtime.store.spend_today(now=now)
+    caps = runtime.orchestrator.config.spend_caps
     rows: list[dict[str, Any]] = []
     for name, provider in sorted(runtime.providers.items()):
         usage = await runtime.orchestrator.budgets.usage(name, now)
+        state = health.get(name) or Health(name)
         rows.append(
             {
+                "health": state.state(now).value,
+                "cooling_until": state.until,
+                "failures_in_a_row": state.failures,
+                "spend": spend[name].credits if name in spend else 0.0,
+                "spend_cap": caps.get(name),
                 "name": name,
                 "mode": "sandbox" if name in runtime.sandboxed else "live",
                 "callbacks": provider.callback_mode,
@@ -89,6 +100,7 @@ async def provider_rows(runtime: Runtime, balances: Balances) -> list[dict[str, 
                 "name": name,
                 "mode": "unavailable",
                 "reason": reason,
+                "health": None,
                 "callbacks": "-",
                 "operations": [],
                 "budgets": [],
@@ -104,8 +116,12 @@ def balances_of(request: Request) -> Balances:
 
 
 async def providers_page(request: Request) -> Response:
-    rows = await provider_rows(runtime_of(request), balances_of(request))
-    return render(request, "providers.html", {"providers": rows}, page="providers")
+    runtime = runtime_of(request)
+    rows = await provider_rows(runtime, balances_of(request))
+    routes = sorted(runtime.orchestrator.config.routes.items())
+    return render(
+        request, "providers.html", {"providers": rows, "routes": routes}, page="providers"
+    )
 
 
 async def providers_live(request: Request) -> Response:

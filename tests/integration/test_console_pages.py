@@ -143,6 +143,15 @@ async def test_the_providers_page_shows_modes_operations_and_budgets(
         assert row is not None
         assert "sandbox" in row.group(1) and "upscale" in row.group(1)
         assert "submit / min" in row.group(1) and "0 / 90, 90 left" in row.group(1)
+        assert "healthy" in row.group(1)
+        assert "No named route" in page
+
+
+async def test_the_providers_page_lists_the_named_routes(app_factory: AppFactory) -> None:
+    async with console_of(app_factory, UPSCALE_ROUTES="cheap=photio,local") as (_api, b):
+        await signed_in(b)
+        page = (await b.get("/console/providers")).text
+        assert "<th>cheap</th><td>photio → local</td>" in page
 
 
 async def test_the_console_can_be_turned_off(app_factory: AppFactory) -> None:
