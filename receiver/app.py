@@ -28,6 +28,7 @@ from receiver import (
     subscriptions,
 )
 from receiver.callback_door import ROUTE, CallbackDoor, callback_target
+from receiver.console.app import create_console
 from receiver.errors import handle_http_exception, handle_upscale_error
 from receiver.unexpected import UnexpectedErrors
 from receiver.uploads import UploadSlots
@@ -129,6 +130,8 @@ def create_app(
         allow=runtime.own_allow,
     )
     routes.append(Mount(LOCAL_MOUNT, app=local))
+    if settings.console:
+        routes.append(Mount("/console", app=create_console(runtime)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -142,7 +142,12 @@ class ResultResponse(StreamingResponse):
 
 async def job_result(request: Request) -> Response:
     runtime = require_token(request)
-    job = await runtime.store.get_job(request.path_params["job_id"])
+    return await result_response(runtime, request.path_params["job_id"], request)
+
+
+async def result_response(runtime: Runtime, job_id: str, request: Request) -> Response:
+    """The stored result of a job (304 for a matching ``If-None-Match``)."""
+    job = await runtime.store.get_job(job_id)
     if job is None or job.result is None:
         raise NotFound("no stored result for this job")
     etag = f'"{job.result.sha256}"'

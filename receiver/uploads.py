@@ -18,9 +18,9 @@ slots while it is received and the job created; with none free the answer is
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from python_multipart.exceptions import FormParserError
@@ -51,6 +51,8 @@ class Received:
     payload: Any
     image: StagedImage | None
     mask: StagedImage | None = None
+    # A multipart body's text fields as sent (the console's form reads its CSRF token).
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class UploadSlots:
@@ -214,7 +216,7 @@ async def _read_multipart(
     if "image" not in form.files:
         raise RejectedInput("multipart body needs a file part named 'image'")
     mask = await writers["mask"].finish() if "mask" in form.files else None
-    return Received(_form_body(form.fields), await writers["image"].finish(), mask)
+    return Received(_form_body(form.fields), await writers["image"].finish(), mask, form.fields)
 
 
 def _form_body(fields: dict[str, str]) -> dict[str, Any]:

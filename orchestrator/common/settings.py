@@ -103,6 +103,8 @@ class Settings:
     # auto: mount the sandbox in `upscale serve` only when the service is private to
     # this machine; on / off: always / never (orchestrator/sandbox/exposure.py).
     sandbox: str = "auto"
+    # The operator console at /console (UPSCALE_CONSOLE=off removes it).
+    console: bool = True
     poll_grace_s: float = 20.0
     poll_base_s: float = 5.0
     poll_cap_s: float = 300.0
@@ -258,6 +260,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         local_engine=env.get("UPSCALE_LOCAL_ENGINE") or None,
         sandbox_faults=env.get("UPSCALE_SANDBOX_FAULTS", ""),
         sandbox=_choice(env, "UPSCALE_SANDBOX", ("AUTO", "ON", "OFF")).lower(),
+        console=_bool(env, "UPSCALE_CONSOLE", True),
         poll_grace_s=_float(env, "UPSCALE_POLL_GRACE_S", 20.0),
         poll_base_s=_float(env, "UPSCALE_POLL_BASE_S", 5.0),
         poll_cap_s=_float(env, "UPSCALE_POLL_CAP_S", 300.0),

@@ -15,6 +15,8 @@ CALL_AT_RANK = """
 # Calls older than every window and cooldown count no more.
 PRUNE = "DELETE FROM budget_calls WHERE provider = ? AND kind = ? AND at <= ?"
 INSERT_CALL = "INSERT INTO budget_calls (provider, kind, at) VALUES (?, ?, ?)"
+# Calls granted after a time: parameters (provider, kind, since).
+COUNT_CALLS = "SELECT COUNT(*) FROM budget_calls WHERE provider = ? AND kind = ? AND at > ?"
 
 
 def cool_down(dialect: Dialect) -> str:

@@ -21,6 +21,8 @@ class Dialect:
     greatest_function: str  # the larger of two values (scalar, not the aggregate)
     indexed_by: bool  # the planner takes an index hint (``INDEXED BY``)
     json_membership: str  # a condition over ``{array}`` (JSON text) and ``{value}``
+    like_any_case: str  # LIKE ignoring case (SQLite's LIKE already does, for ASCII)
+    position_function: str  # where a text first occurs in another, from 1 (0: nowhere)
 
     def placeholders(self, sql: str) -> str:
         """The statement with this database's placeholders."""
@@ -33,6 +35,10 @@ class Dialect:
         """A condition: the JSON array of strings in ``column`` holds ``value``."""
         return self.json_membership.format(array=column, value=value)
 
+    def contains(self, text: str, piece: str) -> str:
+        """A condition: ``piece`` occurs in ``text`` (case as given)."""
+        return f"{self.position_function}({text}, {piece}) > 0"
+
     def index_hint(self, index: str) -> str:
         """Use ``index`` for this read where the planner takes a hint; else nothing."""
         return f"INDEXED BY {index}" if self.indexed_by else ""
@@ -43,14 +49,18 @@ SQLITE = Dialect(
     numbered_placeholders=False,
     greatest_function="MAX",
     indexed_by=True,
+    like_any_case="LIKE",
     json_membership="EXISTS (SELECT 1 FROM json_each({array}) WHERE json_each.value = {value})",
+    position_function="INSTR",
 )
 POSTGRES = Dialect(
     name="postgres",
     numbered_placeholders=True,
     greatest_function="GREATEST",
     indexed_by=False,
+    like_any_case="ILIKE",
     json_membership="(CAST({array} AS jsonb) @> jsonb_build_array(CAST({value} AS text)))",
+    position_function="STRPOS",
 )
 
 

@@ -86,6 +86,11 @@ WAITING_FOR = """
 """
 
 
+# Keyset pagination: the deliveries after the one named, in the list's order (an
+# unknown id compares as NULL: an empty page).
+AFTER_DELIVERY = "(received_at, id) < (SELECT a.received_at, a.id FROM deliveries a WHERE a.id = ?)"
+
+
 def list_deliveries(clause: str) -> str:
     return f"SELECT * FROM deliveries {clause} ORDER BY received_at DESC, id DESC LIMIT ?"
 
@@ -104,8 +109,10 @@ EXPIRE_WAITING = """
       AND processed_at IS NOT NULL AND received_at < ?
 """
 
-COUNT_ALL = "SELECT COUNT(*) FROM deliveries"
-COUNT_BY_STATUS = "SELECT COUNT(*) FROM deliveries WHERE status = ?"
+
+def count_deliveries(clause: str) -> str:
+    return f"SELECT COUNT(*) FROM deliveries {clause}"
+
 
 # Is a delivery with this dedupe key stored already?
 SEEN = "SELECT 1 FROM deliveries WHERE dedupe_key = ? LIMIT 1"
@@ -120,7 +127,13 @@ RECEIVED_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?)"
 DELIVERY_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 OLDEST_RECEIVED = f"SELECT seq, {RECEIVED_COLUMNS} FROM received ORDER BY seq LIMIT ?"
 RECEIVED_BY_ID = f"SELECT {RECEIVED_COLUMNS} FROM received WHERE id = ?"
-COUNT_RECEIVED = "SELECT COUNT(*) FROM received"
+
+
+def count_received(clause: str) -> str:
+    """Acknowledged callbacks not filed among the deliveries yet."""
+    return f"SELECT COUNT(*) FROM received {clause}"
+
+
 # Rows per multi-row statement: below SQLite's oldest limit on bound parameters (999).
 ROWS_PER_STATEMENT = 90
 

@@ -70,6 +70,29 @@ def update_job(columns: Iterable[str]) -> str:
     )
 
 
+# Texts shorter than a trigram, which no trigram index serves (PostgreSQL: see
+# migration 0009), are a statement of their own: PostgreSQL plans a reused
+# statement once for every value when the values it has seen were costly, so
+# one short search would otherwise cost every later search the index.
+SHORT_TEXT = 3
+
+
+def job_text(dialect: Dialect, text: str) -> tuple[str, tuple[str, str, str]]:
+    """A job by its id or provider job id, or a piece of its metadata in any case
+    (ASCII): the condition and its parameters. A plain scan, newest first, with no
+    function applied per row, unless the text is shorter than a trigram."""
+    if len(text) < SHORT_TEXT:
+        piece = dialect.contains("LOWER(metadata)", "?")
+        return f"(id = ? OR provider_job_id = ? OR {piece})", (text, text, text.lower())
+    condition = f"(id = ? OR provider_job_id = ? OR metadata {dialect.like_any_case} ? ESCAPE '!')"
+    return condition, job_text_params(text)
+
+
+def job_text_params(text: str) -> tuple[str, str, str]:
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return text, text, f"%{escaped}%"
+
+
 def list_jobs(clause: str) -> str:
     return f"SELECT * FROM jobs {clause} ORDER BY id DESC LIMIT ?"
 
@@ -108,6 +131,17 @@ CLEAR_JOB_LEASES = "UPDATE jobs SET lease_until = NULL WHERE state != 'submittin
 CLEAR_OUTBOUND_LEASES = "UPDATE outbound SET lease_until = NULL WHERE status = 'pending'"
 
 JOB_COUNTS = "SELECT state, provider, COUNT(*) AS n FROM jobs GROUP BY state, provider"
+
+
+def job_counts_since(dialect: Dialect) -> str:
+    """Counts of the jobs created since a time: a range of one covering index (SQLite's
+    planner would rather walk the whole (state, provider) index to skip the sort)."""
+    return f"""
+        SELECT state, provider, COUNT(*) AS n FROM jobs {dialect.index_hint("jobs_created_counts")}
+        WHERE created_at >= ? GROUP BY state, provider
+    """
+
+
 COUNT_STUCK = "SELECT COUNT(*) FROM jobs WHERE state = 'submitted' AND created_at < ?"
 SUBMITTING = "SELECT 1 FROM jobs WHERE state = 'submitting' AND provider = ? LIMIT 1"
 

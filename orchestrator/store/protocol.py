@@ -215,7 +215,12 @@ class Store(Outbox, Protocol):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         operation: Operation | None = None,
-    ) -> list[Job]: ...
+        text: str | None = None,
+    ) -> list[Job]:
+        """Jobs newest first, after the cursor ``after`` (a job id). ``text`` matches
+        a job id or provider job id exactly, or any part of the metadata's JSON
+        (ignoring the case of ASCII letters)."""
+        ...
 
     async def apply_transition(
         self,
@@ -311,7 +316,16 @@ class Store(Outbox, Protocol):
         error: str | None = None,
     ) -> None: ...
 
-    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int: ...
+    async def count_deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
+    ) -> int:
+        """How many deliveries there are (in ``status``; received at or after ``since``;
+        from ``provider``)."""
+        ...
 
     async def list_deliveries(
         self,
@@ -321,16 +335,19 @@ class Store(Outbox, Protocol):
         since: datetime | None = None,
         job_id: str | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> list[Delivery]:
-        """Deliveries, newest first."""
+        """Deliveries, newest first; with ``after`` (a delivery id: the last one of the
+        previous page), only those that come after it in that order."""
         ...
 
     async def requeue_delivery(self, delivery_id: str) -> None:
         """Make a stored delivery pending again for an operator replay (counted)."""
         ...
 
-    async def job_counts(self) -> dict[tuple[str, str], int]:
-        """How many jobs there are by (state, provider)."""
+    async def job_counts(self, *, since: datetime | None = None) -> dict[tuple[str, str], int]:
+        """How many jobs there are by (state, provider); with ``since``, only the jobs
+        created at or after it (the console's last hour and day)."""
         ...
 
     async def oldest_pending_outbound(self) -> datetime | None: ...
@@ -360,6 +377,12 @@ class Store(Outbox, Protocol):
         ``(limit, period_s)`` has room (a limit <= 0 is unlimited), no cooldown is
         active and the last call granted is at least ``cooldown_s`` old; else the
         seconds to wait, and nothing is recorded."""
+        ...
+
+    async def count_budget_calls(self, provider: str, kind: str, *, since: datetime) -> int:
+        """How many calls of ``kind`` to ``provider`` were granted after ``since`` (what
+        a budget window ending now has used; windows no longer than the longest
+        configured one)."""
         ...
 
     async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None:

@@ -53,6 +53,11 @@ class SqlBudgets(Connector):
                 await tx.execute(q.INSERT_CALL, (*key, ts))
             return 0.0
 
+    async def count_budget_calls(self, provider: str, kind: str, *, since: datetime) -> int:
+        """How many calls of this kind to this provider were granted after ``since``."""
+        row = await self._one(q.COUNT_CALLS, (provider, kind, since.timestamp()))
+        return int(row[0]) if row is not None else 0
+
     async def cool_down_budget(self, provider: str, kind: str, *, until: datetime) -> None:
         """No call of this kind to this provider before ``until`` (a later cooldown stays)."""
         await self._execute(q.cool_down(self.dialect), (provider, kind, until.timestamp()))

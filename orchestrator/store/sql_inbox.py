@@ -106,6 +106,7 @@ class SqlInbox(Connector):
         since: datetime | None = None,
         job_id: str | None = None,
         limit: int = 100,
+        after: str | None = None,
     ) -> list[Delivery]:
         clause, params = where(
             [
@@ -113,6 +114,7 @@ class SqlInbox(Connector):
                 ("provider = ?", provider),
                 ("received_at >= ?", since.timestamp() if since is not None else None),
                 ("job_id = ?", job_id),
+                (q.AFTER_DELIVERY, after),
             ]
         )
         rows = await self._all(q.list_deliveries(clause), (*params, limit))
@@ -124,14 +126,25 @@ class SqlInbox(Connector):
     async def expire_waiting(self, *, before: datetime, now: datetime) -> int:
         return await self._execute(q.EXPIRE_WAITING, (now.timestamp(), before.timestamp()))
 
-    async def count_deliveries(self, status: DeliveryStatus | None = None) -> int:
-        if status is None:
-            row = await self._one(q.COUNT_ALL)
-        else:
-            row = await self._one(q.COUNT_BY_STATUS, (status.value,))
+    async def count_deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        since: datetime | None = None,
+        provider: str | None = None,
+    ) -> int:
+        filters = [
+            ("provider = ?", provider),
+            ("received_at >= ?", since.timestamp() if since is not None else None),
+        ]
+        clause, params = where(
+            [("status = ?", status.value if status is not None else None), *filters]
+        )
+        row = await self._one(q.count_deliveries(clause), tuple(params))
         count = int(row[0]) if row else 0
         if status is None or status is DeliveryStatus.PENDING:
             # Acknowledged, not filed yet: pending too.
-            received = await self._one(q.COUNT_RECEIVED)
+            clause, params = where(filters)
+            received = await self._one(q.count_received(clause), tuple(params))
             count += int(received[0]) if received else 0
         return count

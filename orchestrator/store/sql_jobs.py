@@ -137,6 +137,7 @@ class SqlJobs(Connector):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         operation: Operation | None = None,
+        text: str | None = None,
     ) -> list[Job]:
         clause, params = q.where(
             [
@@ -148,6 +149,10 @@ class SqlJobs(Connector):
                 ("created_at < ?", created_before.timestamp() if created_before else None),
             ]
         )
+        if text:
+            condition, values = q.job_text(self.dialect, text)
+            clause = f"{clause} AND {condition}" if clause else f"WHERE {condition}"
+            params = [*params, *values]
         rows = await self._all(q.list_jobs(clause), (*params, limit))
         return [row_to_job(r) for r in rows]
 
@@ -274,8 +279,11 @@ class SqlJobs(Connector):
             for r in rows
         ]
 
-    async def job_counts(self) -> dict[tuple[str, str], int]:
-        rows = await self._all(q.JOB_COUNTS)
+    async def job_counts(self, *, since: datetime | None = None) -> dict[tuple[str, str], int]:
+        if since is None:
+            rows = await self._all(q.JOB_COUNTS)
+        else:
+            rows = await self._all(q.job_counts_since(self.dialect), (since.timestamp(),))
         return {(r["state"], r["provider"]): int(r["n"]) for r in rows}
 
     async def count_stuck(self, *, created_before: datetime) -> int:

@@ -1,6 +1,6 @@
 """Run the benchmarks and print one table.
 
-    python -m tests.bench [--quick] [--only callbacks,callbacks_pg,fetch,...]
+    python -m tests.bench [--quick] [--only callbacks,callbacks_pg,fetch,console,...]
 
 ``python -m tests.bench.profile_ack`` prints where the callback ack path's time goes.
 
@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from tests.bench import callbacks, end_to_end, fetch, postgres_ack, scheduler, uploads
+from tests.bench import callbacks, console, end_to_end, fetch, postgres_ack, scheduler, uploads
 from tests.bench.util import Row, note, print_table
 
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "scheduler": scheduler.run,
     "end_to_end": end_to_end.run,
     "uploads": uploads.run,
+    "console": console.run,
 }
 
 

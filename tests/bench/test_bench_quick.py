@@ -26,5 +26,5 @@ def test_every_benchmark_runs_in_its_quick_form() -> None:
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}"
     assert "FAILED" not in run.stdout, run.stdout
-    for name in ("callback ack", "fetch", "scheduler", "end to end", "uploads"):
+    for name in ("callback ack", "fetch", "scheduler", "end to end", "uploads", "console"):
         assert name in run.stdout, run.stdout

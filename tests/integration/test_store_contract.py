@@ -614,6 +614,11 @@ async def test_appended_callbacks_are_pending_at_once_and_duplicates_once_filed(
     got = await store.get_delivery("d3")
     assert got is not None and got.status is DeliveryStatus.PENDING
     assert await store.count_deliveries(DeliveryStatus.PENDING) == 5
+    # The console's filtered counts see them too, by provider and by time.
+    assert await store.count_deliveries(provider="upsampler") == 5
+    assert await store.count_deliveries(provider="fotor") == 0
+    assert await store.count_deliveries(since=now + timedelta(seconds=1)) == 0
+    assert await store.count_deliveries(DeliveryStatus.DEAD) == 0
     assert [d.id for d in await store.pending_deliveries(limit=10)] == ["d0"]
 
     filed = await store.admit_received(limit=3)
