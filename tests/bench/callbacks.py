@@ -303,8 +303,11 @@ def _check_callback(port: int, path: str) -> None:
 
 
 def _stored(db: Path) -> dict[str, int]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10, isolation_level=None)
     try:
+        # One snapshot for both counts: the inbox pass moves rows from one table to the
+        # other while the service runs, and two snapshots could miss the rows it moved.
+        con.execute("BEGIN")
         rows = con.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
         # Acknowledged and committed, not filed among the deliveries yet.
         (received,) = con.execute("SELECT COUNT(*) FROM received").fetchone()
