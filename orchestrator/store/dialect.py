@@ -22,7 +22,6 @@ class Dialect:
     indexed_by: bool  # the planner takes an index hint (``INDEXED BY``)
     json_membership: str  # a condition over ``{array}`` (JSON text) and ``{value}``
     like_any_case: str  # LIKE ignoring case (SQLite's LIKE already does, for ASCII)
-    position_function: str  # where a text first occurs in another, from 1 (0: nowhere)
 
     def placeholders(self, sql: str) -> str:
         """The statement with this database's placeholders."""
@@ -34,10 +33,6 @@ class Dialect:
     def json_array_has(self, column: str, value: str) -> str:
         """A condition: the JSON array of strings in ``column`` holds ``value``."""
         return self.json_membership.format(array=column, value=value)
-
-    def contains(self, text: str, piece: str) -> str:
-        """A condition: ``piece`` occurs in ``text`` (case as given)."""
-        return f"{self.position_function}({text}, {piece}) > 0"
 
     def index_hint(self, index: str) -> str:
         """Use ``index`` for this read where the planner takes a hint; else nothing."""
@@ -51,7 +46,6 @@ SQLITE = Dialect(
     indexed_by=True,
     like_any_case="LIKE",
     json_membership="EXISTS (SELECT 1 FROM json_each({array}) WHERE json_each.value = {value})",
-    position_function="INSTR",
 )
 POSTGRES = Dialect(
     name="postgres",
@@ -60,7 +54,6 @@ POSTGRES = Dialect(
     indexed_by=False,
     like_any_case="ILIKE",
     json_membership="(CAST({array} AS jsonb) @> jsonb_build_array(CAST({value} AS text)))",
-    position_function="STRPOS",
 )
 
 

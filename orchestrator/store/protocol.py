@@ -219,7 +219,7 @@ class Store(Outbox, Protocol):
     ) -> list[Job]:
         """Jobs newest first, after the cursor ``after`` (a job id). ``text`` matches
         a job id or provider job id exactly, or any part of the metadata's JSON
-        (ignoring the case of ASCII letters)."""
+        (ignoring the case of ASCII letters) when it is three characters or longer."""
         ...
 
     async def apply_transition(
