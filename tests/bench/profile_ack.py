@@ -10,7 +10,8 @@ the CPU of the event-loop thread alone for one request (mean of ``--n``):
   the same with the middleware left out (the router called directly), and the
   route table's matching alone;
 * the callback handler's pieces: token check, body read, kept headers, the
-  delivery's hash and id;
+  delivery's hash and id; the hand-off's: the delivery record, a future awaited
+  for one loop turn, and the same woken from another thread's call (once a group);
 * a refused callback (bad token, 404) through the whole app;
 * valid callbacks 128 at a time through the whole app into the real SQLite inbox:
   the event loop's CPU per request (handler, hand-off and wake-up included), the
@@ -227,6 +228,44 @@ async def in_process(workdir: Path, n: int) -> list[str]:
         row(
             "  prometheus counter .inc()",
             sync_us(lambda i: runtime.metrics.callbacks_received.labels(PROVIDER).inc(), n),
+        )
+
+        # The hand-off's pieces: the record made of each delivery, the caller's wait on
+        # its future, and the writer's wake-up of the loop (once a group).
+        from orchestrator.store.protocol import DeliveryStatus, NewDelivery
+
+        def record(i: int) -> None:
+            new = NewDelivery(
+                id="dlv_x",
+                provider=PROVIDER,
+                claimed_job_id=JOB_ID,
+                received_at=now,
+                headers={"content-type": "application/json"},
+                body=body,
+                dedupe_key="0" * 64,
+                source="live",
+            )
+            new.stored(DeliveryStatus.PENDING)
+
+        row("  delivery record (NewDelivery + .stored())", sync_us(record, n))
+        loop = asyncio.get_running_loop()
+
+        async def waited(i: int) -> None:
+            waiter: asyncio.Future[None] = loop.create_future()
+            loop.call_soon(waiter.set_result, None)
+            await waiter
+
+        row("  future: create, resolve, await (one loop turn)", await per_call_us(waited, n))
+
+        async def woken(i: int) -> None:
+            waiter: asyncio.Future[None] = loop.create_future()
+            loop.call_soon_threadsafe(waiter.set_result, None)
+            await waiter
+
+        row(
+            "  the same through call_soon_threadsafe (self-pipe wake)",
+            await per_call_us(woken, n),
+            "once a group",
         )
 
         # Valid callbacks, 128 at a time, into the real inbox.
