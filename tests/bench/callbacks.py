@@ -394,40 +394,46 @@ def measure(
     path = callback_path()
     results: dict[tuple[str, int], LoadResult] = {}
     info: dict[str, Any] = {"tool": load.tool, "stored": {}, "answered_200": {}}
-    bport = free_port()
-    servers = {
-        "bare": uvicorn_proc(
-            "tests.bench.serve:bare_app", bport, clean_env(), workdir / "bare.log", health_path=None
-        )
-    }
-    for i, (name, env) in enumerate(SERVICES.items()):
-        port = free_port()
-        servers[name] = uvicorn_proc(
-            "receiver.asgi:app",
-            port,
-            service_env(workdir / f"service-{i}", port, **env),
-            workdir / f"service-{i}.log",
-            health_path="/healthz",
-        )
+    bare = uvicorn_proc(
+        "tests.bench.serve:bare_app",
+        free_port(),
+        clean_env(),
+        workdir / "bare.log",
+        health_path=None,
+    )
     try:
-        for server in servers.values():
-            server.start()
-            _check_callback(server.port, path)
-        for conns in conns_list:
-            runs = interleaved(load, servers, path, conns, seconds, rounds, warmup_s)
-            for name, rs in runs.items():
-                results[(name, conns)] = combine(rs)
-        # A flood of one bad URL at the web process: its CPU per 404.
-        web = servers["serve --web-only"]
-        refused = load.run(web, path[:-6] + "AAAAAA", max(conns_list), seconds)
-        info["refused"] = refused
-        time.sleep(0.5)
-        for i, name in enumerate(SERVICES):
+        bare.start()
+        # One shape at a time, each against the bare endpoint in its own rounds: plain
+        # ``serve`` goes on filing its backlog long after its rounds, which would take
+        # a core from whatever else was measured meanwhile.
+        for i, (name, env) in enumerate(SERVICES.items()):
+            port = free_port()
+            server = uvicorn_proc(
+                "receiver.asgi:app",
+                port,
+                service_env(workdir / f"service-{i}", port, **env),
+                workdir / f"service-{i}.log",
+                health_path="/healthz",
+            )
+            try:
+                server.start()
+                _check_callback(server.port, path)
+                phase = {"bare": bare, name: server}
+                for conns in conns_list:
+                    runs = interleaved(load, phase, path, conns, seconds, rounds, warmup_s)
+                    results[(name, conns)] = combine(runs[name])
+                    results[(f"bare/{name}", conns)] = combine(runs["bare"])
+                if name == "serve --web-only":
+                    # A flood of one bad URL at the web process: its CPU per 404.
+                    refused = load.run(server, path[:-6] + "AAAAAA", max(conns_list), seconds)
+                    info["refused"] = refused
+            finally:
+                server.stop()
+            # Counted once the process is gone: every 200 it gave is a committed row.
             info["stored"][name] = _stored(workdir / f"service-{i}" / "upscale.db")
-            info["answered_200"][name] = load.answered[servers[name].port] + 1  # and the check
+            info["answered_200"][name] = load.answered[port] + 1  # and the check
     finally:
-        for server in servers.values():
-            server.stop()
+        bare.stop()
     info["other_cpu_pct"] = statistics.mean(r.other_cpu_pct for r in results.values())
     return results, info
 
@@ -470,7 +476,7 @@ def rows_for(results: dict[tuple[str, int], LoadResult], info: dict[str, Any]) -
     rows: list[Row] = []
     for name in SERVICES:
         for conns in CONCURRENCIES:
-            svc, bare = results.get((name, conns)), results.get(("bare", conns))
+            svc, bare = results.get((name, conns)), results.get((f"bare/{name}", conns))
             if svc is None or bare is None:
                 continue
             ratio = svc.rps / bare.rps if bare.rps else 0.0
