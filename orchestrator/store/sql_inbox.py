@@ -30,9 +30,13 @@ class SqlInbox(Connector):
             return row_to_delivery(row)
         # Acknowledged, not filed yet (a scan: the table holds only the newest few).
         received = await self._one(q.RECEIVED_BY_ID, (delivery_id,))
-        return (
-            None if received is None else row_to_received(received).stored(DeliveryStatus.PENDING)
-        )
+        if received is not None:
+            return row_to_received(received).stored(DeliveryStatus.PENDING)
+        # Filed between the two reads (filing moves a row in one transaction): it is
+        # among the deliveries now. Without this look, an acknowledged callback read
+        # at that moment would be "not found".
+        row = await self._one(q.DELIVERY_BY_ID, (delivery_id,))
+        return None if row is None else row_to_delivery(row)
 
     async def admit_received(self, *, limit: int) -> list[Delivery]:
         async with self._transaction() as tx:

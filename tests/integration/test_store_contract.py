@@ -637,6 +637,29 @@ async def test_appended_callbacks_are_pending_at_once_and_duplicates_once_filed(
     assert four is not None and four.status is DeliveryStatus.DUPLICATE
 
 
+async def test_an_acknowledged_callback_is_never_not_found_while_it_is_filed(
+    store: Store,
+) -> None:
+    now = CLOCK.now()
+    ids = [f"dlv_f{i:04d}" for i in range(120)]
+    for delivery_id in ids:
+        await store.append_received(_delivery(delivery_id, f"kf-{delivery_id}", received_at=now))
+    missing: list[str] = []
+
+    async def file_all() -> None:
+        while await store.admit_received(limit=3):
+            await asyncio.sleep(0)
+
+    async def read_all() -> None:
+        for _ in range(3):
+            for delivery_id in ids:
+                if await store.get_delivery(delivery_id) is None:
+                    missing.append(delivery_id)
+
+    await asyncio.gather(file_all(), read_all(), read_all())
+    assert missing == []
+
+
 async def test_a_burst_of_appended_callbacks_is_all_committed(store: Store) -> None:
     now = CLOCK.now()
     await asyncio.gather(
