@@ -214,30 +214,16 @@ def secrets_json(secrets: Sequence[SigningSecret]) -> str:
     )
 
 
-# The columns of a new delivery's row, in the order of ``delivery_values``.
-DELIVERY_COLUMNS = (
-    "id, provider, claimed_job_id, received_at, headers, body, dedupe_key, source, status, job_id"
-)
+# The append-only table of callbacks as acknowledged (``received``), in the order of
+# ``received_values``; a new delivery's row adds its status and job (``delivery_values``).
+RECEIVED_COLUMNS = "id, provider, claimed_job_id, received_at, headers, body, dedupe_key, source"
+DELIVERY_COLUMNS = RECEIVED_COLUMNS + ", status, job_id"
 
 
 def delivery_values(new: NewDelivery, status: DeliveryStatus) -> tuple[Any, ...]:
-    """A new delivery's row (its job is the claimed one until matched)."""
-    return (
-        new.id,
-        new.provider,
-        new.claimed_job_id,
-        new.received_at.timestamp(),
-        json.dumps(new.headers),
-        new.body,
-        new.dedupe_key,
-        new.source,
-        status.value,
-        new.claimed_job_id,
-    )
-
-
-# The append-only table of callbacks as acknowledged (``received``).
-RECEIVED_COLUMNS = "id, provider, claimed_job_id, received_at, headers, body, dedupe_key, source"
+    """A new delivery's row: its row as acknowledged, then its status and its job (the
+    claimed one until matched)."""
+    return (*received_values(new), status.value, new.claimed_job_id)
 
 
 def received_values(new: NewDelivery) -> tuple[Any, ...]:
