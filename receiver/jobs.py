@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from orchestrator.common.durations import parse_duration
 from orchestrator.outbound.subscriptions import current_secret
 from orchestrator.results.storage import ResultStream
 from orchestrator.service.runtime import Runtime
 from receiver.auth import require_token
 from receiver.intake import check_job_request, offered_providers
+from receiver.since import since_time
 from receiver.uploads import received_job
 from schemas.api import job_to_public, parse_create_job
 from schemas.errors import NotFound, RejectedInput
@@ -100,14 +99,7 @@ async def list_jobs(request: Request) -> Response:
     provider = optional_choice(params, "provider", runtime.providers)
     operation = optional_choice(params, "operation", _OPERATIONS)
     limit = query_int(params, "limit", default=50, low=1, high=500)
-    since = params.get("since")
-    created_after = None
-    if since:
-        try:
-            seconds = parse_duration(since)
-        except ValueError as exc:
-            raise RejectedInput(f"since: {exc}") from exc
-        created_after = runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
+    created_after = since_time(runtime, params.get("since"))
     jobs = await runtime.store.list_jobs(
         state=JobState(state) if state else None,
         provider=provider,

@@ -5,20 +5,18 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from orchestrator.common.durations import parse_duration
 from orchestrator.core import operations
-from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import Delivery, DeliveryStatus
 from receiver.auth import require_token
 from receiver.bodies import read_capped
 from receiver.jobs import public_job
 from receiver.json_bodies import read_object
+from receiver.since import since_time
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import (
     only_fields,
@@ -68,24 +66,13 @@ def _status(value: str | None) -> DeliveryStatus | None:
     return DeliveryStatus(value)
 
 
-def _since(runtime: Runtime, value: str | None) -> Any:
-    """The time ``value`` (a duration such as 24h) ago; bounded, so never an overflow."""
-    if value is None or value == "":
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise RejectedInput(f"since: {exc}") from exc
-    return runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
-
-
 async def list_deliveries(request: Request) -> Response:
     runtime = require_token(request)
     q = request.query_params
     found = await runtime.store.list_deliveries(
         status=_status(q.get("status")),
         provider=q.get("provider"),
-        since=_since(runtime, q.get("since")),
+        since=since_time(runtime, q.get("since")),
         job_id=q.get("job_id"),
         limit=query_int(q, "limit", default=100, low=1, high=1000),
     )
@@ -140,7 +127,7 @@ async def replay_deliveries(request: Request) -> Response:
     results = await operations.replay_many(
         runtime.orchestrator,
         status=status or DeliveryStatus.DEAD,
-        since=_since(runtime, since),
+        since=since_time(runtime, since),
         provider=provider,
     )
     return JSONResponse({"replayed": [r.to_json() for r in results]})
@@ -178,7 +165,7 @@ async def reconcile_many(request: Request) -> Response:
     state = optional_choice(payload, "state", _JOB_STATES)
     stuck_only = optional_bool(payload, "stuck")
     since = optional_text(payload, "since")
-    created_after = _since(runtime, since)
+    created_after = since_time(runtime, since)
     if not (stuck_only or state or since or optional_bool(payload, "all")):
         raise RejectedInput(
             'say which jobs to reconcile (stuck, since, state), or send "all": true'

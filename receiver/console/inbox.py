@@ -9,7 +9,6 @@ Reads and acts through the store's verbs and ``core/operations``, as the JSON AP
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -17,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from orchestrator.common.durations import parse_duration
 from orchestrator.core import operations
 from orchestrator.service.runtime import Runtime
 from orchestrator.store.protocol import Delivery, DeliveryStatus
 from receiver.console.bodies import show_body
 from receiver.console.jobs import cause_link
 from receiver.console.pages import BASE, render, render_fragment, runtime_of
+from receiver.since import since_time
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import optional_choice, query_int
 
@@ -34,16 +33,6 @@ REPLAY_SINCE = (("1h", "the last hour"), ("24h", "the last day"), ("7d", "the la
 # for the next run.
 REPLAY_LIMIT = 1000
 _FILTERS = ("status", "provider", "since", "limit")
-
-
-def _since(runtime: Runtime, raw: str) -> Any:
-    if not raw:
-        return None
-    try:
-        seconds = parse_duration(raw)
-    except ValueError as exc:
-        raise RejectedInput(f"since: {exc}") from exc
-    return runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
 
 
 def choice(params: Any, name: str, choices: Collection[str]) -> str | None:
@@ -68,7 +57,7 @@ async def inbox_values(runtime: Runtime, params: Any) -> dict[str, Any]:
     found = await runtime.store.list_deliveries(
         status=DeliveryStatus(status) if status else None,
         provider=provider,
-        since=_since(runtime, since),
+        since=since_time(runtime, since),
         after=after,
         limit=limit + 1,
     )
@@ -154,7 +143,7 @@ async def _replay_selection(runtime: Runtime, params: Any) -> tuple[str, str | N
         raise RejectedInput("since: choose the last hour, day or week")
     provider = choice(params, "provider", sorted(runtime.providers))
     total = await runtime.store.count_deliveries(
-        DeliveryStatus.DEAD, since=_since(runtime, since), provider=provider
+        DeliveryStatus.DEAD, since=since_time(runtime, since), provider=provider
     )
     return since, provider, total
 
@@ -164,7 +153,7 @@ async def replay_dead_confirm(request: Request) -> Response:
     runtime = runtime_of(request)
     since, provider, total = await _replay_selection(runtime, request.query_params)
     sample = await runtime.store.list_deliveries(
-        status=DeliveryStatus.DEAD, since=_since(runtime, since), provider=provider, limit=10
+        status=DeliveryStatus.DEAD, since=since_time(runtime, since), provider=provider, limit=10
     )
     values = {
         "since": since,
@@ -185,7 +174,7 @@ async def replay_dead(request: Request) -> Response:
     results = await operations.replay_many(
         runtime.orchestrator,
         status=DeliveryStatus.DEAD,
-        since=_since(runtime, since),
+        since=since_time(runtime, since),
         provider=provider,
         limit=REPLAY_LIMIT,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from orchestrator.common.durations import parse_duration
 from orchestrator.service.runtime import Runtime
 from receiver.console.pages import BASE, render, render_fragment, runtime_of, session_of
 from receiver.jobs import public_job
+from receiver.since import since_time
 from schemas.errors import NotFound, RejectedInput
 from schemas.fields import optional_choice, query_int
 from schemas.jobs import Job, JobState, Operation
@@ -46,13 +46,7 @@ def _until(raw: str | None) -> datetime | None:
 def job_filters(runtime: Runtime, params: Any) -> dict[str, Any]:
     """The list's filters from the query string; hostile values are a 400 page."""
     since = params.get("since") or ""
-    created_after = None
-    if since:
-        try:
-            seconds = parse_duration(since)
-        except ValueError as exc:
-            raise RejectedInput(f"since: {exc}") from exc
-        created_after = runtime.orchestrator.clock.now() - timedelta(seconds=seconds)
+    created_after = since_time(runtime, since)
     text = (params.get("q") or "").strip()
     if len(text) > MAX_TEXT:
         raise RejectedInput(f"the search text is over {MAX_TEXT} characters")
