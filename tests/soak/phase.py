@@ -319,6 +319,10 @@ def _quiet_and_check(
         f"kills: {len(topology.kills)} ({', '.join(k.label for k in topology.kills)})"
     )
     report.notes.append(f"failure reasons: {', '.join(failures)}")
+    if subscriber.cut_off:
+        report.notes.append(
+            f"subscriber: {subscriber.cut_off} webhooks cut off mid-body by a kill, not counted"
+        )
     if seen.truncated:
         report.notes.append(f"inbox listing truncated at 1,000 for {', '.join(seen.truncated)}")
     api.close()
