@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.harness import TOKEN, Sandbox, Service, start_sandbox, start_service
+from tests.e2e.conftest import sandbox  # noqa: F401  (the standalone sandbox fixture)
+from tests.e2e.harness import TOKEN, Sandbox, Service, start_service
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -60,21 +61,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sb = start_sandbox(tmp_path)
-    try:
-        yield sb
-    finally:
-        sb.close()
-
-
-@pytest.fixture
 def service_env() -> dict[str, str]:
     return {}
 
 
 @pytest.fixture
-def service(tmp_path: Path, sandbox: Sandbox, service_env: dict[str, str]) -> Iterator[Service]:
+def service(tmp_path: Path, sandbox: Sandbox, service_env: dict[str, str]) -> Iterator[Service]:  # noqa: F811
     svc = start_service(tmp_path, sandbox, env=service_env)
     try:
         yield svc

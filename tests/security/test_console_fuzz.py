@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import BASE, AppFactory
 from tests.security.test_console_security import OWN, console_routes, signed_in
-from tests.security.test_fuzz_routes import TEXT
+from tests.security.test_fuzz_routes import TEXT, loop  # noqa: F401  (its own event loop fixture)
 
 EXAMPLES = int(os.environ.get("UPSCALE_FUZZ_EXAMPLES", "300"))
 # Endless by design (/live), or ending the session the other requests need (/signout).
@@ -58,17 +56,9 @@ CONTENT_TYPES = st.sampled_from(
 )
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    running = asyncio.new_event_loop()
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 def test_no_console_request_is_a_server_error(
-    app_factory: AppFactory, loop: asyncio.AbstractEventLoop
+    app_factory: AppFactory,
+    loop: asyncio.AbstractEventLoop,  # noqa: F811
 ) -> None:
     context = app_factory()
     app, _, api = loop.run_until_complete(context.__aenter__())
