@@ -725,3 +725,26 @@ async def test_an_applied_callback_is_never_left_pending_by_a_crash(tmp_path: Pa
         assert (await world.job(job.id)).state is JobState.FETCHING
         assert stored is not None and stored.status is DeliveryStatus.APPLIED
         assert stored.job_id == job.id and stored.provider_job_id == "up-1"
+
+
+async def test_replaying_a_callback_not_filed_yet_applies_it_once(world: World) -> None:
+    """The callback's answer names its delivery: an operator may replay it before the
+    inbox pass has moved it from the acknowledged callbacks to the deliveries. The
+    replay's mark must land on the delivery, and the pass must not apply it again."""
+    job = await world.create()
+    await world.step()
+    delivery = await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    outcome = world.orchestrator.parts.metrics.callbacks_outcome.labels("upsampler", "applied")
+    before = outcome._value.get()
+    result = await operations.replay(world.orchestrator, delivery.id)
+    assert result.after is DeliveryStatus.APPLIED, result
+    stored = await world.store.get_delivery(delivery.id)
+    assert stored is not None and stored.status is DeliveryStatus.APPLIED, stored
+    assert stored.job_id == job.id
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert outcome._value.get() - before == 1  # applied once, not again by the pass
+    again = await world.store.get_delivery(delivery.id)
+    assert again is not None and again.status is DeliveryStatus.APPLIED
