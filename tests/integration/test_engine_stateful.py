@@ -468,3 +468,66 @@ async def test_a_kill_between_an_inline_result_and_its_end_leaves_no_job_behind(
         assert cloud.submits["https://in.test/1/picture-0.png"] == 1
     finally:
         await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("verb", "before"),
+    [
+        ("admit_received", True),  # killed before filing: still acknowledged
+        ("admit_received", False),  # killed once filed, before it was applied
+        ("apply_transition", False),  # killed once applied and marked together
+    ],
+)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_kill_around_filing_and_applying_a_callback_loses_and_repeats_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, verb: str, before: bool
+) -> None:
+    """An acknowledged callback is filed among the deliveries in one transaction and
+    applied with its mark in another. Whichever commit the process dies around, the
+    callback is in exactly one of the two tables, and after the restart it is
+    applied once."""
+    if kind == "sqlite":
+        where = str(tmp_path / "engine.db")
+    else:
+        where = await migrated_and_empty(request.getfixturevalue("postgres_database"))
+    clock, cloud = FakeClock(), Cloud()
+    engine = await open_engine(where, tmp_path, clock, cloud)
+    try:
+        image = "https://in.test/1/picture-0.png"
+        job, _ = await engine.orchestrator.create_job(
+            CreateJob("upsampler", 2.0, {}, None, image, None)
+        )
+        await engine.orchestrator.run_until_idle()
+        (remote,) = cloud.remote.values()
+        remote.state = "succeeded"
+        assert remote.webhook is not None
+        claims = engine.orchestrator.callback_signer.verify(
+            "upsampler", remote.webhook.rsplit("/", 1)[-1]
+        )
+        delivery = await engine.orchestrator.receive(claims, {}, cloud.body(remote))
+        engine.store.kill_after(0, before=before, verb=verb)
+        with pytest.raises(SimulatedCrash):
+            await engine.orchestrator.run_until_idle()
+        store = engine.store.inner
+        stored = await store.get_delivery(delivery.id)
+        assert stored is not None, "an acknowledged callback is in neither table"
+        pending = await store.count_deliveries(DeliveryStatus.PENDING)
+        applied = verb == "apply_transition"
+        assert pending == (0 if applied else 1), f"counted {pending} times as pending"
+        assert stored.status is (DeliveryStatus.APPLIED if applied else DeliveryStatus.PENDING)
+        await engine.close()
+
+        engine = await open_engine(where, tmp_path, clock, cloud)
+        await engine.orchestrator.recover(sole_process=True)
+        await engine.orchestrator.run_until_idle()
+        store = engine.store.inner
+        done = await store.get_job(job.id)
+        assert done is not None and done.state is JobState.SUCCEEDED, done
+        final = await store.get_delivery(delivery.id)
+        assert final is not None and final.status is DeliveryStatus.APPLIED, final
+        assert await store.count_deliveries() == 1
+        causes = [h.cause for h in await store.history(job.id)]
+        assert causes.count(f"callback:{delivery.id}") == 1, causes
+        assert cloud.submits[image] == 1
+    finally:
+        await engine.close()
