@@ -369,6 +369,32 @@ async def test_early_callback_settles_a_job_whose_submit_answer_never_came(
     assert world.fake.submits == 1 and world.fake.status_calls == []
 
 
+async def test_an_early_callback_not_filed_yet_settles_a_job_whose_submit_answer_never_came(
+    world: World,
+) -> None:
+    # As above, but no inbox pass runs while the call waits: the callback is still
+    # among the acknowledged ones when the job turns uncertain, so the submit side
+    # finds nothing waiting for it. The next pass files it and settles the job.
+    async def early_then_timeout(request: httpx.Request) -> httpx.Response:
+        await world.orchestrator.receive(
+            CallbackClaims("upsampler", job.id), {}, success("up-1").content
+        )
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = early_then_timeout  # type: ignore[assignment]
+    job = await world.create()
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
+        JobState.UNCERTAIN,
+        JobState.FETCHING,
+        JobState.SUCCEEDED,
+    ]
+    (delivery,) = await world.store.list_deliveries(job_id=job.id)
+    assert delivery.status is DeliveryStatus.APPLIED
+    assert world.fake.submits == 1 and world.fake.status_calls == []
+
+
 async def test_early_callback_settles_a_job_whose_submit_was_cut_off(world: World) -> None:
     job = await world.create()
     started = await world.store.apply_transition(
