@@ -62,6 +62,14 @@ async def replay(orchestrator: Orchestrator, delivery_id: str) -> ReplayResult:
     delivery = await store.get_delivery(delivery_id)
     if delivery is None:
         raise NotFound("no such delivery")
+    if delivery.status is DeliveryStatus.PENDING:
+        # It may be acknowledged and not filed yet (its id is in the callback's answer).
+        # File it first: applied where it is not filed, its mark would go nowhere, and
+        # the inbox pass would apply it a second time.
+        await orchestrator.inbox.file_received()
+        delivery = await store.get_delivery(delivery_id)
+        if delivery is None:
+            raise NotFound("no such delivery")
     if delivery.status is DeliveryStatus.APPLIED:
         return ReplayResult(
             delivery.id,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,11 @@ def test_the_same_scenario_on_sqlite_with_one_process(
         svc.close()
 
 
+def _at(stamp: str) -> float:
+    """A timestamp of the API, in seconds."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def _cpu_s(pid: int) -> float:
     """CPU time (user + system) a process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -268,8 +274,19 @@ def test_a_web_process_and_a_worker_on_sqlite_react_within_a_second(
             took = time.monotonic() - started
             assert done["state"] == "succeeded", done
             assert took < 3.0, took
-            causes = [h["cause"] for h in web.history(job["id"])]
+            history = web.history(job["id"])
+            causes = [h["cause"] for h in history]
             assert any(c.startswith("callback:") for c in causes), causes
+            # Each hand-over between the processes within a second, by the service's
+            # own clock: the worker took the web's new job, and applied the callback
+            # the web acknowledged (stored apart, then filed by the worker).
+            created = _at(history[0]["at"])
+            submitting = next(_at(h["at"]) for h in history if h["to"] == "submitting")
+            assert submitting - created < 1.0, history
+            applied = next(h for h in history if h["cause"].startswith("callback:"))
+            delivery_id = applied["cause"].partition(":")[2]
+            delivery = web.client.get(f"/v1/deliveries/{delivery_id}").json()
+            assert _at(applied["at"]) - _at(delivery["received_at"]) < 1.0, (delivery, history)
 
         time.sleep(2.0)
         pids = (worker.popen.pid, web_proc.popen.pid)

@@ -369,6 +369,32 @@ async def test_early_callback_settles_a_job_whose_submit_answer_never_came(
     assert world.fake.submits == 1 and world.fake.status_calls == []
 
 
+async def test_an_early_callback_not_filed_yet_settles_a_job_whose_submit_answer_never_came(
+    world: World,
+) -> None:
+    # As above, but no inbox pass runs while the call waits: the callback is still
+    # among the acknowledged ones when the job turns uncertain, so the submit side
+    # finds nothing waiting for it. The next pass files it and settles the job.
+    async def early_then_timeout(request: httpx.Request) -> httpx.Response:
+        await world.orchestrator.receive(
+            CallbackClaims("upsampler", job.id), {}, success("up-1").content
+        )
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    world.fake.submit = early_then_timeout  # type: ignore[assignment]
+    job = await world.create()
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
+        JobState.UNCERTAIN,
+        JobState.FETCHING,
+        JobState.SUCCEEDED,
+    ]
+    (delivery,) = await world.store.list_deliveries(job_id=job.id)
+    assert delivery.status is DeliveryStatus.APPLIED
+    assert world.fake.submits == 1 and world.fake.status_calls == []
+
+
 async def test_early_callback_settles_a_job_whose_submit_was_cut_off(world: World) -> None:
     job = await world.create()
     started = await world.store.apply_transition(
@@ -725,3 +751,26 @@ async def test_an_applied_callback_is_never_left_pending_by_a_crash(tmp_path: Pa
         assert (await world.job(job.id)).state is JobState.FETCHING
         assert stored is not None and stored.status is DeliveryStatus.APPLIED
         assert stored.job_id == job.id and stored.provider_job_id == "up-1"
+
+
+async def test_replaying_a_callback_not_filed_yet_applies_it_once(world: World) -> None:
+    """The callback's answer names its delivery: an operator may replay it before the
+    inbox pass has moved it from the acknowledged callbacks to the deliveries. The
+    replay's mark must land on the delivery, and the pass must not apply it again."""
+    job = await world.create()
+    await world.step()
+    delivery = await world.orchestrator.receive(
+        CallbackClaims("upsampler", job.id), {}, success("up-1").content
+    )
+    outcome = world.orchestrator.parts.metrics.callbacks_outcome.labels("upsampler", "applied")
+    before = outcome._value.get()
+    result = await operations.replay(world.orchestrator, delivery.id)
+    assert result.after is DeliveryStatus.APPLIED, result
+    stored = await world.store.get_delivery(delivery.id)
+    assert stored is not None and stored.status is DeliveryStatus.APPLIED, stored
+    assert stored.job_id == job.id
+    await world.step()
+    assert (await world.job(job.id)).state is JobState.SUCCEEDED
+    assert outcome._value.get() - before == 1  # applied once, not again by the pass
+    again = await world.store.get_delivery(delivery.id)
+    assert again is not None and again.status is DeliveryStatus.APPLIED

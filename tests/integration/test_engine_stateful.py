@@ -123,6 +123,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.cloud.early = self._early
         self.jobs: dict[str, str] = {}  # job id -> its input image URL
         self.final: dict[str, Job] = {}  # jobs seen in a final state, as first seen
+        # Callbacks the receiver answered 200 for, in order (over every restart).
+        self.acknowledged: list[str] = []
         self.idle = True
         self.broken = False
         self.serial = 0
@@ -165,7 +167,8 @@ class EngineMachine(RuleBasedStateMachine):
             claims = orchestrator.callback_signer.verify(remote.provider, url.rsplit("/", 1)[-1])
         except NotFound:
             return  # the receiver answers 404 and stores nothing
-        await orchestrator.receive(claims, {"content-type": "application/json"}, body)
+        delivery = await orchestrator.receive(claims, {"content-type": "application/json"}, body)
+        self.acknowledged.append(delivery.id)
         self.idle = False
 
     async def _early(self) -> None:
@@ -267,10 +270,14 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 15))
     def operator_replay(self, pick: int) -> None:
+        """An operator replays a delivery: one filed, or one just acknowledged (its id is
+        in the callback's answer) that the inbox pass may not have filed yet."""
+
         async def go() -> None:
             found = await self.engine.store.inner.list_deliveries(limit=1000)
-            if found:
-                await replay(self.engine.orchestrator, self._pick(found, pick).id)
+            ids = list(dict.fromkeys([*self.acknowledged, *(d.id for d in found)]))
+            if ids:
+                await replay(self.engine.orchestrator, self._pick(ids, pick))
 
         self.do(go())
 
@@ -303,12 +310,23 @@ class EngineMachine(RuleBasedStateMachine):
 
     async def check(self) -> None:
         store = self.engine.store.inner
+        # Filing moves a callback from `received` to the deliveries in one transaction:
+        # whatever was killed where, an acknowledged callback is in one of the two.
+        for delivery_id in self.acknowledged:
+            assert await store.get_delivery(delivery_id) is not None, (
+                f"acknowledged delivery {delivery_id} is in neither table"
+            )
+        changed_by: dict[str, list[str]] = {}
         for job_id, image in self.jobs.items():
             job = await store.get_job(job_id)
             assert job is not None
             history = await store.history(job_id)
             states = [h.to_state.value for h in history]
             assert history and history[-1].to_state is job.state, (job.state, states)
+            for h in history:
+                kind, _, delivery_id = h.cause.partition(":")
+                if kind in ("callback", "replay", "inject"):
+                    changed_by.setdefault(delivery_id, []).append(f"{job_id}: {states}")
             ends = [h for h in history if h.to_state.terminal]
             assert len(ends) <= 1, f"{job_id} ended more than once: {states}"
             first = self.final.get(job_id)
@@ -333,6 +351,8 @@ class EngineMachine(RuleBasedStateMachine):
             # it had before this one were known dead.
             assert sum(taken.values()) <= job.attempt, (job_id, taken, job.attempt, states)
             assert len(job.past_attempts) == job.attempt - 1
+        twice = {d: jobs for d, jobs in changed_by.items() if len(jobs) > 1}
+        assert not twice, f"deliveries applied more than once: {twice}"
         assert not self.log.errors, self.log.errors
         if self.idle:
             await self._check_idle()
@@ -341,7 +361,13 @@ class EngineMachine(RuleBasedStateMachine):
         store = self.engine.store.inner
         hold = timedelta(seconds=SUBMIT_TIMEOUT_S + SUBMIT_LEASE_MARGIN_S)
         waiting_since = self.clock.now() - hold
-        for delivery in await store.list_deliveries(status=DeliveryStatus.PENDING, limit=1000):
+        pending = await store.list_deliveries(status=DeliveryStatus.PENDING, limit=1000)
+        filed = {d.id for d in pending}
+        for delivery_id in self.acknowledged:  # and those still in `received`
+            got = await store.get_delivery(delivery_id)
+            if got is not None and got.status is DeliveryStatus.PENDING and got.id not in filed:
+                pending.append(got)
+        for delivery in pending:
             job = delivery.job_id or delivery.claimed_job_id
             state = None
             if job is not None:
@@ -440,5 +466,68 @@ async def test_a_kill_between_an_inline_result_and_its_end_leaves_no_job_behind(
         assert done.state is JobState.SUCCEEDED
         assert done.result is not None and (done.result.width, done.result.height) == (8, 6)
         assert cloud.submits["https://in.test/1/picture-0.png"] == 1
+    finally:
+        await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("verb", "before"),
+    [
+        ("admit_received", True),  # killed before filing: still acknowledged
+        ("admit_received", False),  # killed once filed, before it was applied
+        ("apply_transition", False),  # killed once applied and marked together
+    ],
+)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_kill_around_filing_and_applying_a_callback_loses_and_repeats_nothing(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, verb: str, before: bool
+) -> None:
+    """An acknowledged callback is filed among the deliveries in one transaction and
+    applied with its mark in another. Whichever commit the process dies around, the
+    callback is in exactly one of the two tables, and after the restart it is
+    applied once."""
+    if kind == "sqlite":
+        where = str(tmp_path / "engine.db")
+    else:
+        where = await migrated_and_empty(request.getfixturevalue("postgres_database"))
+    clock, cloud = FakeClock(), Cloud()
+    engine = await open_engine(where, tmp_path, clock, cloud)
+    try:
+        image = "https://in.test/1/picture-0.png"
+        job, _ = await engine.orchestrator.create_job(
+            CreateJob("upsampler", 2.0, {}, None, image, None)
+        )
+        await engine.orchestrator.run_until_idle()
+        (remote,) = cloud.remote.values()
+        remote.state = "succeeded"
+        assert remote.webhook is not None
+        claims = engine.orchestrator.callback_signer.verify(
+            "upsampler", remote.webhook.rsplit("/", 1)[-1]
+        )
+        delivery = await engine.orchestrator.receive(claims, {}, cloud.body(remote))
+        engine.store.kill_after(0, before=before, verb=verb)
+        with pytest.raises(SimulatedCrash):
+            await engine.orchestrator.run_until_idle()
+        store = engine.store.inner
+        stored = await store.get_delivery(delivery.id)
+        assert stored is not None, "an acknowledged callback is in neither table"
+        pending = await store.count_deliveries(DeliveryStatus.PENDING)
+        applied = verb == "apply_transition"
+        assert pending == (0 if applied else 1), f"counted {pending} times as pending"
+        assert stored.status is (DeliveryStatus.APPLIED if applied else DeliveryStatus.PENDING)
+        await engine.close()
+
+        engine = await open_engine(where, tmp_path, clock, cloud)
+        await engine.orchestrator.recover(sole_process=True)
+        await engine.orchestrator.run_until_idle()
+        store = engine.store.inner
+        done = await store.get_job(job.id)
+        assert done is not None and done.state is JobState.SUCCEEDED, done
+        final = await store.get_delivery(delivery.id)
+        assert final is not None and final.status is DeliveryStatus.APPLIED, final
+        assert await store.count_deliveries() == 1
+        causes = [h.cause for h in await store.history(job.id)]
+        assert causes.count(f"callback:{delivery.id}") == 1, causes
+        assert cloud.submits[image] == 1
     finally:
         await engine.close()

@@ -1198,6 +1198,9 @@ async def test_sqlite_a_deleted_or_replaced_file_acknowledges_nothing_more(tmp_p
                 await store.create_job(make_new_job(CLOCK.now()))
             with pytest.raises(DatabaseLost):
                 await store.record_delivery(_delivery(f"dlv_{how}", f"k-{how}"))
+            # The callback path's own writer (its own connection, its own thread) too.
+            with pytest.raises(DatabaseLost):
+                await store.append_received(_delivery(f"dlv_a_{how}", f"ka-{how}"))
             with pytest.raises(DatabaseLost):
                 await store.apply_transition(
                     kept, Event.CANCEL, JobState.CANCELLED, cause="api", now=CLOCK.now()
