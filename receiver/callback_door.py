@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -77,6 +78,7 @@ class CallbackDoor:
         self._too_large = rejected.labels("too_large")
         self._source = rejected.labels("source")
         self._unavailable = rejected.labels("store_unavailable")
+        self._deadlines = BodyDeadlines()
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, provider: str, token: str
@@ -133,7 +135,11 @@ class CallbackDoor:
         settings = runtime.settings
         try:
             body = await read_body(
-                receive, declared, settings.max_callback_bytes, settings.body_timeout_s
+                receive,
+                declared,
+                settings.max_callback_bytes,
+                settings.body_timeout_s,
+                self._deadlines,
             )
         except UpscaleError as exc:
             if isinstance(exc, PayloadTooLarge):
@@ -143,18 +149,64 @@ class CallbackDoor:
         if peer is not None:
             headers["x-peer-address"] = peer
         try:
-            delivery = await runtime.orchestrator.receive(claims, headers, body)
+            delivery_id = await runtime.orchestrator.acknowledge(claims, headers, body)
         except StoreUnavailable:
             self._unavailable.inc()
             # Not stored: make the provider try again rather than lose the event.
             await _send(send, 503, _UNAVAILABLE, ((b"retry-after", b"5"),))
             return
         # Ids are [a-z0-9_]: the answer is formatted directly rather than JSON-encoded.
-        await _send(send, 200, b'{"received":true,"delivery":"%s"}' % delivery.id.encode("ascii"))
+        await _send(send, 200, b'{"received":true,"delivery":"%s"}' % delivery_id.encode("ascii"))
+
+
+class BodyDeadlines:
+    """The body deadline of every callback being read, kept by one timer for all
+    rather than one each (a timer a request was a tenth of the callback's cost).
+    Reading a body costs a dict entry; while any is being read, the timer looks
+    every ``TICK_S`` for deadlines that have passed and cancels those readers,
+    which then answer 408. A deadline is kept to within ``TICK_S``."""
+
+    TICK_S = 0.5
+
+    def __init__(self) -> None:
+        self._due: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[Any], timeout_s: float) -> None:
+        loop = task.get_loop()
+        self._due[task] = loop.time() + timeout_s
+        if self._timer is None:
+            self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
+
+    def stop(self, task: asyncio.Task[Any]) -> None:
+        self._due.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the deadline cancelled ``task`` (asked once, when it was cancelled)."""
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for task in [t for t, due in self._due.items() if due <= now]:
+            # Still waiting for its body (it leaves ``_due`` when the body is read).
+            del self._due[task]
+            self._expired.add(task)
+            task.cancel()
+        if self._due:
+            self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
 
 
 async def read_body(
-    receive: Receive, declared: bytes | None, limit: int, timeout_s: float
+    receive: Receive,
+    declared: bytes | None,
+    limit: int,
+    timeout_s: float,
+    deadlines: BodyDeadlines,
 ) -> bytes:
     """The whole body within ``limit`` bytes and ``timeout_s``: PayloadTooLarge as soon
     as the declared or received length passes the limit, BodyTimeout past the
@@ -168,19 +220,10 @@ async def read_body(
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     total = 0
-    # The deadline as one timer that cancels this task (asyncio.timeout does the same
-    # with more bookkeeping a request; nothing else cancels a request's task here
-    # but the server, when the client has gone).
     task = asyncio.current_task()
-    assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(timeout_s, expire)
+    if task is None:  # pragma: no cover - an ASGI app always runs in a task
+        raise RuntimeError("read_body runs in a task")
+    deadlines.start(task, timeout_s)
     try:
         while True:
             message = await receive()
@@ -194,12 +237,12 @@ async def read_body(
             if not message.get("more_body", False):
                 break
     except asyncio.CancelledError:
-        if not expired:
+        if not deadlines.expired(task):
             raise
         task.uncancel()
         raise BodyTimeout("the request body did not arrive in time") from None
     finally:
-        timer.cancel()
+        deadlines.stop(task)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

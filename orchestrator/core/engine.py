@@ -99,6 +99,9 @@ class Orchestrator:
         )
         self.intake = Intake(self.parts)
         self.inbox = Inbox(self.parts)
+        # The callback route's one call (``Inbox.acknowledge``), bound without a
+        # wrapper: it is made once per callback.
+        self.acknowledge = self.inbox.acknowledge
         self._submitter = Submitter(self.parts, self.urls)
         self._poller = Poller(self.parts)
         self._collector = ResultCollector(self.parts)

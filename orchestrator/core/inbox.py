@@ -38,6 +38,18 @@ class Inbox:
         # The counter of each provider's callbacks, looked up once.
         self._received: dict[str, Counter] = {}
 
+    async def acknowledge(
+        self, claims: CallbackClaims, headers: Mapping[str, str], body: bytes
+    ) -> str:
+        """Append a live callback as acknowledged and return its delivery id once it
+        is committed (the caller answers 2xx only then). It is known as a duplicate
+        only once filed among the deliveries."""
+        parts = self.parts
+        new = self._new(claims, headers, body, "live")
+        await parts.store.append_received(new)
+        parts.wake()
+        return new.id
+
     async def receive(
         self,
         claims: CallbackClaims,
@@ -47,28 +59,10 @@ class Inbox:
         source: str = "live",
     ) -> Delivery:
         """Store a raw delivery (the caller answers 2xx only after this returns). A
-        live callback is appended, and known as a duplicate only once filed; any
-        other (an operator's injection) is filed at once."""
+        live callback is appended (``acknowledge``); any other (an operator's
+        injection) is filed at once."""
         parts = self.parts
-        now = parts.clock.now()
-        dedupe = hashlib.sha256(
-            f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
-        ).hexdigest()
-        counter = self._received.get(claims.provider)
-        if counter is None:
-            counter = parts.metrics.callbacks_received.labels(claims.provider)
-            self._received[claims.provider] = counter
-        counter.inc()
-        new = NewDelivery(
-            id=new_id("dlv", now),
-            provider=claims.provider,
-            claimed_job_id=claims.job_id,
-            received_at=now,
-            headers=dict(headers),
-            body=body,
-            dedupe_key=dedupe,
-            source=source,
-        )
+        new = self._new(claims, headers, body, source)
         if source == "live":
             await parts.store.append_received(new)
             delivery = new.stored(DeliveryStatus.PENDING)
@@ -78,6 +72,29 @@ class Inbox:
                 self._duplicate(delivery)
         parts.wake()
         return delivery
+
+    def _new(
+        self, claims: CallbackClaims, headers: Mapping[str, str], body: bytes, source: str
+    ) -> NewDelivery:
+        parts = self.parts
+        now = parts.clock.now()
+        counter = self._received.get(claims.provider)
+        if counter is None:
+            counter = parts.metrics.callbacks_received.labels(claims.provider)
+            self._received[claims.provider] = counter
+        counter.inc()
+        return NewDelivery(
+            id=new_id("dlv", now),
+            provider=claims.provider,
+            claimed_job_id=claims.job_id,
+            received_at=now,
+            headers=dict(headers),
+            body=body,
+            dedupe_key=hashlib.sha256(
+                f"{claims.provider}\0{claims.job_id or ''}\0".encode() + body
+            ).hexdigest(),
+            source=source,
+        )
 
     async def file_received(self, *, limit: int = 1000) -> int:
         """File the callbacks appended since the last pass among the deliveries;

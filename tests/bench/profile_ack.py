@@ -303,6 +303,7 @@ async def _writer_ident(app: Any, path: str) -> int | None:
 def commit_costs(workdir: Path) -> list[str]:
     """The inbox writer's transaction alone, on this thread: per batch and per row."""
     from orchestrator.store.protocol import NewDelivery
+    from orchestrator.store.rows import received_values
     from orchestrator.store.sqlite_inbox import InboxWriter
 
     out = ["  commit of one group (the writer's transaction alone):"]
@@ -311,7 +312,7 @@ def commit_costs(workdir: Path) -> list[str]:
         db = workdir / f"commit-{synchronous}.db"
         asyncio.run(_migrated(db))
         writer = InboxWriter(db, synchronous=synchronous, busy_timeout_ms=5000, lock=asyncio.Lock())
-        writer._con = writer._connect()
+        writer._con = writer._connect(5000, True)
         cells = []
         serial = 0
         for size in (1, 32, 128, 512):
@@ -332,7 +333,7 @@ def commit_costs(workdir: Path) -> list[str]:
                         )
                     )
                 t0 = time.perf_counter()
-                writer._write_batch(batch)
+                writer._write_batch([received_values(new) for new in batch])
                 times.append(time.perf_counter() - t0)
             per_batch = statistics.median(times) * 1e6
             cells.append(f"{size}: {per_batch:,.0f} us ({per_batch / size:.1f}/row)")
