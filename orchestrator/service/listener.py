@@ -1,4 +1,5 @@
-"""How ``upscale serve`` listens: the server options, and a guard against slow clients.
+"""How ``upscale serve`` and ``upscale sandbox`` listen: the server options, and a
+guard against slow clients.
 
 The listener faces the internet, so:
 
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.common.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 _HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -153,3 +157,25 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "limit_concurrency": settings.limit_concurrency or None,
     }
+
+
+def server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Server:
+    """The uvicorn server for ``app`` on ``host:port``, with the listener options.
+
+    Every command that listens builds its server here, so none of them faces a
+    client without the header deadline, the header cap, the connection limit, or
+    with uvicorn believing forwarded headers."""
+    import uvicorn
+
+    # No access log: it would write signed callback and input URLs, and it halves
+    # the throughput of the callback path.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        **server_options(settings),
+    )
+    return uvicorn.Server(config)
