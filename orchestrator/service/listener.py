@@ -19,6 +19,7 @@ The listener faces the internet, so:
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +28,22 @@ from orchestrator.common.settings import Settings
 if TYPE_CHECKING:
     import uvicorn
 
-_HEADERS_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 31\r\nconnection: close\r\n\r\n"
-    b"Request header fields too large"
+
+def _refusal(status: bytes, code: str, message: str) -> bytes:
+    """A whole answer, in the error envelope of the app, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    ) + body
+
+
+_HEADERS_TOO_LARGE = _refusal(
+    b"431 Request Header Fields Too Large", "headers_too_large", "request header fields too large"
 )
+# What the HTTP parser cannot read (a bad Content-Length, method or request line)
+# never reaches the app; uvicorn's own answer would be text/plain.
+_BAD_REQUEST = _refusal(b"400 Bad Request", "invalid_request", "invalid HTTP request")
 
 
 # How long a refused connection's input is read and dropped before it is closed.
@@ -66,6 +77,11 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
         _header_bytes = 0
         _refused = False
         _waiting_for: object = None
+
+        def send_400_response(self, msg: str) -> None:
+            self._headers_done()
+            self.transport.write(_BAD_REQUEST)
+            self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)

@@ -3,6 +3,7 @@ checked against the running service over real sockets."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -119,6 +120,8 @@ def test_oversized_headers_are_refused(limited: Service) -> None:
             pass
         answer, _ = read_until_closed(sock, SLACK_S)
     assert answer.startswith(b"HTTP/1.1 431")
+    body = answer.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
 
 
 def test_a_body_that_stops_coming_gets_408(limited: Service) -> None:
@@ -259,3 +262,26 @@ def test_the_standalone_sandbox_caps_a_body(limited_sandbox: Service) -> None:
         answer, _ = read_until_closed(sock, SLACK_S)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"error"' in answer
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"FOO /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /callbacks/fotor/\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
+    ],
+)
+def test_a_request_the_parser_cannot_read_is_a_json_400(
+    limited: Service, request_bytes: bytes
+) -> None:
+    with raw_connection(limited) as sock:
+        sock.sendall(request_bytes)
+        answer, _ = read_until_closed(sock, SLACK_S)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "invalid_request"
