@@ -36,6 +36,9 @@ CONTROL_CALLS = [
     ("GET", "/sandbox/faults", None),
     ("PUT", "/sandbox/faults", {"corrupt_result": 1}),
     ("DELETE", "/sandbox/faults", None),
+    ("PUT", "/sandbox/faults/upsampler", {"corrupt_result": 1}),
+    ("PUT", "/sandbox/faults/fotor", {"submit_500": 1}),
+    ("PUT", "/sandbox/faults/nope", {"submit_500": 1}),
     ("GET", "/sandbox/stats", None),
     ("DELETE", "/sandbox/stats", None),
     ("GET", "/sandbox/fotor/webhook", None),
@@ -167,6 +170,17 @@ def test_the_mounted_sandbox_control_routes_need_the_api_token(
     faults = client.get("/sandbox/faults", headers={"Authorization": f"Bearer {token}"})
     assert faults.status_code == 200
     assert faults.json()["corrupt_result"] == 0  # the refused PUT changed nothing
+    # Nor did the refused per-provider PUTs: an upsampler job is not corrupted.
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.post(
+        "/v1/jobs", headers=auth, json={"provider": "upsampler", "scale": 2, "image": IMAGE_B64}
+    )
+    assert r.status_code == 202, r.text
+    client.headers.update(auth)
+    try:
+        assert wait_settled(client, r.json()["id"])["state"] == "succeeded"
+    finally:
+        del client.headers["Authorization"]
     webhook = client.get("/sandbox/fotor/webhook", headers={"Authorization": f"Bearer {token}"})
     assert webhook.status_code == 200 and webhook.json()["url"].startswith("http://127.0.0.1")
 
