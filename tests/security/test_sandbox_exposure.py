@@ -98,6 +98,20 @@ def test_the_deployment_example_has_no_sandbox(deployment: tuple[httpx.Client, P
         assert r.status_code == 404, (method, path, r.status_code)
 
 
+def test_the_deployment_example_local_provider_takes_only_the_derived_key(
+    deployment: tuple[httpx.Client, Path],
+) -> None:
+    """The local provider's API shares the public listener (/local): a stranger, or
+    the API token, gets 401 before anything is read or fetched."""
+    client, _ = deployment
+    body = {"image_url": "http://127.0.0.2:9/a.png", "webhook": "http://127.0.0.2:9/hook"}
+    for headers in ({}, {"Authorization": "Bearer anything"}, {"Authorization": f"Bearer {TOKEN}"}):
+        r = client.post("/local/api/v1/upscale", json=body, headers=headers)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
+        r = client.get("/local/api/v1/jobs/0123456789abcdef", headers=headers)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
+
+
 def test_the_deployment_example_offers_keyless_providers_nowhere(
     deployment: tuple[httpx.Client, Path],
 ) -> None:
