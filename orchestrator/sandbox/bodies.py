@@ -1,12 +1,13 @@
-"""Request bodies of the sandbox: capped and read within a deadline, before any route.
+"""Request bodies of the sandbox: capped, and read within a deadline.
 
 The sandbox's handlers read whole bodies (``await request.body()``), as a
 provider's JSON API is small. Without a cap a client could make it hold any
 amount of memory, and without a deadline one that stops sending would hold its
 connection for good (the listener's deadline covers headers only). So the body
-is read here first: past ``limit`` bytes (declared or received) the answer is
-413, past ``timeout_s`` it is 408, and a client that leaves gets no answer. The
-route then reads the body from memory as usual.
+is read through a guard: past ``limit`` bytes (declared or received) the answer
+is 413, past ``timeout_s`` it is 408, and a client that leaves gets no answer.
+The guard acts only when a handler reads: one that refuses first (a wrong key)
+reads nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +28,6 @@ class _Refused(Exception):
         self.message = message
 
 
-class _Gone(Exception):
-    pass
-
-
 class BodyLimits:
     def __init__(self, app: ASGIApp, *, limit: int, timeout_s: float) -> None:
         self.app = app
@@ -41,57 +38,56 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        try:
-            body = await self._read(scope, receive)
-        except _Gone:
-            log.debug("sandbox request abandoned mid-body")
-            return
-        except _Refused as exc:
-            log.debug("sandbox request refused: %s", exc.message)
-            answer = json.dumps({"error": exc.message}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": exc.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(answer)),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": answer})
-            return
-        given = False
-
-        async def replay() -> Message:
-            nonlocal given
-            if not given:
-                given = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # what comes after the body: a disconnect
-
-        await self.app(scope, replay, send)
-
-    async def _read(self, scope: Scope, receive: Receive) -> bytes:
         too_large = _Refused(413, f"request body is larger than {self.limit} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                raise too_large
-        chunks: list[bytes] = []
-        total = 0
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                while True:
+                await _answer(send, too_large)
+                return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        received = 0
+        complete = False
+        started = False
+
+        async def guarded_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # after the body: a disconnect, whenever it comes
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
-                    if message["type"] != "http.request":
-                        raise _Gone
-                    chunk: bytes = message.get("body", b"")
-                    total += len(chunk)
-                    if total > self.limit:
-                        raise too_large
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        return b"".join(chunks)
-        except TimeoutError:
-            raise _Refused(408, "the request body did not arrive in time") from None
+            except TimeoutError:
+                raise _Refused(408, "the request body did not arrive in time") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise too_large
+                complete = not message.get("more_body", False)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, watched_send)
+        except _Refused as exc:
+            log.debug("sandbox request refused: %s", exc.message)
+            if not started:
+                await _answer(send, exc)
+
+
+async def _answer(send: Send, refusal: _Refused) -> None:
+    body = json.dumps({"error": refusal.message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
