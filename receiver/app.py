@@ -116,6 +116,7 @@ def create_app(
             api_key=sandbox_api_key(runtime.signing_keys),
             allow=runtime.own_allow,
             control_tokens=tuple(token.reveal() for token in runtime.api_tokens),
+            body_timeout_s=runtime.settings.body_timeout_s,
         )
         routes.append(Mount("/sandbox", app=sandbox))
 

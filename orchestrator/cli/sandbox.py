@@ -10,12 +10,12 @@ from orchestrator.common.settings import load_settings
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from orchestrator.cli.serve import run_server
     from orchestrator.sandbox.app import standalone_app
     from orchestrator.sandbox.faults import Faults
     from orchestrator.sandbox.outbound import standalone_allow
     from orchestrator.security.bootstrap_secrets import api_tokens
+    from orchestrator.service.listener import server
 
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
@@ -26,9 +26,11 @@ def _sandbox(args: argparse.Namespace) -> int:
         faults=Faults.parse(settings.sandbox_faults),
         allow=standalone_allow(settings, host=args.host, port=args.port),
         control_tokens=tuple(token.reveal() for token in tokens),
+        body_timeout_s=settings.body_timeout_s,
     )
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
-    return 0
+    # The listener of `upscale serve`: header and keep-alive deadlines, the header
+    # cap, the connection limit, and no belief in forwarded headers.
+    return run_server(server(settings, app, host=args.host, port=args.port))
 
 
 def register(commands: Commands, flags: Flags) -> None:

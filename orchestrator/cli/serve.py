@@ -70,22 +70,9 @@ def build_app(
 
 
 def build_server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Server:
-    import uvicorn
+    from orchestrator.service.listener import server
 
-    from orchestrator.service.listener import server_options
-
-    # No access log: it would write signed callback and input URLs, and it halves
-    # the throughput of the callback path.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        **server_options(settings),
-    )
-    return uvicorn.Server(config)
+    return server(settings, app, host=host, port=port)
 
 
 def run_server(server: uvicorn.Server) -> int:

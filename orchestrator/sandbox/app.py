@@ -41,6 +41,7 @@ from starlette.routing import Mount, Route
 
 from orchestrator.fetch.allowlist import AllowList
 from orchestrator.sandbox import artnex, fotor, photio, upsampler
+from orchestrator.sandbox.bodies import BodyLimits
 from orchestrator.sandbox.context import RootPathRecorder, SandboxContext
 from orchestrator.sandbox.control import control_denied
 from orchestrator.sandbox.faults import Faults
@@ -63,6 +64,7 @@ class SandboxOptions(TypedDict, total=False):
     clock: Callable[[], float] | None
     result_ttl_s: float
     max_output_pixels: int
+    body_timeout_s: float
 
 
 def create_sandbox_app(
@@ -76,6 +78,7 @@ def create_sandbox_app(
     clock: Callable[[], float] | None = None,
     result_ttl_s: float = 3 * 3600.0,
     max_output_pixels: int = 50_000_000,
+    body_timeout_s: float = 60.0,
 ) -> Starlette:
     """Build the sandbox app. Its state is reachable as ``app.state.sandbox``.
 
@@ -84,6 +87,8 @@ def create_sandbox_app(
     URL expiry after ``result_ttl_s``. ``allow`` widens where downloads and
     webhooks may go beyond public addresses (give it the sandbox's own origin and
     the service's callback origin); ``control_tokens`` guard the control routes.
+    Request bodies are capped (twice the largest input, for base64) and must
+    arrive within ``body_timeout_s`` (``bodies.py``).
     """
     ctx = SandboxContext(
         faults=faults if faults is not None else Faults(),
@@ -178,7 +183,10 @@ def create_sandbox_app(
             Route("/stats", get_stats, methods=["GET"]),
             Route("/stats", reset_stats, methods=["DELETE"]),
         ],
-        middleware=[Middleware(RootPathRecorder)],
+        middleware=[
+            Middleware(RootPathRecorder),
+            Middleware(BodyLimits, limit=2 * ctx.max_input_bytes, timeout_s=body_timeout_s),
+        ],
         lifespan=lifespan,
     )
     app.state.sandbox = ctx

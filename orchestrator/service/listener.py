@@ -1,4 +1,5 @@
-"""How ``upscale serve`` listens: the server options, and a guard against slow clients.
+"""How ``upscale serve`` and ``upscale sandbox`` listen: the server options, and a
+guard against slow clients.
 
 The listener faces the internet, so:
 
@@ -18,17 +19,31 @@ The listener faces the internet, so:
 from __future__ import annotations
 
 import asyncio
+import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.common.settings import Settings
 
-_HEADERS_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 31\r\nconnection: close\r\n\r\n"
-    b"Request header fields too large"
+if TYPE_CHECKING:
+    import uvicorn
+
+
+def _refusal(status: bytes, code: str, message: str) -> bytes:
+    """A whole answer, in the error envelope of the app, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    ) + body
+
+
+_HEADERS_TOO_LARGE = _refusal(
+    b"431 Request Header Fields Too Large", "headers_too_large", "request header fields too large"
 )
+# What the HTTP parser cannot read (a bad Content-Length, method or request line)
+# never reaches the app; uvicorn's own answer would be text/plain.
+_BAD_REQUEST = _refusal(b"400 Bad Request", "invalid_request", "invalid HTTP request")
 
 
 # How long a refused connection's input is read and dropped before it is closed.
@@ -62,6 +77,11 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
         _header_bytes = 0
         _refused = False
         _waiting_for: object = None
+
+        def send_400_response(self, msg: str) -> None:
+            self._headers_done()
+            self.transport.write(_BAD_REQUEST)
+            self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -153,3 +173,25 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "limit_concurrency": settings.limit_concurrency or None,
     }
+
+
+def server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Server:
+    """The uvicorn server for ``app`` on ``host:port``, with the listener options.
+
+    Every command that listens builds its server here, so none of them faces a
+    client without the header deadline, the header cap, the connection limit, or
+    with uvicorn believing forwarded headers."""
+    import uvicorn
+
+    # No access log: it would write signed callback and input URLs, and it halves
+    # the throughput of the callback path.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        **server_options(settings),
+    )
+    return uvicorn.Server(config)

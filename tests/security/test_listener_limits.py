@@ -3,6 +3,7 @@ checked against the running service over real sockets."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ import pytest
 from orchestrator.common.clock import SystemClock
 from orchestrator.common.settings import Secret
 from orchestrator.security.signing import CallbackSigner
-from tests.e2e.harness import SECRET, TOKEN, Service
+from tests.e2e.harness import SECRET, TOKEN, Service, free_port
+from tests.security.canary import clean_env, running
 from tests.security.standalone import raw_connection, read_until_closed, standalone_service
 
 FOTOR_IP = "54.212.95.175"
@@ -118,6 +120,8 @@ def test_oversized_headers_are_refused(limited: Service) -> None:
             pass
         answer, _ = read_until_closed(sock, SLACK_S)
     assert answer.startswith(b"HTTP/1.1 431")
+    body = answer.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
 
 
 def test_a_body_that_stops_coming_gets_408(limited: Service) -> None:
@@ -170,3 +174,114 @@ def test_a_client_that_disconnects_mid_body_costs_one_debug_line(tmp_path: Path)
     assert "Traceback" not in log
     assert "ERROR" not in log
     assert log.count("request.abandoned") == 5
+
+
+# -- the standalone sandbox (`upscale sandbox`) listens with the same settings ------
+
+
+@pytest.fixture(scope="module")
+def limited_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("limited-sandbox")
+    port = free_port()
+    env = clean_env(
+        UPSCALE_DATA_DIR=str(tmp / "sb"),
+        UPSCALE_API_TOKENS=TOKEN,
+        UPSCALE_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+        UPSCALE_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+        UPSCALE_MAX_HEADER_BYTES="16384",
+        UPSCALE_LIMIT_CONCURRENCY="8",
+    )
+    with running(tmp, ["sandbox"], env, port=port, health="/sandbox/stats") as proc:
+        service = Service(port, tmp / "sb", proc)
+        try:
+            yield service
+        finally:
+            service.client.close()
+
+
+def test_the_standalone_sandbox_closes_a_connection_that_sends_nothing(
+    limited_sandbox: Service,
+) -> None:
+    with raw_connection(limited_sandbox) as sock:
+        _, took = read_until_closed(sock, HEADER_TIMEOUT_S + SLACK_S)
+    assert took >= HEADER_TIMEOUT_S * 0.9
+
+
+def test_the_standalone_sandbox_refuses_oversized_headers(limited_sandbox: Service) -> None:
+    with raw_connection(limited_sandbox) as sock:
+        sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(40):
+                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+        except OSError:
+            pass
+        answer, _ = read_until_closed(sock, SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_the_standalone_sandbox_answers_503_past_the_connection_limit(
+    limited_sandbox: Service,
+) -> None:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            sock = raw_connection(limited_sandbox)
+            sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\n")
+            held.append(sock)
+        time.sleep(0.2)
+        with raw_connection(limited_sandbox) as sock:
+            sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer, _ = read_until_closed(sock, SLACK_S)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_the_standalone_sandbox_gives_a_body_a_deadline(limited_sandbox: Service) -> None:
+    head = (
+        "POST /sandbox/upsampler/api/v1/smart-upscale HTTP/1.1\r\nHost: x\r\n"
+        "Authorization: Bearer anything\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with raw_connection(limited_sandbox) as sock:
+        sock.sendall(head.encode() + b'{"input": {"imageUrl": "')
+        answer, took = read_until_closed(sock, BODY_TIMEOUT_S + SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took >= BODY_TIMEOUT_S * 0.9
+
+
+def test_the_standalone_sandbox_caps_a_body(limited_sandbox: Service) -> None:
+    head = (
+        "POST /sandbox/photio/v1/inference/upscale HTTP/1.1\r\nHost: x\r\n"
+        "X-Photio-Key: anything\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {10**12}\r\n\r\n"
+    )
+    with raw_connection(limited_sandbox) as sock:
+        sock.sendall(head.encode())
+        answer, _ = read_until_closed(sock, SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"error"' in answer
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"POST /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"FOO /callbacks/fotor/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /callbacks/fotor/\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
+    ],
+)
+def test_a_request_the_parser_cannot_read_is_a_json_400(
+    limited: Service, request_bytes: bytes
+) -> None:
+    with raw_connection(limited) as sock:
+        sock.sendall(request_bytes)
+        answer, _ = read_until_closed(sock, SLACK_S)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "invalid_request"

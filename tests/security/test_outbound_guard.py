@@ -128,6 +128,41 @@ def test_a_redirect_from_an_allowed_origin_to_a_private_one_is_not_followed(
     assert service.get(f"/v1/jobs/{job['id']}/result").status_code != 200
 
 
+def test_a_routed_job_with_a_non_public_image_url_is_refused_at_intake(
+    service: httpx.Client, targets: tuple[Canary, Redirector]
+) -> None:
+    """One check of the URL covers every provider on the route, the fallbacks too."""
+    canary, _ = targets
+    before = service.get("/v1/jobs").json()["jobs"]
+    for route in (PROVIDERS, list(reversed(PROVIDERS)), ["local", "upsampler"]):
+        for url in _spellings(canary):
+            r = service.post("/v1/jobs", json={"providers": route, "scale": 2, "image": url})
+            assert r.status_code == 400, (route, url, r.text)
+            assert "non-public address" in r.json()["error"]["message"], (route, url)
+    assert service.get("/v1/jobs").json()["jobs"] == before
+
+
+def test_a_failover_never_fetches_a_private_address(
+    service: httpx.Client, targets: tuple[Canary, Redirector]
+) -> None:
+    """An allowed origin that redirects to a private one: every provider on the route
+    refuses the redirect, attempt after attempt, and the canary hears nothing."""
+    _, redirector = targets
+    r = service.post("/v1/jobs", json={"providers": PROVIDERS, "scale": 2, "image": redirector.url})
+    assert r.status_code == 202, r.text
+    job = wait_settled(service, r.json()["id"], timeout_s=120.0)
+    assert job["state"] == "failed", job
+    # It did move on: every provider of the route had its go, and none got through.
+    assert [a["provider"] for a in job["attempts"]] == PROVIDERS, job["attempts"]
+    assert job["route"]["providers"] == PROVIDERS
+    message = job["failure"]["message"]
+    assert MARKER not in message and "127.0.0.2" not in message, message
+    for attempt in job["attempts"]:
+        failure = attempt.get("failure") or {}
+        assert MARKER not in str(failure) and "127.0.0.2" not in str(failure), attempt
+    assert service.get(f"/v1/jobs/{job['id']}/result").status_code != 200
+
+
 def test_a_private_webhook_url_on_a_job_is_refused(
     service: httpx.Client, targets: tuple[Canary, Redirector]
 ) -> None:

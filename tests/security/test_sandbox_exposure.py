@@ -36,6 +36,9 @@ CONTROL_CALLS = [
     ("GET", "/sandbox/faults", None),
     ("PUT", "/sandbox/faults", {"corrupt_result": 1}),
     ("DELETE", "/sandbox/faults", None),
+    ("PUT", "/sandbox/faults/upsampler", {"corrupt_result": 1}),
+    ("PUT", "/sandbox/faults/fotor", {"submit_500": 1}),
+    ("PUT", "/sandbox/faults/nope", {"submit_500": 1}),
     ("GET", "/sandbox/stats", None),
     ("DELETE", "/sandbox/stats", None),
     ("GET", "/sandbox/fotor/webhook", None),
@@ -93,6 +96,20 @@ def test_the_deployment_example_has_no_sandbox(deployment: tuple[httpx.Client, P
         # Not with the API token either: there is nothing there.
         r = client.request(method, path, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 404, (method, path, r.status_code)
+
+
+def test_the_deployment_example_local_provider_takes_only_the_derived_key(
+    deployment: tuple[httpx.Client, Path],
+) -> None:
+    """The local provider's API shares the public listener (/local): a stranger, or
+    the API token, gets 401 before anything is read or fetched."""
+    client, _ = deployment
+    body = {"image_url": "http://127.0.0.2:9/a.png", "webhook": "http://127.0.0.2:9/hook"}
+    for headers in ({}, {"Authorization": "Bearer anything"}, {"Authorization": f"Bearer {TOKEN}"}):
+        r = client.post("/local/api/v1/upscale", json=body, headers=headers)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
+        r = client.get("/local/api/v1/jobs/0123456789abcdef", headers=headers)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
 
 
 def test_the_deployment_example_offers_keyless_providers_nowhere(
@@ -167,6 +184,17 @@ def test_the_mounted_sandbox_control_routes_need_the_api_token(
     faults = client.get("/sandbox/faults", headers={"Authorization": f"Bearer {token}"})
     assert faults.status_code == 200
     assert faults.json()["corrupt_result"] == 0  # the refused PUT changed nothing
+    # Nor did the refused per-provider PUTs: an upsampler job is not corrupted.
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.post(
+        "/v1/jobs", headers=auth, json={"provider": "upsampler", "scale": 2, "image": IMAGE_B64}
+    )
+    assert r.status_code == 202, r.text
+    client.headers.update(auth)
+    try:
+        assert wait_settled(client, r.json()["id"])["state"] == "succeeded"
+    finally:
+        del client.headers["Authorization"]
     webhook = client.get("/sandbox/fotor/webhook", headers={"Authorization": f"Bearer {token}"})
     assert webhook.status_code == 200 and webhook.json()["url"].startswith("http://127.0.0.1")
 
