@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -247,8 +247,8 @@ class SQLiteStore(SqlStore):
 
     # what only this database does -------------------------------------------
 
-    async def append_received(self, new: NewDelivery) -> None:
-        await self._inbox.write(new)
+    def append_received(self, new: NewDelivery) -> Awaitable[None]:
+        return self._inbox.write(new)
 
     async def record_delivery(self, new: NewDelivery) -> Delivery:
         async with self._transaction() as tx:

@@ -9,23 +9,29 @@ Two ways to commit a group, the first preferred:
 
 - **On the event loop, at the end of the loop's turn.** Every callback read in
   one turn of the event loop queues its row; one callback scheduled for the end
-  of that turn writes them all in one statement on a connection that never waits
-  for a lock (``busy_timeout=0``), and resolves each caller. A group of a few
-  dozen rows commits in about a hundred microseconds (``synchronous=NORMAL``),
-  less than handing the group to a thread and back costs: no thread wake-up, no
-  wait for the interpreter lock, no wake-up of the loop from another thread.
-- **On the writer's thread**, whenever the loop must not wait: the store's other
-  writer holds the write lock in this process (a transaction is open), another
-  process holds SQLite's (the connection on the loop would wait), or the group is
-  larger than one statement. The thread takes everything queued by then and
-  writes it in a single transaction on its own connection, which waits up to the
-  busy timeout, batch after batch while deliveries keep coming (at most
+  of that turn writes them all in one statement, on a connection that never
+  waits for a lock (``busy_timeout=0``), and resolves each caller. A group of a
+  dozen rows commits in a few tens of microseconds (``synchronous=NORMAL``),
+  less than handing it to a thread and back costs: no thread wake-up, no wait
+  for the interpreter lock, no wake-up of the loop from another thread. (With
+  ``synchronous=FULL`` the loop also waits for the disk once a group.)
+- **On the writer's thread**, whenever the loop cannot write without waiting:
+  the store's other writer is in a transaction in this process (it holds the
+  store's write lock), another process holds SQLite's (the loop's connection is
+  answered "busy"), a checkpoint is finishing (below), or the group is larger
+  than one statement. The thread takes everything queued by then and writes it
+  in a single transaction on its own connection, which waits up to the busy
+  timeout, batch after batch while deliveries keep coming (at most
   ``SESSION_S`` at a time, holding the store's write lock so that its
   transactions never interleave with the store's other writes in this process).
 
-The connection on the loop does not checkpoint the write-ahead log itself
-(that would stall the loop for milliseconds): every ``CHECKPOINT_EVERY``
-commits the thread runs a passive checkpoint, which never blocks a writer.
+The loop's connection does not checkpoint the write-ahead log itself (that
+would stall the loop for milliseconds). Once the log has grown by about
+``CHECKPOINT_BYTES``, the thread copies it into the database while the loop
+goes on writing, then copies the little written meanwhile while the loop's
+groups go to the thread. The log is then wholly copied when the next write
+starts, which is what lets SQLite start it again from its beginning rather than
+grow it for good.
 
 Each caller returns only after its own row is committed, or gets
 StoreUnavailable (a 503) when it could not be.
@@ -38,6 +44,7 @@ import contextlib
 import logging
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,10 +60,15 @@ from schemas.errors import StoreUnavailable
 MAX_BATCH = 512
 # How long the writer's thread keeps the store's write lock while callbacks keep coming.
 SESSION_S = 0.05
-# Commits on the loop's connection between two passive checkpoints of the log.
-CHECKPOINT_EVERY = 200
+# Bytes the log may grow by between two checkpoints: SQLite's own default of 1000
+# pages. Each commit is counted as a page (the table's last page, written again)
+# plus its rows.
+CHECKPOINT_BYTES = 1000 * 4096
 
 _COLUMNS = 8
+# The headers' and body's places in a row (``received_values``), and about what the
+# rest of a row takes in a page.
+_HEADERS, _BODY, _ROW = 4, 5, 150
 _BUSY = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 
 log = logging.getLogger(__name__)
@@ -91,8 +103,13 @@ class InboxWriter:
         self._executor: ThreadPoolExecutor | None = None
         self._con: sqlite3.Connection | None = None  # the thread's
         self._now: sqlite3.Connection | None = None  # the loop's: never waits
-        self._commits = 0
+        self._logged = 0  # bytes, about, since the last checkpoint
         self._checkpoint: asyncio.Future[None] | None = None
+        # Held by the loop while it writes, by the writer's thread for the end of a
+        # checkpoint (the loop then hands its rows over rather than wait for it).
+        self._loop_writes = threading.Lock()
+        # Whether the store's write lock is held by this writer's thread.
+        self._draining = False
         # Rows in one INSERT, within this SQLite's limit on bound parameters.
         self._rows_per_insert = MAX_BATCH
 
@@ -120,23 +137,27 @@ class InboxWriter:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def write(self, new: NewDelivery) -> None:
-        """Return once the delivery is committed to ``received``."""
+    def write(self, new: NewDelivery) -> asyncio.Future[None]:
+        """A future that completes once the delivery is committed to ``received``, or
+        fails with StoreUnavailable. (A future rather than a coroutine: the callback
+        route awaits it directly, one frame less to suspend and resume a callback.)"""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         if self._executor is None:
-            raise StoreUnavailable("store is not open")
+            waiter.set_exception(StoreUnavailable("store is not open"))
+            return waiter
         try:
             row = received_values(new)
         except (TypeError, ValueError) as exc:  # a bug in what was asked: this caller's alone
-            raise StoreUnavailable(f"database write failed: {exc}") from exc
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+            waiter.set_exception(StoreUnavailable(f"database write failed: {exc}"))
+            return waiter
         self._turn.append((row, waiter))
         if not self._flush_at_turn_end:
             self._flush_at_turn_end = True
             loop.call_soon(self._flush_turn, loop)
         # A caller that goes away (its client hung up) does not take the write with it:
         # the write is queued already, and a cancelled waiter is skipped when resolved.
-        return await waiter
+        return waiter
 
     # on the event loop ----------------------------------------------------------------
 
@@ -148,9 +169,12 @@ class InboxWriter:
         con = self._now
         if (
             con is None
-            or self._lock.locked()
-            or (self._drainer is not None and not self._drainer.done())
             or len(batch) > self._rows_per_insert
+            # The store's other writer is in a transaction (SQLite would answer busy).
+            # While this writer's thread holds the lock instead, the loop tries all the
+            # same: the thread is only needed while the loop cannot write.
+            or (self._lock.locked() and not self._draining)
+            or not self._loop_writes.acquire(blocking=False)
         ):
             self._hand_over(batch, loop)
             return
@@ -169,11 +193,15 @@ class InboxWriter:
             _fail(batch, exc)
         else:
             _resolve(batch)
-            self._commits += 1
-            if self._commits >= CHECKPOINT_EVERY and self._checkpoint is None:
-                self._commits = 0
-                self._checkpoint = loop.run_in_executor(self._executor, self._passive_checkpoint)
+            self._logged += 4096 + sum(
+                [_ROW + len(row[_HEADERS]) + len(row[_BODY]) for row, _ in batch]
+            )
+            if self._logged >= CHECKPOINT_BYTES and self._checkpoint is None:
+                self._logged = 0
+                self._checkpoint = loop.run_in_executor(self._executor, self._checkpoint_log)
                 self._checkpoint.add_done_callback(self._checkpointed)
+        finally:
+            self._loop_writes.release()
 
     def _hand_over(self, batch: list[_Waiter], loop: asyncio.AbstractEventLoop) -> None:
         for waiter in batch:
@@ -192,7 +220,11 @@ class InboxWriter:
         while not self._incoming.empty():
             try:
                 async with self._lock:
-                    await self._run(self._session, loop)
+                    self._draining = True
+                    try:
+                        await self._run(self._session, loop)
+                    finally:
+                        self._draining = False
             except Exception as exc:  # not an SQLite error: nothing queued may hang on it
                 log.exception("inbox writer failed")
                 waiting: list[_Waiter] = []
@@ -242,9 +274,17 @@ class InboxWriter:
         self._rows_per_insert = max(1, min(MAX_BATCH, limit // _COLUMNS))
         return con
 
-    def _passive_checkpoint(self) -> None:
-        if self._con is not None:
-            self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def _checkpoint_log(self) -> None:
+        """Copy the log into the database: the bulk of it while the loop goes on
+        writing, then what was written meanwhile (little) while the loop's writes wait
+        (handed to this thread), so that the log is wholly copied when the next write
+        starts. Passive: it never waits for a reader."""
+        con = self._con
+        if con is None:
+            return
+        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with self._loop_writes:
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _write_batch(self, rows: Sequence[_Row]) -> None:
         con = self._con
