@@ -43,7 +43,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/callbacks/"
 ROUTE = "/callbacks/{provider}/{token}"
 
-_KEPT_HEADERS = frozenset((b"content-type", b"user-agent", b"x-request-id"))
+# The headers kept with a delivery, by their name as received (lower case, ASGI).
+_KEPT_HEADERS = {
+    name.encode("latin-1"): name for name in ("content-type", "user-agent", "x-request-id")
+}
 _JSON = (b"content-type", b"application/json")
 _NOT_FOUND = b'{"error":{"code":"not_found","message":"not found"}}'
 _UNAVAILABLE = b'{"error":{"code":"store_unavailable","message":"try again"}}'
@@ -83,8 +86,72 @@ class CallbackDoor:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, provider: str, token: str
     ) -> None:
+        # The whole answer in one frame: every frame between this task and the
+        # commit it awaits is suspended and resumed once more per callback.
         try:
-            await self._answer(scope, receive, send, provider, token)
+            runtime = self.runtime
+            claims = (
+                runtime.callback_signer.claims(provider, token)
+                if provider in runtime.providers
+                else None
+            )
+            if claims is None:
+                self._bad_token.inc()
+                log.debug("callback.refused", extra={"action": "not_found", "route": ROUTE})
+                await _send(send, 404, _NOT_FOUND)
+                return
+            client = scope.get("client")
+            peer: str | None = client[0] if client else None
+            headers: dict[str, str] = {}
+            declared: bytes | None = None
+            forwarded: list[str] = []
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    forwarded.append(value.decode("latin-1"))
+                elif name in _KEPT_HEADERS:
+                    headers[_KEPT_HEADERS[name]] = value.decode("latin-1")
+                elif name == b"content-length":
+                    declared = value
+            if forwarded:
+                # Several lines are one list, in order (RFC 9110): a proxy that adds a line
+                # of its own after the client's is read from the right like one that appends.
+                headers["x-forwarded-for"] = ", ".join(forwarded)
+            if not runtime.sources.allows(provider, peer, headers.get("x-forwarded-for")):
+                self._source.inc()
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    CallbackSourceRefused(f"callback for {provider} from a source not on its list"),
+                )
+                return
+            settings = runtime.settings
+            try:
+                body = await read_body(
+                    receive,
+                    declared,
+                    settings.max_callback_bytes,
+                    settings.body_timeout_s,
+                    self._deadlines,
+                )
+            except UpscaleError as exc:
+                if isinstance(exc, PayloadTooLarge):
+                    self._too_large.inc()
+                await _refuse(scope, receive, send, exc)
+                return
+            if peer is not None:
+                headers["x-peer-address"] = peer
+            try:
+                delivery_id = await runtime.orchestrator.acknowledge(claims, headers, body)
+            except StoreUnavailable:
+                self._unavailable.inc()
+                # Not stored: make the provider try again rather than lose the event.
+                await _send(send, 503, _UNAVAILABLE, ((b"retry-after", b"5"),))
+                return
+            # Ids are [a-z0-9_]: the answer is formatted directly rather than JSON-encoded.
+            await _send(
+                send, 200, b'{"received":true,"delivery":"%s"}' % delivery_id.encode("ascii")
+            )
         except Exception:
             await _internal_error(scope, send)
 
@@ -92,71 +159,6 @@ class CallbackDoor:
         """The same, as the ASGI endpoint of the route table's entry for this path."""
         params = scope["path_params"]
         await self(scope, receive, send, params["provider"], params["token"])
-
-    async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, provider: str, token: str
-    ) -> None:
-        runtime = self.runtime
-        claims = (
-            runtime.callback_signer.claims(provider, token)
-            if provider in runtime.providers
-            else None
-        )
-        if claims is None:
-            self._bad_token.inc()
-            log.debug("callback.refused", extra={"action": "not_found", "route": ROUTE})
-            await _send(send, 404, _NOT_FOUND)
-            return
-        client = scope.get("client")
-        peer: str | None = client[0] if client else None
-        headers: dict[str, str] = {}
-        declared: bytes | None = None
-        forwarded: list[str] = []
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                forwarded.append(value.decode("latin-1"))
-            elif name in _KEPT_HEADERS:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = value
-        if forwarded:
-            # Several lines are one list, in order (RFC 9110): a proxy that adds a line
-            # of its own after the client's is read from the right like one that appends.
-            headers["x-forwarded-for"] = ", ".join(forwarded)
-        if not runtime.sources.allows(provider, peer, headers.get("x-forwarded-for")):
-            self._source.inc()
-            await _refuse(
-                scope,
-                receive,
-                send,
-                CallbackSourceRefused(f"callback for {provider} from a source not on its list"),
-            )
-            return
-        settings = runtime.settings
-        try:
-            body = await read_body(
-                receive,
-                declared,
-                settings.max_callback_bytes,
-                settings.body_timeout_s,
-                self._deadlines,
-            )
-        except UpscaleError as exc:
-            if isinstance(exc, PayloadTooLarge):
-                self._too_large.inc()
-            await _refuse(scope, receive, send, exc)
-            return
-        if peer is not None:
-            headers["x-peer-address"] = peer
-        try:
-            delivery_id = await runtime.orchestrator.acknowledge(claims, headers, body)
-        except StoreUnavailable:
-            self._unavailable.inc()
-            # Not stored: make the provider try again rather than lose the event.
-            await _send(send, 503, _UNAVAILABLE, ((b"retry-after", b"5"),))
-            return
-        # Ids are [a-z0-9_]: the answer is formatted directly rather than JSON-encoded.
-        await _send(send, 200, b'{"received":true,"delivery":"%s"}' % delivery_id.encode("ascii"))
 
 
 class BodyDeadlines:

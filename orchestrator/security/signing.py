@@ -99,6 +99,8 @@ class CallbackSigner(_Signer):
 
     def __init__(self, keys: Sequence[Secret], clock: Clock) -> None:
         super().__init__(keys, clock, salt="upscale.callback.v1")
+        # The claims of tokens verified before, with their expiry: made once a token.
+        self._claims: dict[tuple[str, str], tuple[CallbackClaims, float | None]] = {}
 
     def for_job(self, provider: str, job_id: str, expires_at: float) -> str:
         return self._dump({"p": provider, "j": job_id, "e": int(expires_at)})
@@ -114,13 +116,23 @@ class CallbackSigner(_Signer):
 
     def claims(self, provider: str, token: str) -> CallbackClaims | None:
         """The claims of a genuine, unexpired token for ``provider``; None otherwise."""
+        known = self._claims.get((provider, token))
+        if known is not None:
+            claims, expires = known
+            if expires is not None and self._clock.now().timestamp() > expires:
+                return None
+            return claims
         payload = self._payload(token)
         if payload is None or payload.get("p") != provider:
             return None
         job_id = payload.get("j")
         if job_id is not None and not isinstance(job_id, str):
             return None
-        return CallbackClaims(provider=provider, job_id=job_id)
+        claims = CallbackClaims(provider=provider, job_id=job_id)
+        if len(self._claims) >= VERIFIED_CACHE_SIZE:
+            self._claims.clear()
+        self._claims[(provider, token)] = (claims, payload.get("e"))
+        return claims
 
 
 class InputSigner(_Signer):
