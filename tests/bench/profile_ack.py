@@ -11,11 +11,12 @@ the CPU of the event-loop thread alone for one request (mean of ``--n``):
   route table's matching alone;
 * the callback handler's pieces: token check, body read, kept headers, the
   delivery's hash and id; the hand-off's: the delivery record, a future awaited
-  for one loop turn, and the same woken from another thread's call (once a group);
+  for one loop turn, and the same woken from another thread (the writer's thread,
+  which commits only when the event loop cannot);
 * a refused callback (bad token, 404) through the whole app;
 * valid callbacks 128 at a time through the whole app into the real SQLite inbox:
-  the event loop's CPU per request (handler, hand-off and wake-up included), the
-  inbox writer thread's CPU per row, and rows per commit;
+  the event loop's CPU per request (handler, hand-off and commit included) and the
+  inbox writer thread's CPU per row;
 * the commit itself, per batch and per row, at batch sizes 1 to 512 and with
   ``synchronous`` NORMAL and FULL.
 
@@ -231,7 +232,8 @@ async def in_process(workdir: Path, n: int) -> list[str]:
         )
 
         # The hand-off's pieces: the record made of each delivery, the caller's wait on
-        # its future, and the writer's wake-up of the loop (once a group).
+        # its future (resolved by the commit at the end of the loop's turn), and the
+        # same woken from the writer's thread (when the loop cannot write itself).
         from orchestrator.store.protocol import DeliveryStatus, NewDelivery
 
         def record(i: int) -> None:
@@ -265,7 +267,7 @@ async def in_process(workdir: Path, n: int) -> list[str]:
         row(
             "  the same through call_soon_threadsafe (self-pipe wake)",
             await per_call_us(woken, n),
-            "once a group",
+            "from the writer's thread",
         )
 
         # Valid callbacks, 128 at a time, into the real inbox.
@@ -281,8 +283,8 @@ async def in_process(workdir: Path, n: int) -> list[str]:
         loop_us = (thread_cpu_s() - t_loop) / total * 1e6
         writer_us = (thread_cpu_s(writer_ident) - t_writer) / total * 1e6
         wall_us = (time.perf_counter() - t_wall) / total * 1e6
-        row("service POST valid callback, 128 at a time: event loop", loop_us)
-        row("  inbox writer thread, per row (its own CPU)", writer_us)
+        row("service POST valid callback, 128 at a time: event loop (commit included)", loop_us)
+        row("  inbox writer thread, per row (only when the loop cannot write)", writer_us)
         row(
             "  wall per request (both threads, one core each at most)",
             wall_us,
@@ -292,7 +294,7 @@ async def in_process(workdir: Path, n: int) -> list[str]:
 
 
 async def _writer_ident(app: Any, path: str) -> int | None:
-    """The inbox writer's thread (started by the first callback's commit)."""
+    """The inbox writer's thread (started when the store opens)."""
     await call(app, "POST", path, _body("first", 0, 0))
     for thread in threading.enumerate():
         if thread.name.startswith("inbox-writer"):
