@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from orchestrator.common.ids import new_id
 from orchestrator.store.protocol import NewJob
+from orchestrator.store.sqlite import SQLiteStore
 
 
 def make_png(
@@ -34,3 +38,14 @@ def make_new_job(now: datetime, **overrides: Any) -> NewJob:
     }
     fields.update(overrides)
     return NewJob(**fields)
+
+
+@asynccontextmanager
+async def open_sqlite(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
+    """A SQLite store at ``path``, open for the block."""
+    store = SQLiteStore(path, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

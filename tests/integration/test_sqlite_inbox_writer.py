@@ -6,26 +6,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing
 from pathlib import Path
-from typing import Any
 
 from orchestrator.common.clock import FakeClock
 from orchestrator.store.protocol import DeliveryStatus, NewDelivery
-from orchestrator.store.sqlite import SQLiteStore
+from tests.factories import open_sqlite
 
 CLOCK = FakeClock()
-
-
-@asynccontextmanager
-async def _sqlite(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(path, **options)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _new(i: int, tag: str = "w") -> NewDelivery:
@@ -50,7 +38,7 @@ async def test_callbacks_of_one_turn_are_committed_together_before_their_answers
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "turn.db"
-    async with _sqlite(db) as store:
+    async with open_sqlite(db) as store:
         await asyncio.gather(*(store.append_received(_new(i)) for i in range(40)))
         # Answered means committed: another connection sees every row.
         assert _received_rows(db) == 40
@@ -66,7 +54,7 @@ async def test_a_lock_held_by_another_process_is_waited_for_off_the_event_loop(
     callback waits for it on the writer's thread, and the event loop keeps serving
     meanwhile instead of stalling for the busy timeout."""
     db = tmp_path / "held.db"
-    async with _sqlite(db, busy_timeout_ms=5000) as store:
+    async with open_sqlite(db, busy_timeout_ms=5000) as store:
         gaps: list[float] = []
         stop = asyncio.Event()
 
@@ -99,7 +87,7 @@ async def test_the_write_ahead_log_is_checkpointed_while_callbacks_keep_coming(
     the writer's thread does, so the log does not grow with every callback."""
     db = tmp_path / "log.db"
     wal = db.with_name(db.name + "-wal")
-    async with _sqlite(db) as store:
+    async with open_sqlite(db) as store:
         for i in range(6000):
             await store.append_received(_new(i, "c"))
         await asyncio.sleep(0.2)  # the last checkpoint under way

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from orchestrator.store.protocol import (
 from orchestrator.store.sqlite import SQLiteStore
 from schemas.errors import IdempotencyConflict, ProviderJobIdTaken, StoreUnavailable
 from schemas.jobs import Failure, Job, JobState, Operation, ResultInfo
-from tests.factories import make_new_job
+from tests.factories import make_new_job, open_sqlite
 from tests.postgres_db import create_schema, migrated_and_empty
 
 CLOCK = FakeClock()
@@ -48,16 +47,6 @@ async def _open(kind: str, where: str) -> Store:
     impl = SQLiteStore(Path(where)) if kind == "sqlite" else PostgresStore(where)
     await impl.open()
     return impl
-
-
-@asynccontextmanager
-async def _sqlite(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(path, **options)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _delivery(delivery_id: str, key: str, **fields: Any) -> NewDelivery:
@@ -1072,7 +1061,7 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
     def new(i: int) -> NewDelivery:
         return _delivery(f"dlv_locked{i}", f"k{i}", claimed_job_id=None, headers={})
 
-    async with _sqlite(tmp_path / "locked.db", busy_timeout_ms=50) as store:
+    async with open_sqlite(tmp_path / "locked.db", busy_timeout_ms=50) as store:
         with closing(sqlite3.connect(tmp_path / "locked.db")) as other:
             other.execute("BEGIN EXCLUSIVE")
             outcomes = await asyncio.gather(
@@ -1086,7 +1075,7 @@ async def test_sqlite_inbox_refuses_every_waiting_delivery_when_it_cannot_commit
 
 
 async def test_sqlite_full_durability_stores_a_burst_too(tmp_path: Path) -> None:
-    async with _sqlite(tmp_path / "full.db", synchronous="FULL") as store:
+    async with open_sqlite(tmp_path / "full.db", synchronous="FULL") as store:
         async with store.db.execute("PRAGMA synchronous") as cur:  # the writing connection
             mode = await cur.fetchone()
         assert mode is not None and mode[0] == 2  # FULL
@@ -1110,7 +1099,7 @@ async def test_sqlite_inbox_answers_every_caller_even_when_a_batch_breaks(
     def new(i: int, headers: dict[str, Any]) -> NewDelivery:
         return _delivery(f"dlv_broken{i}", f"k{i}", claimed_job_id=None, headers=headers)
 
-    async with _sqlite(tmp_path / "broken.db") as store:
+    async with open_sqlite(tmp_path / "broken.db") as store:
         unencodable = {"x-odd": object()}  # cannot be written: a bug, not a database error
         outcomes = await asyncio.wait_for(
             asyncio.gather(
@@ -1182,7 +1171,7 @@ async def test_sqlite_a_deleted_or_replaced_file_acknowledges_nothing_more(tmp_p
 
     for how in ("deleted", "replaced"):
         path = tmp_path / f"{how}.db"
-        async with _sqlite(path) as store:
+        async with open_sqlite(path) as store:
             kept, _ = await store.create_job(make_new_job(CLOCK.now()))
             await store.ping()
             if how == "deleted":
@@ -1217,7 +1206,7 @@ async def test_sqlite_refuses_a_new_empty_database_where_one_existed(tmp_path: P
     def marker(allow_new: bool = False) -> DatabaseMarker:
         return DatabaseMarker.beside(data, path, allow_new=allow_new)
 
-    async with _sqlite(path, marker=marker()) as store:  # the first start: made and marked
+    async with open_sqlite(path, marker=marker()) as store:  # the first start: made and marked
         await store.create_job(make_new_job(CLOCK.now()))
     assert marker().had_database()
     for gone in (path, path.with_name("upscale.db-wal"), path.with_name("upscale.db-shm")):
@@ -1228,7 +1217,7 @@ async def test_sqlite_refuses_a_new_empty_database_where_one_existed(tmp_path: P
     path.write_bytes(b"")  # an empty file is no better
     with pytest.raises(DatabaseLost, match="missing or empty"):
         await SQLiteStore(path, marker=marker()).open()
-    async with _sqlite(path, marker=marker(allow_new=True)) as store:  # the operator said so
+    async with open_sqlite(path, marker=marker(allow_new=True)) as store:  # the operator said so
         assert await store.list_jobs() == []
-    async with _sqlite(path, marker=marker()) as store:  # and from then on it is the database
+    async with open_sqlite(path, marker=marker()) as store:  # and from then on it is the database
         assert await store.schema_version() == len(load_migrations("sqlite"))
