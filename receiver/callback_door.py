@@ -174,11 +174,25 @@ class BodyDeadlines:
         self._due: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def current_task(self) -> asyncio.Task[Any]:
+        """The running task, found through the loop of the last one seen (looking the
+        running loop up is a system call, getpid)."""
+        task = asyncio.current_task(self._timer_loop) if self._timer_loop else None
+        if task is None:
+            task = asyncio.current_task()
+            if task is None:  # pragma: no cover - an ASGI app always runs in a task
+                raise RuntimeError("read_body runs in a task")
+        return task
 
     def start(self, task: asyncio.Task[Any], timeout_s: float) -> None:
         loop = task.get_loop()
         self._due[task] = loop.time() + timeout_s
-        if self._timer is None:
+        # (An app may outlive an event loop, as in tests: a timer of an earlier loop
+        # would never fire, so one is armed on this loop.)
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer_loop = loop
             self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
 
     def stop(self, task: asyncio.Task[Any]) -> None:
@@ -194,7 +208,7 @@ class BodyDeadlines:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         now = loop.time()
-        for task in [t for t, due in self._due.items() if due <= now]:
+        for task in [t for t, due in self._due.items() if due <= now and t.get_loop() is loop]:
             # Still waiting for its body (it leaves ``_due`` when the body is read).
             del self._due[task]
             self._expired.add(task)
@@ -222,9 +236,7 @@ async def read_body(
             raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     total = 0
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - an ASGI app always runs in a task
-        raise RuntimeError("read_body runs in a task")
+    task = deadlines.current_task()
     deadlines.start(task, timeout_s)
     try:
         while True:

@@ -97,6 +97,7 @@ class InboxWriter:
         # Rows queued during this turn of the event loop, written at its end.
         self._turn: list[_Waiter] = []
         self._flush_at_turn_end = False
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
         # Filled on the event loop, emptied by the writer's thread.
         self._incoming: queue.SimpleQueue[_Waiter] = queue.SimpleQueue()
         self._drainer: asyncio.Task[None] | None = None
@@ -141,7 +142,10 @@ class InboxWriter:
         """A future that completes once the delivery is committed to ``received``, or
         fails with StoreUnavailable. (A future rather than a coroutine: the callback
         route awaits it directly, one frame less to suspend and resume a callback.)"""
-        loop = asyncio.get_running_loop()
+        # The loop is looked up once a turn (each lookup is a system call, getpid).
+        loop = self._turn_loop
+        if loop is None or not self._flush_at_turn_end:
+            loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         if self._executor is None:
             waiter.set_exception(StoreUnavailable("store is not open"))
@@ -154,6 +158,7 @@ class InboxWriter:
         self._turn.append((row, waiter))
         if not self._flush_at_turn_end:
             self._flush_at_turn_end = True
+            self._turn_loop = loop
             loop.call_soon(self._flush_turn, loop)
         # A caller that goes away (its client hung up) does not take the write with it:
         # the write is queued already, and a cancelled waiter is skipped when resolved.
