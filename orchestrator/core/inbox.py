@@ -31,6 +31,10 @@ from orchestrator.store.protocol import (
 from schemas.errors import ProviderJobIdTaken, RejectedPayload
 from schemas.jobs import Job, JobState, UpdateStatus
 
+# Callbacks filed among the deliveries in one inbox pass, and in one transaction.
+FILED_PER_PASS = 1000
+FILED_PER_TRANSACTION = 200
+
 
 class Inbox:
     def __init__(self, parts: Parts) -> None:
@@ -96,14 +100,22 @@ class Inbox:
             source=source,
         )
 
-    async def file_received(self, *, limit: int = 1000) -> int:
-        """File the callbacks appended since the last pass among the deliveries;
-        how many were filed."""
-        filed = await self.parts.store.admit_received(limit=limit)
-        for delivery in filed:
-            if delivery.status is DeliveryStatus.DUPLICATE:
-                self._duplicate(delivery)
-        return len(filed)
+    async def file_received(self, *, limit: int = FILED_PER_PASS) -> int:
+        """File up to ``limit`` callbacks appended since the last pass among the
+        deliveries; how many were filed. In transactions of at most
+        ``FILED_PER_TRANSACTION``: each holds the store's write lock, and callbacks
+        arriving meanwhile wait for it before they are acknowledged."""
+        total = 0
+        while total < limit:
+            step = min(FILED_PER_TRANSACTION, limit - total)
+            filed = await self.parts.store.admit_received(limit=step)
+            for delivery in filed:
+                if delivery.status is DeliveryStatus.DUPLICATE:
+                    self._duplicate(delivery)
+            total += len(filed)
+            if len(filed) < step:
+                break
+        return total
 
     def _duplicate(self, delivery: Delivery) -> None:
         self.parts.metrics.callbacks_outcome.labels(delivery.provider, "duplicate").inc()
