@@ -357,16 +357,7 @@ async def test_early_callback_settles_a_job_whose_submit_answer_never_came(
     world.fake.submit = early_then_timeout  # type: ignore[assignment]
     job = await world.create()
     await world.step()
-    done = await world.job(job.id)
-    assert done.state is JobState.SUCCEEDED
-    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
-        JobState.UNCERTAIN,
-        JobState.FETCHING,
-        JobState.SUCCEEDED,
-    ]
-    (delivery,) = await world.store.list_deliveries(job_id=job.id)
-    assert delivery.status is DeliveryStatus.APPLIED
-    assert world.fake.submits == 1 and world.fake.status_calls == []
+    await _assert_settled_by_its_early_callback(world, job.id)
 
 
 async def test_an_early_callback_not_filed_yet_settles_a_job_whose_submit_answer_never_came(
@@ -384,13 +375,19 @@ async def test_an_early_callback_not_filed_yet_settles_a_job_whose_submit_answer
     world.fake.submit = early_then_timeout  # type: ignore[assignment]
     job = await world.create()
     await world.step()
-    assert (await world.job(job.id)).state is JobState.SUCCEEDED
-    assert [h.to_state for h in await world.store.history(job.id)][-3:] == [
+    await _assert_settled_by_its_early_callback(world, job.id)
+
+
+async def _assert_settled_by_its_early_callback(world: World, job_id: str) -> None:
+    """Uncertain, then settled by the callback that came before the submit's answer:
+    applied once, after one submit and no status call."""
+    assert (await world.job(job_id)).state is JobState.SUCCEEDED
+    assert [h.to_state for h in await world.store.history(job_id)][-3:] == [
         JobState.UNCERTAIN,
         JobState.FETCHING,
         JobState.SUCCEEDED,
     ]
-    (delivery,) = await world.store.list_deliveries(job_id=job.id)
+    (delivery,) = await world.store.list_deliveries(job_id=job_id)
     assert delivery.status is DeliveryStatus.APPLIED
     assert world.fake.submits == 1 and world.fake.status_calls == []
 

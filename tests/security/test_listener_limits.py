@@ -111,14 +111,7 @@ def test_a_kept_alive_connection_gets_the_same_header_deadline(limited: Service)
 
 
 def test_oversized_headers_are_refused(limited: Service) -> None:
-    with raw_connection(limited) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        try:
-            for _ in range(40):
-                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
-        except OSError:
-            pass
-        answer, _ = read_until_closed(sock, SLACK_S)
+    answer = _send_oversized_headers(limited, b"GET /healthz")
     assert answer.startswith(b"HTTP/1.1 431")
     body = answer.partition(b"\r\n\r\n")[2]
     assert json.loads(body)["error"]["code"] == "headers_too_large"
@@ -138,20 +131,8 @@ def test_a_body_that_stops_coming_gets_408(limited: Service) -> None:
 
 
 def test_connections_past_the_limit_are_answered_503(limited: Service) -> None:
-    held: list[socket.socket] = []
-    try:
-        for _ in range(8):
-            sock = raw_connection(limited)
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # headers not finished: held open
-            held.append(sock)
-        time.sleep(0.2)
-        with raw_connection(limited) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer, _ = read_until_closed(sock, SLACK_S)
-        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
-    finally:
-        for sock in held:
-            sock.close()
+    answer = _answer_past_the_connection_limit(limited, b"GET /healthz")
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
     # Once they are gone, the service answers again.
     time.sleep(0.2)
     assert limited.client.get("/healthz").status_code == 200
@@ -208,34 +189,15 @@ def test_the_standalone_sandbox_closes_a_connection_that_sends_nothing(
 
 
 def test_the_standalone_sandbox_refuses_oversized_headers(limited_sandbox: Service) -> None:
-    with raw_connection(limited_sandbox) as sock:
-        sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\nHost: x\r\n")
-        try:
-            for _ in range(40):
-                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
-        except OSError:
-            pass
-        answer, _ = read_until_closed(sock, SLACK_S)
+    answer = _send_oversized_headers(limited_sandbox, b"GET /sandbox/stats")
     assert answer.startswith(b"HTTP/1.1 431")
 
 
 def test_the_standalone_sandbox_answers_503_past_the_connection_limit(
     limited_sandbox: Service,
 ) -> None:
-    held: list[socket.socket] = []
-    try:
-        for _ in range(8):
-            sock = raw_connection(limited_sandbox)
-            sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\n")
-            held.append(sock)
-        time.sleep(0.2)
-        with raw_connection(limited_sandbox) as sock:
-            sock.sendall(b"GET /sandbox/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer, _ = read_until_closed(sock, SLACK_S)
-        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
-    finally:
-        for sock in held:
-            sock.close()
+    answer = _answer_past_the_connection_limit(limited_sandbox, b"GET /sandbox/stats")
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
 
 
 def test_the_standalone_sandbox_gives_a_body_a_deadline(limited_sandbox: Service) -> None:
@@ -285,3 +247,35 @@ def test_a_request_the_parser_cannot_read_is_a_json_400(
     assert head.startswith(b"HTTP/1.1 400"), answer[:200]
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"]["code"] == "invalid_request"
+
+
+def _send_oversized_headers(service: Service, request_line: bytes) -> bytes:
+    """``request_line`` followed by 40 KB of headers; what the server answered."""
+    with raw_connection(service) as sock:
+        sock.sendall(request_line + b" HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(40):
+                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+        except OSError:
+            pass
+        answer, _ = read_until_closed(sock, SLACK_S)
+    return answer
+
+
+def _answer_past_the_connection_limit(service: Service, request_line: bytes) -> bytes:
+    """The answer to one request more while 8 connections (the limit) are held open
+    with unfinished headers."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            sock = raw_connection(service)
+            sock.sendall(request_line + b" HTTP/1.1\r\n")  # headers not finished: held open
+            held.append(sock)
+        time.sleep(0.2)
+        with raw_connection(service) as sock:
+            sock.sendall(request_line + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer, _ = read_until_closed(sock, SLACK_S)
+    finally:
+        for sock in held:
+            sock.close()
+    return answer

@@ -185,16 +185,7 @@ def test_the_mounted_sandbox_control_routes_need_the_api_token(
     assert faults.status_code == 200
     assert faults.json()["corrupt_result"] == 0  # the refused PUT changed nothing
     # Nor did the refused per-provider PUTs: an upsampler job is not corrupted.
-    auth = {"Authorization": f"Bearer {token}"}
-    r = client.post(
-        "/v1/jobs", headers=auth, json={"provider": "upsampler", "scale": 2, "image": IMAGE_B64}
-    )
-    assert r.status_code == 202, r.text
-    client.headers.update(auth)
-    try:
-        assert wait_settled(client, r.json()["id"])["state"] == "succeeded"
-    finally:
-        del client.headers["Authorization"]
+    _assert_an_upscale_succeeds(client, token)
     webhook = client.get("/sandbox/fotor/webhook", headers={"Authorization": f"Bearer {token}"})
     assert webhook.status_code == 200 and webhook.json()["url"].startswith("http://127.0.0.1")
 
@@ -203,16 +194,7 @@ def test_the_quickstart_still_upscales_through_the_sandbox(
     quickstart: tuple[httpx.Client, str, str],
 ) -> None:
     client, token, _ = quickstart
-    auth = {"Authorization": f"Bearer {token}"}
-    r = client.post(
-        "/v1/jobs", headers=auth, json={"provider": "upsampler", "scale": 2, "image": IMAGE_B64}
-    )
-    assert r.status_code == 202, r.text
-    client.headers.update(auth)
-    try:
-        assert wait_settled(client, r.json()["id"])["state"] == "succeeded"
-    finally:
-        del client.headers["Authorization"]
+    _assert_an_upscale_succeeds(client, token)
 
 
 def test_the_standalone_sandbox_control_routes_need_the_token(tmp_path: Path) -> None:
@@ -233,3 +215,17 @@ def test_the_derived_key_is_not_a_constant(tmp_path: Path) -> None:
     one = signing_keys(load_settings({"UPSCALE_SECRET_KEYS": "one"}).secret_keys, tmp_path)
     two = signing_keys(load_settings({"UPSCALE_SECRET_KEYS": "two"}).secret_keys, tmp_path)
     assert sandbox_api_key(one) != sandbox_api_key(two)
+
+
+def _assert_an_upscale_succeeds(client: httpx.Client, token: str) -> None:
+    """An upsampler job submitted with ``token`` goes through the sandbox to success."""
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.post(
+        "/v1/jobs", headers=auth, json={"provider": "upsampler", "scale": 2, "image": IMAGE_B64}
+    )
+    assert r.status_code == 202, r.text
+    client.headers.update(auth)
+    try:
+        assert wait_settled(client, r.json()["id"])["state"] == "succeeded"
+    finally:
+        del client.headers["Authorization"]
