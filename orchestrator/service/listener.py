@@ -12,7 +12,8 @@ The listener faces the internet, so:
   or its headers one byte at a time, holds the connection for good; with
   httptools the size of the headers is not limited either. :func:`guarded`
   closes a connection whose request line and headers are not complete within
-  ``header_timeout_s``, and answers 431 to headers larger than ``max_header_bytes``.
+  ``header_timeout_s``, and answers 431 to headers larger than ``max_header_bytes``
+  (to within a quarter of it, 16 KiB at most).
   Bodies have a deadline of their own in the app (``receiver/bodies.py``).
 """
 
@@ -62,24 +63,53 @@ def _base_protocol() -> type[asyncio.Protocol]:
         return H11Protocol
 
 
+# Bytes handed to the HTTP parser at a time, at most (a quarter of the header cap when
+# that is less). The headers' size is counted by the pieces that leave a request's
+# headers unfinished, so it is known to within one piece.
+PIECE = 16 * 1024
+
+
 def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol with a deadline and a size cap on each request's headers.
 
     The deadline runs from the moment the connection is ready for a request (it
     opened, or the previous response went out) until the request's headers are
     complete; the request's body, and the wait for the app's answer, are not
-    counted.
+    counted. One timer looks after the deadlines of every connection of the
+    server, every ``tick`` seconds, rather than one timer a request.
+
+    The size counted is that of the bytes received while a request's headers are
+    unfinished (a pipelined request's too), counted as they are parsed rather than
+    header by header: a single header whose value never ends is cut off as well.
     """
     base: Any = _base_protocol()
+    piece = min(PIECE, max(1024, max_header_bytes // 4))
+    # Called as functions rather than through super(): once each a request.
+    parse = base.data_received
+    response_complete = base.on_response_complete
+    # Connection -> when its wait for headers ends; swept by one timer for them all.
+    waiting: dict[Any, float] = {}
+    tick = max(0.05, min(1.0, header_timeout_s / 4))
+    sweeper: list[asyncio.TimerHandle | None] = [None]
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        sweeper[0] = None
+        now = loop.time()
+        for late in [each for each, due in waiting.items() if due <= now]:
+            del waiting[late]
+            late.too_slow()
+        if waiting:
+            sweeper[0] = loop.call_later(tick, sweep, loop)
 
     class GuardedProtocol(base):  # type: ignore[misc]
-        _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
         _refused = False
-        _waiting_for: object = None
+        # The cycle current when the wait for headers began: the headers are complete
+        # once uvicorn has made the next one.
+        _waiting_for: Any = None
 
         def send_400_response(self, msg: str) -> None:
-            self._headers_done()
+            waiting.pop(self, None)
             self.transport.write(_BAD_REQUEST)
             self.transport.close()
 
@@ -87,81 +117,71 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
             super().connection_made(transport)
             self._await_headers()
 
-        # httptools' callbacks (h11 limits the size of headers itself).
-        def on_message_begin(self) -> None:
-            self._header_bytes = 0
-            super().on_message_begin()
-
-        def on_url(self, url: bytes) -> None:
-            self._count_header_bytes(len(url))
-            if not self._refused:
-                super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count_header_bytes(len(name) + len(value) + 4)
-            if not self._refused:
-                super().on_header(name, value)
-
-        def on_headers_complete(self) -> None:
-            if not self._refused:  # a refused request never reaches the app
-                super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            if not self._refused:
-                super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            if not self._refused:
-                super().on_message_complete()
-
-        def _count_header_bytes(self, n: int) -> None:
-            self._header_bytes += n
-            if self._header_bytes > max_header_bytes and not self._refused:
-                self._refused = True
-                self._headers_done()
-                self.transport.write(_HEADERS_TOO_LARGE)
-                # Read and drop what is still coming for a moment before closing, so
-                # that the client reads the answer rather than a connection reset.
-                self.loop.call_later(LINGER_S, self.transport.close)
-
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            super().data_received(data)
-            if self._header_timer is not None and self.cycle is not self._waiting_for:
-                self._headers_done()
+            if len(data) > piece:
+                for at in range(0, len(data), piece):
+                    self.data_received(data[at : at + piece])
+                    if self._refused or self.transport.is_closing():
+                        return
+                return
+            parse(self, data)
+            scope = self.scope
+            if scope is not None and "method" not in scope:
+                # A request has begun and its headers are not finished.
+                self._header_bytes += len(data)
+                if self._header_bytes > max_header_bytes:
+                    self._refuse_headers()
+                    return
+            elif self._header_bytes:
+                self._header_bytes = 0
+            if self._waiting_for is not _DONE and self.cycle is not self._waiting_for:
+                self._waiting_for = _DONE
+                waiting.pop(self, None)
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and self._idle():
+            response_complete(self)
+            cycle = self.cycle
+            if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
                 # Ready for the next request on this connection (or the rest of a body
                 # the app did not read): it gets the same deadline as the first.
                 self._await_headers()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._headers_done()
+            waiting.pop(self, None)
             super().connection_lost(exc)
 
         def _await_headers(self) -> None:
-            self._headers_done()
             self._waiting_for = self.cycle
-            self._header_timer = self.loop.call_later(header_timeout_s, self._too_slow)
+            loop = self.loop
+            waiting[self] = loop.time() + header_timeout_s
+            if sweeper[0] is None:
+                sweeper[0] = loop.call_later(tick, sweep, loop)
 
-        def _idle(self) -> bool:
-            """No request is being handled (a pipelined one would be in ``cycle``)."""
-            return self.cycle is None or bool(self.cycle.response_complete)
+        def _refuse_headers(self) -> None:
+            self._refused = True
+            waiting.pop(self, None)
+            self.transport.write(_HEADERS_TOO_LARGE)
+            # Read and drop what is still coming for a moment before closing, so
+            # that the client reads the answer rather than a connection reset.
+            self.loop.call_later(LINGER_S, self.transport.close)
 
-        def _headers_done(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            if self.cycle is self._waiting_for and self._idle() and not self.transport.is_closing():
+        def too_slow(self) -> None:
+            """The deadline passed: closed if still waiting for the same request's headers."""
+            cycle = self.cycle
+            if (
+                cycle is self._waiting_for
+                and (cycle is None or cycle.response_complete)
+                and not self.transport.is_closing()
+            ):
                 self.transport.close()
 
     return GuardedProtocol
+
+
+# ``_waiting_for`` once the headers awaited have come.
+_DONE = object()
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -117,6 +117,18 @@ def test_oversized_headers_are_refused(limited: Service) -> None:
     assert json.loads(body)["error"]["code"] == "headers_too_large"
 
 
+def test_a_header_whose_value_never_ends_is_refused(limited: Service) -> None:
+    with raw_connection(limited) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        try:
+            for _ in range(40):
+                sock.sendall(b"a" * 1000)
+        except OSError:
+            pass
+        answer, _ = read_until_closed(sock, SLACK_S)
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
 def test_a_body_that_stops_coming_gets_408(limited: Service) -> None:
     head = (
         "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"

@@ -1,0 +1,154 @@
+"""The listener's guard on request headers, driven byte by byte: however a client splits
+what it sends, a request within the header cap reaches the app and one past it is
+answered 431 without reaching it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import uvicorn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
+
+from orchestrator.service.listener import PIECE, guarded
+
+# The count is exact to within one piece either way: headers up to the cap less a piece
+# always pass, headers past the cap and a piece are always refused.
+CAP = 2 * PIECE
+
+
+class Transport(asyncio.Transport):
+    """What the server wrote and whether it closed the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        peers = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}
+        return peers.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class App:
+    """Answers 200 with the length of the body it read; remembers the header sizes it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        self.seen.append(sum(len(n) + len(v) for n, v in scope["headers"]))
+        answer = b"%d" % len(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(answer))],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _request(header_bytes: int, body: bytes) -> bytes:
+    filler = b"X-Filler: " + b"a" * max(0, header_bytes - 60) + b"\r\n"
+    return (
+        b"POST /callbacks/p/t HTTP/1.1\r\nHost: x\r\n"
+        + filler
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+async def _serve(chunks: list[bytes]) -> tuple[App, Transport]:
+    app = App()
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    config.load()
+    protocol_class: Any = guarded(10.0, CAP)
+    protocol = protocol_class(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = Transport()
+    protocol.connection_made(transport)
+    for chunk in chunks:
+        protocol.data_received(chunk)
+        await asyncio.sleep(0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    return app, transport
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    header_bytes=st.integers(min_value=60, max_value=CAP - PIECE - 100),
+    body=st.binary(max_size=3 * PIECE // 2),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+    requests=st.integers(min_value=1, max_value=3),
+)
+def test_requests_within_the_cap_reach_the_app_however_they_are_split(
+    header_bytes: int, body: bytes, cuts: list[int], requests: int
+) -> None:
+    # Kept-alive and pipelined requests alike: each one's headers are counted afresh.
+    data = _request(header_bytes, body) * requests
+    app, transport = asyncio.run(_serve(_split(data, cuts)))
+    assert len(app.seen) == requests
+    assert bytes(transport.written).count(b"HTTP/1.1 200") == requests
+    assert b"431" not in bytes(transport.written)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    excess=st.integers(min_value=1, max_value=3 * PIECE),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+    finished=st.booleans(),
+)
+def test_headers_past_the_cap_are_answered_431_however_they_are_split(
+    excess: int, cuts: list[int], finished: bool
+) -> None:
+    # Past the cap by more than a piece, whether the headers end or not: one header
+    # whose value never ends is cut off too.
+    data = _request(CAP + PIECE + excess, b"{}")
+    if not finished:
+        data = data[: data.index(b"\r\nContent-Length")]
+    app, transport = asyncio.run(_serve(_split(data, cuts)))
+    assert app.seen == []
+    assert bytes(transport.written).startswith(b"HTTP/1.1 431")
+
+
+def test_a_request_pipelined_behind_another_is_capped_too() -> None:
+    # Sent before the first one's answer, in the same packet: its headers never end.
+    first = b"POST /callbacks/p/t HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n{}{}"
+    second = b"GET /healthz HTTP/1.1\r\nX-Long: " + b"a" * (CAP + PIECE)
+    app, transport = asyncio.run(_serve([first, second[:100], second[100:]]))
+    assert app.seen and len(app.seen) == 1
+    assert b"HTTP/1.1 431" in bytes(transport.written)
