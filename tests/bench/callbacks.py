@@ -2,15 +2,17 @@
 
 Requests per second and p50/p99 latency of valid callbacks (token verified, raw
 delivery committed to SQLite, 200 returned) at 32 and 128 concurrent connections,
-against a bare Starlette endpoint returning 200 under the same uvicorn settings
-(one worker, no access log, loop/http "auto"). Both servers run as subprocesses on
+against a bare Starlette endpoint that reads the body and returns 200, under plain
+uvicorn (one worker, no access log, loop/http "auto"). Both servers run as subprocesses on
 127.0.0.1; the load comes from ``wrk`` (one thread, a Lua script giving every
 request its own body so none is stored as a duplicate) or, without wrk, from a
 small multi-process asyncio load generator in this module.
 
-The service runs as deployed (``receiver.asgi:app``, its loops on, INFO logs to a
-file): each stored callback is also parsed and marked (unmatched: the token names
-a job id that does not exist) by the inbox loop in the same process.
+The service runs as its users start it (``upscale serve --web-only``, and plain
+``upscale serve`` with its loops on; the listener's guards on; INFO logs to a
+file): under plain ``serve`` each stored callback is also parsed and marked
+(unmatched: the token names a job id that does not exist) by the inbox loop in the
+same process.
 
     python -m tests.bench.callbacks [--quick] [--duration S] [--no-profile]
 """
@@ -52,6 +54,7 @@ from tests.bench.util import (
     percentile,
     print_table,
     proc_cpu_s,
+    service_proc,
     system_busy_s,
     uvicorn_proc,
     yes_no,
@@ -376,10 +379,7 @@ def interleaved(
 
 # The service's two shapes: a web process (``serve --web-only``: the ack path alone,
 # workers apply the inbox) and ``serve`` (the inbox applied in the same process).
-SERVICES: dict[str, dict[str, str]] = {
-    "serve --web-only": {"UPSCALE_RUN_LOOPS": "false"},
-    "serve": {},
-}
+SERVICES: dict[str, bool] = {"serve --web-only": True, "serve": False}
 
 
 def measure(
@@ -406,14 +406,13 @@ def measure(
         # One shape at a time, each against the bare endpoint in its own rounds: plain
         # ``serve`` goes on filing its backlog long after its rounds, which would take
         # a core from whatever else was measured meanwhile.
-        for i, (name, env) in enumerate(SERVICES.items()):
+        for i, (name, web_only) in enumerate(SERVICES.items()):
             port = free_port()
-            server = uvicorn_proc(
-                "receiver.asgi:app",
+            server = service_proc(
                 port,
-                service_env(workdir / f"service-{i}", port, **env),
+                service_env(workdir / f"service-{i}", port),
                 workdir / f"service-{i}.log",
-                health_path="/healthz",
+                web_only=web_only,
             )
             try:
                 server.start()
@@ -442,28 +441,35 @@ def measure_variants(
     workdir: Path, conns: int, seconds: float, rounds: int
 ) -> dict[str, LoadResult]:
     """The web process (``serve --web-only``) as deployed and under configuration
-    changes (no code change), all running at once and loaded in turn."""
+    changes (no code change), all running at once and loaded in turn. (The last runs
+    the same app under plain uvicorn, whose loop and HTTP parser can be chosen.)"""
     load = Load(workdir)
     path = callback_path()
-    web = {"UPSCALE_RUN_LOOPS": "false"}
-    variants: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-        "as deployed": (web, {}),
-        "synchronous=FULL": ({**web, "UPSCALE_SQLITE_SYNCHRONOUS": "FULL"}, {}),
-        "log level WARNING": ({**web, "UPSCALE_LOG_LEVEL": "WARNING"}, {}),
-        "loop=asyncio http=h11": (web, {"loop": "asyncio", "http": "h11"}),
+    variants: dict[str, dict[str, str]] = {
+        "as deployed": {},
+        "synchronous=FULL": {"UPSCALE_SQLITE_SYNCHRONOUS": "FULL"},
+        "log level WARNING": {"UPSCALE_LOG_LEVEL": "WARNING"},
+        "loop=asyncio http=h11": {"UPSCALE_RUN_LOOPS": "false"},
     }
     procs: dict[str, ServerProc] = {}
     try:
-        for i, (name, (env, kw)) in enumerate(variants.items()):
+        for i, (name, extra) in enumerate(variants.items()):
             port = free_port()
-            procs[name] = uvicorn_proc(
-                "receiver.asgi:app",
-                port,
-                service_env(workdir / f"variant-{i}", port, **env),
-                workdir / f"variant-{i}.log",
-                health_path="/healthz",
-                **kw,  # type: ignore[arg-type]
-            ).start()
+            env = service_env(workdir / f"variant-{i}", port, **extra)
+            log = workdir / f"variant-{i}.log"
+            if name.startswith("loop="):
+                proc = uvicorn_proc(
+                    "receiver.asgi:app",
+                    port,
+                    env,
+                    log,
+                    health_path="/healthz",
+                    loop="asyncio",
+                    http="h11",
+                )
+            else:
+                proc = service_proc(port, env, log, web_only=True)
+            procs[name] = proc.start()
             _check_callback(port, path)
         runs = interleaved(load, procs, path, conns, seconds, rounds, 1.0)
     finally:

@@ -1,8 +1,8 @@
 """Benchmark 1b: the callback ack path on PostgreSQL, one and two web processes.
 
-``serve --web-only`` (the service's loops off, as a web process beside workers)
-on a fresh PostgreSQL database, under uvicorn with one and with two worker
-processes, against the bare Starlette endpoint, in turn, at 32 and 128
+``upscale serve --web-only`` (a web process beside workers) on a fresh PostgreSQL
+database, and the same app under ``uvicorn --workers 2`` (two processes on one
+listening socket), against the bare Starlette endpoint, in turn, at 32 and 128
 connections. Every 200 must be a committed row: the benchmark counts the rows
 (``received`` and ``deliveries``) against the 200s answered.
 
@@ -33,7 +33,16 @@ from tests.bench.callbacks import (
     interleaved,
     service_env,
 )
-from tests.bench.util import Row, ServerProc, clean_env, free_port, note, print_table, uvicorn_proc
+from tests.bench.util import (
+    Row,
+    ServerProc,
+    clean_env,
+    free_port,
+    note,
+    print_table,
+    service_proc,
+    uvicorn_proc,
+)
 from tests.postgres_db import create_database, drop_database, run_sync
 
 
@@ -76,14 +85,14 @@ def measure(
                 UPSCALE_DATABASE_URL=dsn,
                 UPSCALE_RUN_LOOPS="false",
             )
-            servers[name] = uvicorn_proc(
-                "receiver.asgi:app",
-                port,
-                env,
-                workdir / f"pg-{workers}.log",
-                health_path="/healthz",
-                workers=workers,
-            )
+            log = workdir / f"pg-{workers}.log"
+            if workers == 1:
+                servers[name] = service_proc(port, env, log, web_only=True)
+            else:
+                # Processes sharing one listening socket: the app under uvicorn --workers.
+                servers[name] = uvicorn_proc(
+                    "receiver.asgi:app", port, env, log, health_path="/healthz", workers=workers
+                )
         for server in servers.values():
             server.start()
         for server in servers.values():

@@ -57,7 +57,7 @@ from tests.bench.callbacks import (
     have_wrk,
     service_env,
 )
-from tests.bench.util import clean_env, free_port, note, uvicorn_proc
+from tests.bench.util import clean_env, free_port, note, service_proc, uvicorn_proc
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -384,17 +384,16 @@ def under_load(workdir: Path, seconds: float, conns: int = 128) -> list[str]:
         "tests.bench.serve:bare_app", bport, clean_env(), workdir / "bare.log", health_path=None
     )
     with bare.start():
-        for label, env in (
-            ("serve --web-only (loops off)", {"UPSCALE_RUN_LOOPS": "false"}),
-            ("serve (inbox applied in the same process)", {}),
+        for label, web_only in (
+            ("serve --web-only", True),
+            ("serve (inbox applied in the same process)", False),
         ):
             port = free_port()
-            proc = uvicorn_proc(
-                "receiver.asgi:app",
+            proc = service_proc(
                 port,
-                service_env(workdir / f"load-{port}", port, **env),
+                service_env(workdir / f"load-{port}", port),
                 workdir / f"load-{port}.log",
-                health_path="/healthz",
+                web_only=web_only,
             )
             with proc.start():
                 _check_callback(port, path)

@@ -26,11 +26,12 @@ _BODY = b'{"received":true}'
 
 
 async def _bare(request: Request) -> Response:
+    await request.body()
     return Response(_BODY, media_type="application/json")
 
 
-# The baseline: the same route pattern as the service's callback route, answering 200
-# without reading anything.
+# The baseline: the same route pattern as the service's callback route, reading the
+# body and answering 200.
 bare_app = Starlette(routes=[Route("/callbacks/{provider}/{token}", _bare, methods=["POST"])])
 
 

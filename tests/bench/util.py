@@ -143,6 +143,17 @@ def uvicorn_proc(
     return ServerProc(args, env, log_path, port, health)
 
 
+def service_proc(
+    port: int, env: Mapping[str, str], log_path: Path, *, web_only: bool = False
+) -> ServerProc:
+    """``upscale serve`` (``--web-only``) on ``port``: the service as its users start it,
+    with the listener's guards and options."""
+    args = [PYTHON, "-m", "orchestrator.cli", "serve", "--host", HOST, "--port", str(port)]
+    if web_only:
+        args.append("--web-only")
+    return ServerProc(args, env, log_path, port, f"http://{HOST}:{port}/healthz")
+
+
 # -- numbers ---------------------------------------------------------------------------
 
 
