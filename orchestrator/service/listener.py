@@ -102,7 +102,10 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
             sweeper[0] = loop.call_later(tick, sweep, loop)
 
     class GuardedProtocol(base):  # type: ignore[misc]
+        # The bytes of the pieces that left the headers of request ``_counted`` (its
+        # scope) unfinished.
         _header_bytes = 0
+        _counted: object = None
         _refused = False
         # The cycle current when the wait for headers began: the headers are complete
         # once uvicorn has made the next one.
@@ -129,13 +132,16 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
             parse(self, data)
             scope = self.scope
             if scope is not None and "method" not in scope:
-                # A request has begun and its headers are not finished.
-                self._header_bytes += len(data)
+                # A request has begun and its headers are not finished: counted from the
+                # piece it began in (a new request has a new scope).
+                if scope is self._counted:
+                    self._header_bytes += len(data)
+                else:
+                    self._counted = scope
+                    self._header_bytes = len(data)
                 if self._header_bytes > max_header_bytes:
                     self._refuse_headers()
                     return
-            elif self._header_bytes:
-                self._header_bytes = 0
             if self._waiting_for is not _DONE and self.cycle is not self._waiting_for:
                 self._waiting_for = _DONE
                 waiting.pop(self, None)
