@@ -364,14 +364,27 @@ def interleaved(
     warmup_s: float,
 ) -> dict[str, list[LoadResult]]:
     """``rounds`` rounds, each server once per round in turn, so that other load on the
-    machine falls on all of them alike."""
+    machine falls on all of them alike. While one is loaded the others are paused
+    (SIGSTOP): plain ``serve`` goes on filing its backlog after its own round, and
+    would otherwise take a core from the server loaded next."""
     out: dict[str, list[LoadResult]] = {name: [] for name in servers}
+
+    def alone(server: ServerProc, s: float) -> LoadResult:
+        others = [other for other in servers.values() if other is not server]
+        for other in others:
+            other.pause()
+        try:
+            return load.run(server, path, conns, s)
+        finally:
+            for other in others:
+                other.resume()
+
     if warmup_s > 0:
         for server in servers.values():
-            load.run(server, path, conns, warmup_s)
+            alone(server, warmup_s)
     for _ in range(rounds):
         for name, server in servers.items():
-            res = load.run(server, path, conns, seconds)
+            res = alone(server, seconds)
             out[name].append(res)
             note(_describe(name, conns, res))
     return out

@@ -92,8 +92,18 @@ class ServerProc:
         assert self.popen is not None
         return self.popen.pid
 
+    def pause(self) -> None:
+        """Stop the process where it is (SIGSTOP): it takes no core until ``resume``."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGCONT)
+
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.popen is not None and self.popen.poll() is None:
+            self.resume()
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout_s)
