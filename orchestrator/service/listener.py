@@ -12,8 +12,7 @@ The listener faces the internet, so:
   or its headers one byte at a time, holds the connection for good; with
   httptools the size of the headers is not limited either. :func:`guarded`
   closes a connection whose request line and headers are not complete within
-  ``header_timeout_s``, and answers 431 to headers larger than ``max_header_bytes``
-  (to within a quarter of it, 16 KiB at most).
+  ``header_timeout_s``, and answers 431 to headers larger than ``max_header_bytes``.
   Bodies have a deadline of their own in the app (``receiver/bodies.py``).
 """
 
@@ -65,7 +64,10 @@ def _base_protocol() -> type[asyncio.Protocol]:
 
 # Bytes handed to the HTTP parser at a time, at most (a quarter of the header cap when
 # that is less). The headers' size is counted by the pieces that leave a request's
-# headers unfinished, so it is known to within one piece.
+# headers unfinished; a piece that would take them past the cap is parsed up to it
+# first. So headers larger than the cap are always refused, and a request's are
+# counted exactly unless it began in the middle of a piece (pipelined behind another
+# in the same packet): then they may be counted up to one piece more.
 PIECE = 16 * 1024
 
 
@@ -109,7 +111,7 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
         # The bytes of the pieces that left the headers of request ``_counted`` (its
         # scope) unfinished.
         _header_bytes = 0
-        _counted: object = None
+        _counted: Any = None
         _refused = False
         # The cycle current when the wait for headers began: the headers are complete
         # once uvicorn has made the next one.
@@ -133,6 +135,16 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
                     if self._refused or self.transport.is_closing():
                         return
                 return
+            scope = self.scope
+            if scope is self._counted and scope is not None and "method" not in scope:
+                room = max_header_bytes - self._header_bytes
+                if room < len(data):
+                    # Headers that would pass the cap within this piece unless they end
+                    # first: parsed up to the cap (refused there if unfinished), then on.
+                    self.data_received(data[:room])
+                    if not self._refused and not self.transport.is_closing():
+                        self.data_received(data[room:])
+                    return
             parse(self, data)
             scope = self.scope
             if scope is not None and "method" not in scope:
@@ -143,7 +155,7 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
                 else:
                     self._counted = scope
                     self._header_bytes = len(data)
-                if self._header_bytes > max_header_bytes:
+                if self._header_bytes >= max_header_bytes:
                     self._refuse_headers()
                     return
             if self._waiting_for is not _DONE and self.cycle is not self._waiting_for:

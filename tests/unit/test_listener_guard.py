@@ -74,14 +74,12 @@ class App:
         await send({"type": "http.response.body", "body": answer})
 
 
-def _request(header_bytes: int, body: bytes) -> bytes:
-    filler = b"X-Filler: " + b"a" * max(0, header_bytes - 60) + b"\r\n"
-    return (
-        b"POST /callbacks/p/t HTTP/1.1\r\nHost: x\r\n"
-        + filler
-        + b"Content-Length: %d\r\n\r\n" % len(body)
-        + body
-    )
+def _request(size: int, body: bytes) -> bytes:
+    """A request whose request line and headers take exactly ``size`` bytes."""
+    head = b"POST /callbacks/p/t HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+    headers = head + b"X-Filler: " + b"a" * (size - len(head) - 14) + b"\r\n\r\n"
+    assert len(headers) == size
+    return headers + body
 
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -110,19 +108,34 @@ async def _serve(chunks: list[bytes]) -> tuple[App, Transport]:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    header_bytes=st.integers(min_value=60, max_value=CAP - PIECE - 100),
+    size=st.integers(min_value=100, max_value=CAP),
     body=st.binary(max_size=3 * PIECE // 2),
     cuts=st.lists(st.integers(min_value=0), max_size=12),
-    requests=st.integers(min_value=1, max_value=3),
+)
+@example(size=CAP, body=b"{}", cuts=[CAP - 1])
+def test_headers_up_to_the_cap_reach_the_app_however_they_are_split(
+    size: int, body: bytes, cuts: list[int]
+) -> None:
+    app, transport = asyncio.run(_serve(_split(_request(size, body), cuts)))
+    assert len(app.seen) == 1
+    assert bytes(transport.written).startswith(b"HTTP/1.1 200")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(min_value=100, max_value=CAP - PIECE),
+    body=st.binary(max_size=3 * PIECE // 2),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+    requests=st.integers(min_value=2, max_value=3),
 )
 # Large pipelined requests, each beginning in a piece where the one before ends: each
 # request's count starts afresh.
-@example(header_bytes=CAP - PIECE - 100, body=b"", cuts=[], requests=3)
-def test_requests_within_the_cap_reach_the_app_however_they_are_split(
-    header_bytes: int, body: bytes, cuts: list[int], requests: int
+@example(size=CAP - PIECE, body=b"", cuts=[], requests=3)
+def test_kept_alive_and_pipelined_requests_are_each_counted_afresh(
+    size: int, body: bytes, cuts: list[int], requests: int
 ) -> None:
-    # Kept-alive and pipelined requests alike: each one's headers are counted afresh.
-    data = _request(header_bytes, body) * requests
+    # (One that begins in the middle of a piece may be counted up to a piece more.)
+    data = _request(size, body) * requests
     app, transport = asyncio.run(_serve(_split(data, cuts)))
     assert len(app.seen) == requests
     assert bytes(transport.written).count(b"HTTP/1.1 200") == requests
@@ -131,18 +144,17 @@ def test_requests_within_the_cap_reach_the_app_however_they_are_split(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    excess=st.integers(min_value=1, max_value=3 * PIECE),
+    size=st.integers(min_value=CAP + 1, max_value=CAP + 3 * PIECE),
     cuts=st.lists(st.integers(min_value=0), max_size=12),
     finished=st.booleans(),
 )
+@example(size=CAP + 1, cuts=[], finished=True)
+@example(size=CAP + 1, cuts=[CAP - 1], finished=True)
 def test_headers_past_the_cap_are_answered_431_however_they_are_split(
-    excess: int, cuts: list[int], finished: bool
+    size: int, cuts: list[int], finished: bool
 ) -> None:
-    # Past the cap by more than a piece, whether the headers end or not: one header
-    # whose value never ends is cut off too.
-    data = _request(CAP + PIECE + excess, b"{}")
-    if not finished:
-        data = data[: data.index(b"\r\nContent-Length")]
+    # Finished or not: one header whose value never ends is cut off too.
+    data = _request(size, b"{}") if finished else _request(size + 4, b"")[:size]
     app, transport = asyncio.run(_serve(_split(data, cuts)))
     assert app.seen == []
     assert bytes(transport.written).startswith(b"HTTP/1.1 431")
