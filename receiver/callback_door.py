@@ -25,6 +25,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.common.deadlines import Deadlines
 from orchestrator.service.runtime import Runtime
 from receiver.errors import error_response
 from receiver.unexpected import internal_error_body, new_request_id
@@ -163,23 +164,21 @@ class CallbackDoor:
 
 class BodyDeadlines:
     """The body deadline of every callback being read, kept by one timer for all
-    rather than one each (a timer a request was a tenth of the callback's cost).
-    Reading a body costs a dict entry; while any is being read, the timer looks
-    every ``TICK_S`` for deadlines that have passed and cancels those readers,
-    which then answer 408. A deadline is kept to within ``TICK_S``."""
+    (``Deadlines``): a reader past its deadline is cancelled, and then answers 408."""
 
     TICK_S = 0.5
 
     def __init__(self) -> None:
-        self._due: dict[asyncio.Task[Any], float] = {}
+        self._deadlines: Deadlines[asyncio.Task[Any]] = Deadlines(
+            self.TICK_S, self._cancel, asyncio.Task.get_loop
+        )
         self._expired: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def current_task(self) -> asyncio.Task[Any]:
         """The running task, found through the loop of the last one seen (looking the
         running loop up is a system call, getpid)."""
-        task = asyncio.current_task(self._timer_loop) if self._timer_loop else None
+        loop = self._deadlines.loop
+        task = asyncio.current_task(loop) if loop else None
         if task is None:
             task = asyncio.current_task()
             if task is None:  # pragma: no cover - an ASGI app always runs in a task
@@ -187,16 +186,10 @@ class BodyDeadlines:
         return task
 
     def start(self, task: asyncio.Task[Any], timeout_s: float) -> None:
-        loop = task.get_loop()
-        self._due[task] = loop.time() + timeout_s
-        # (An app may outlive an event loop, as in tests: a timer of an earlier loop
-        # would never fire, so one is armed on this loop.)
-        if self._timer is None or self._timer_loop is not loop:
-            self._timer_loop = loop
-            self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
+        self._deadlines.start(task, task.get_loop(), timeout_s)
 
     def stop(self, task: asyncio.Task[Any]) -> None:
-        self._due.pop(task, None)
+        self._deadlines.stop(task)
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
         """Whether the deadline cancelled ``task`` (asked once, when it was cancelled)."""
@@ -205,16 +198,10 @@ class BodyDeadlines:
             return True
         return False
 
-    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        now = loop.time()
-        for task in [t for t, due in self._due.items() if due <= now and t.get_loop() is loop]:
-            # Still waiting for its body (it leaves ``_due`` when the body is read).
-            del self._due[task]
-            self._expired.add(task)
-            task.cancel()
-        if self._due:
-            self._timer = loop.call_later(self.TICK_S, self._sweep, loop)
+    def _cancel(self, task: asyncio.Task[Any]) -> None:
+        # Still waiting for its body (it leaves the deadlines when the body is read).
+        self._expired.add(task)
+        task.cancel()
 
 
 async def read_body(

@@ -23,6 +23,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.common.deadlines import Deadlines
 from orchestrator.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
     opened, or the previous response went out) until the request's headers are
     complete; the request's body, and the wait for the app's answer, are not
     counted. One timer looks after the deadlines of every connection of the
-    server, every ``tick`` seconds, rather than one timer a request.
+    server (``Deadlines``), every quarter of the deadline, a second at most, rather
+    than one timer a request.
 
     The size counted is that of the bytes received while a request's headers are
     unfinished (a pipelined request's too), counted as they are parsed rather than
@@ -89,23 +91,14 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
     # Called as functions rather than through super(): once each a request.
     parse = base.data_received
     response_complete = base.on_response_complete
-    # Connection -> when its wait for headers ends; swept by one timer for them all.
-    waiting: dict[Any, float] = {}
-    tick = max(0.05, min(1.0, header_timeout_s / 4))
-    # The timer, and the loop it runs on: a server that outlives its event loop (as in
-    # tests) arms one on the next loop rather than wait for a timer that never fires.
-    sweeper: list[asyncio.TimerHandle | None] = [None]
-    swept: list[asyncio.AbstractEventLoop | None] = [None]
-
-    def sweep(loop: asyncio.AbstractEventLoop) -> None:
-        sweeper[0] = None
-        now = loop.time()
-        for late in [each for each, due in waiting.items() if due <= now]:
-            del waiting[late]
-            if late.loop is loop:  # (one of an earlier loop is dropped)
-                late.too_slow()
-        if waiting:
-            sweeper[0] = loop.call_later(tick, sweep, loop)
+    # The connections waiting for their headers, swept by one timer for them all.
+    waiting: Deadlines[Any] = Deadlines(
+        max(0.05, min(1.0, header_timeout_s / 4)),
+        lambda late: late.too_slow(),
+        lambda connection: connection.loop,
+    )
+    # Popped from directly: once a request.
+    headers_due = waiting.due
 
     class GuardedProtocol(base):  # type: ignore[misc]
         # The bytes of the pieces that left the headers of request ``_counted`` (its
@@ -118,7 +111,7 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
         _waiting_for: Any = None
 
         def send_400_response(self, msg: str) -> None:
-            waiting.pop(self, None)
+            headers_due.pop(self, None)
             self.transport.write(_BAD_REQUEST)
             self.transport.close()
 
@@ -160,7 +153,7 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
                     return
             if self._waiting_for is not _DONE and self.cycle is not self._waiting_for:
                 self._waiting_for = _DONE
-                waiting.pop(self, None)
+                headers_due.pop(self, None)
 
         def on_response_complete(self) -> None:
             response_complete(self)
@@ -171,20 +164,16 @@ def guarded(header_timeout_s: float, max_header_bytes: int) -> type[asyncio.Prot
                 self._await_headers()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            waiting.pop(self, None)
+            headers_due.pop(self, None)
             super().connection_lost(exc)
 
         def _await_headers(self) -> None:
             self._waiting_for = self.cycle
-            loop = self.loop
-            waiting[self] = loop.time() + header_timeout_s
-            if sweeper[0] is None or swept[0] is not loop:
-                swept[0] = loop
-                sweeper[0] = loop.call_later(tick, sweep, loop)
+            waiting.start(self, self.loop, header_timeout_s)
 
         def _refuse_headers(self) -> None:
             self._refused = True
-            waiting.pop(self, None)
+            headers_due.pop(self, None)
             self.transport.write(_HEADERS_TOO_LARGE)
             # Read and drop what is still coming for a moment before closing, so
             # that the client reads the answer rather than a connection reset.
