@@ -21,9 +21,11 @@ Two ways to commit a group, the first preferred:
   answered "busy"), a checkpoint is finishing (below), or the group is larger
   than one statement. The thread takes everything queued by then and writes it
   in a single transaction on its own connection, which waits up to the busy
-  timeout, batch after batch while deliveries keep coming (at most
-  ``SESSION_S`` at a time, holding the store's write lock so that its
-  transactions never interleave with the store's other writes in this process).
+  timeout for a lock held by another process (looking every half millisecond
+  whether it is free, ``LOOK_S``), batch after batch while deliveries keep
+  coming (at most ``SESSION_S`` at a time, holding the store's write lock so
+  that its transactions never interleave with the store's other writes in this
+  process).
 
 The loop's connection does not checkpoint the write-ahead log itself (that
 would stall the loop for milliseconds). Once the log has grown by about
@@ -58,6 +60,12 @@ from schemas.errors import StoreUnavailable
 
 # A bound on one transaction, so that a huge backlog still commits in steps.
 MAX_BATCH = 512
+# How often the writer's thread looks whether a lock held elsewhere is free: every
+# half millisecond, every two once it has waited 50 ms. (SQLite's own busy handler
+# sleeps up to 100 ms between two looks, and finds the lock free only if it looks
+# when it is: behind another process writing in short transactions one after
+# another, a callback would wait hundreds of milliseconds.)
+LOOK_S, LOOK_LONG_S, LONG_WAIT_S = 0.0005, 0.002, 0.05
 # How long the writer's thread keeps the store's write lock while callbacks keep coming.
 SESSION_S = 0.05
 # Bytes the log may grow by between two checkpoints: SQLite's own default of 1000
@@ -116,7 +124,9 @@ class InboxWriter:
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
-        self._con = await self._run(self._connect, self._busy_timeout_ms, True)
+        # The thread's connection waits for a lock by looking often itself
+        # (``_write_waiting``), not by SQLite's busy handler.
+        self._con = await self._run(self._connect, 0, True)
         self._now = await self._run(self._connect, 0, False)
 
     async def close(self) -> None:
@@ -253,7 +263,7 @@ class InboxWriter:
             if not batch:
                 return
             try:
-                self._write_batch([row for row, _ in batch])
+                self._write_waiting([row for row, _ in batch])
             except (sqlite3.Error, StoreUnavailable) as exc:
                 loop.call_soon_threadsafe(_fail, batch, exc)
             except BaseException as exc:
@@ -290,6 +300,21 @@ class InboxWriter:
         con.execute("PRAGMA wal_checkpoint(PASSIVE)")
         with self._loop_writes:
             con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _write_waiting(self, rows: Sequence[_Row]) -> None:
+        """Write the rows, waiting up to the busy timeout for a lock held elsewhere,
+        and taking it as soon as it is free."""
+        started = time.monotonic()
+        gives_up = started + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                self._write_batch(rows)
+                return
+            except sqlite3.OperationalError as exc:
+                now = time.monotonic()
+                if getattr(exc, "sqlite_errorcode", None) not in _BUSY or now >= gives_up:
+                    raise
+                time.sleep(LOOK_S if now - started < LONG_WAIT_S else LOOK_LONG_S)
 
     def _write_batch(self, rows: Sequence[_Row]) -> None:
         con = self._con

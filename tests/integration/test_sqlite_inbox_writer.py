@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -96,3 +97,41 @@ async def test_the_write_ahead_log_is_checkpointed_while_callbacks_keep_coming(
     # One commit a callback here: unchecked, the log grows by a page of 4 KiB each
     # (24 MB); checkpointed, it starts again at about 1000 pages.
     assert size < 8 * 1024 * 1024, f"the log grew to {size:,} bytes"
+
+
+async def test_a_busy_writer_in_another_process_does_not_hold_callbacks_back(
+    tmp_path: Path,
+) -> None:
+    """Another process writing in short transactions, one after another (a worker
+    filing the inbox), leaves the lock free for a moment between them: a callback
+    waiting for it is committed in the first such moment, not tens of milliseconds
+    later (SQLite's own busy handler sleeps up to 100 ms between two looks)."""
+    db = tmp_path / "busy.db"
+    async with open_sqlite(db, busy_timeout_ms=5000) as store:
+        stop = threading.Event()
+
+        def other_process() -> None:
+            with closing(sqlite3.connect(db, isolation_level=None, timeout=5)) as other:
+                while not stop.is_set():
+                    other.execute("BEGIN IMMEDIATE")
+                    time.sleep(0.015)  # a transaction of the other writer's
+                    other.execute("COMMIT")
+                    time.sleep(0.002)  # and the moment the lock is free
+
+        holder = threading.Thread(target=other_process)
+        holder.start()
+        waits: list[float] = []
+        try:
+            for i in range(20):
+                # At a different moment of the other writer's cycle each time.
+                await asyncio.sleep(0.0113)
+                started = time.monotonic()
+                await store.append_received(_new(i, "b"))
+                waits.append(time.monotonic() - started)
+        finally:
+            stop.set()
+            await asyncio.to_thread(holder.join)
+        assert _received_rows(db) == 20
+        waits.sort()
+        assert waits[len(waits) // 2] < 0.05, f"callbacks waited {waits}"
+        assert waits[-1] < 0.3, f"callbacks waited {waits}"
