@@ -12,7 +12,8 @@ The service runs as its users start it (``upscale serve --web-only``, and plain
 ``upscale serve`` with its loops on; the listener's guards on; INFO logs to a
 file): under plain ``serve`` each stored callback is also parsed and marked
 (unmatched: the token names a job id that does not exist) by the inbox loop in the
-same process.
+same process; and ``serve --web-only`` beside an ``upscale worker`` that does the
+same in a process of its own on the same SQLite file.
 
     python -m tests.bench.callbacks [--quick] [--duration S] [--no-profile]
 """
@@ -390,9 +391,15 @@ def interleaved(
     return out
 
 
-# The service's two shapes: a web process (``serve --web-only``: the ack path alone,
-# workers apply the inbox) and ``serve`` (the inbox applied in the same process).
-SERVICES: dict[str, bool] = {"serve --web-only": True, "serve": False}
+# The service's shapes, as (web only, a worker beside it): a web process (``serve
+# --web-only``: the ack path alone, workers apply the inbox), ``serve`` (the inbox
+# applied in the same process), and a web process beside an ``upscale worker``
+# filing and applying the inbox on the same SQLite file (the worker is paused with it).
+SERVICES: dict[str, tuple[bool, bool]] = {
+    "serve --web-only": (True, False),
+    "serve": (False, False),
+    "serve --web-only + worker": (True, True),
+}
 
 
 def measure(
@@ -419,13 +426,14 @@ def measure(
         # One shape at a time, each against the bare endpoint in its own rounds: plain
         # ``serve`` goes on filing its backlog long after its rounds, which would take
         # a core from whatever else was measured meanwhile.
-        for i, (name, web_only) in enumerate(SERVICES.items()):
+        for i, (name, (web_only, worker)) in enumerate(SERVICES.items()):
             port = free_port()
             server = service_proc(
                 port,
                 service_env(workdir / f"service-{i}", port),
                 workdir / f"service-{i}.log",
                 web_only=web_only,
+                worker=worker,
             )
             try:
                 server.start()

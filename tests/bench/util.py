@@ -61,7 +61,11 @@ class ServerProc:
     log_path: Path
     port: int
     health_url: str | None = None
+    # A second process (a worker beside a web process), started once this one is
+    # ready, with the same environment; paused, resumed and stopped with it.
+    beside: list[str] | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    companion: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, timeout_s: float = 30.0) -> ServerProc:
         with self.log_path.open("ab") as log:
@@ -74,6 +78,15 @@ class ServerProc:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.args} exited early:\n{self.log()}")
             if self._ready():
+                if self.beside is not None:
+                    with self.log_path.open("ab") as log:
+                        self.companion = subprocess.Popen(
+                            self.beside,
+                            env=dict(self.env),
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            cwd=REPO,
+                        )
                 return self
             time.sleep(0.05)
         self.stop()
@@ -92,25 +105,29 @@ class ServerProc:
         assert self.popen is not None
         return self.popen.pid
 
+    def _signal(self, sig: signal.Signals) -> None:
+        for proc in (self.popen, self.companion):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(sig)
+
     def pause(self) -> None:
         """Stop the process where it is (SIGSTOP): it takes no core until ``resume``."""
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.resume()
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self.popen = None
+        self.resume()
+        for proc in (self.companion, self.popen):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self.popen = self.companion = None
         _LIVE.discard(self)
 
     def log(self, tail: int = 4000) -> str:
@@ -154,14 +171,21 @@ def uvicorn_proc(
 
 
 def service_proc(
-    port: int, env: Mapping[str, str], log_path: Path, *, web_only: bool = False
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    web_only: bool = False,
+    worker: bool = False,
 ) -> ServerProc:
     """``upscale serve`` (``--web-only``) on ``port``: the service as its users start it,
-    with the listener's guards and options."""
+    with the listener's guards and options; with ``worker``, an ``upscale worker`` on
+    the same data beside it."""
     args = [PYTHON, "-m", "orchestrator.cli", "serve", "--host", HOST, "--port", str(port)]
     if web_only:
         args.append("--web-only")
-    return ServerProc(args, env, log_path, port, f"http://{HOST}:{port}/healthz")
+    beside = [PYTHON, "-m", "orchestrator.cli", "worker"] if worker else None
+    return ServerProc(args, env, log_path, port, f"http://{HOST}:{port}/healthz", beside)
 
 
 # -- numbers ---------------------------------------------------------------------------
