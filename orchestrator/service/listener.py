@@ -215,6 +215,8 @@ def server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Ser
     with uvicorn believing forwarded headers."""
     import uvicorn
 
+    from orchestrator.service.quiet_server import QuietServer
+
     # No access log: it would write signed callback and input URLs, and it halves
     # the throughput of the callback path.
     config = uvicorn.Config(
@@ -226,4 +228,4 @@ def server(settings: Settings, app: Any, *, host: str, port: int) -> uvicorn.Ser
         lifespan="on",
         **server_options(settings),
     )
-    return uvicorn.Server(config)
+    return QuietServer(config)
