@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 INTERVAL_S = 0.15
 
 # From <sys/inotify.h>.
-_IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x002, 0x100, 0x080
+_IN_MODIFY, _IN_CREATE, _IN_MOVED_TO, _IN_Q_OVERFLOW = 0x002, 0x100, 0x080, 0x4000
 _IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 
@@ -215,9 +215,10 @@ class _WalNotices:
                 return about_db
             at = 0
             while at + _EVENT.size <= len(data):
-                _, _, _, size = _EVENT.unpack_from(data, at)
+                _, mask, _, size = _EVENT.unpack_from(data, at)
                 name = data[at + _EVENT.size : at + _EVENT.size + size].rstrip(b"\0")
-                about_db = about_db or name in self._names
+                # Notices lost to a full queue may have been about the database.
+                about_db = about_db or name in self._names or bool(mask & _IN_Q_OVERFLOW)
                 at += _EVENT.size + size
 
 
