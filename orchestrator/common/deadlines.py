@@ -1,9 +1,11 @@
 """Deadlines of many things kept by one timer, rather than a timer each.
 
 On the request path a timer armed and cancelled per request costs a tenth of a
-callback; a deadline here costs a dict entry. While any deadline is set, the
-timer looks every ``tick_s`` for those that have passed and hands each to
-``expire``. A deadline is kept to within ``tick_s``.
+callback; a deadline here costs a dict entry. The timer fires when the earliest
+deadline passes (no sooner than ``tick_s`` after it last fired, so that
+deadlines passing close together are handed to ``expire`` together), and is not
+armed while none is set: nothing wakes for deadlines that lie far ahead. A
+deadline is kept to within ``tick_s``.
 """
 
 from __future__ import annotations
@@ -29,19 +31,30 @@ class Deadlines(Generic[K]):
         # path may pop from it directly.
         self.due: dict[K, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # When the timer fires (on its loop's clock).
+        self._at = 0.0
         # The loop the timer runs on.
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, key: K, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
-        self.due[key] = loop.time() + timeout_s
+        due = loop.time() + timeout_s
+        self.due[key] = due
         # (Something may outlive an event loop, as an app does in tests: a timer of an
-        # earlier loop would never fire, so one is armed on this loop.)
-        if self._timer is None or self.loop is not loop:
-            self.loop = loop
-            self._timer = loop.call_later(self.tick_s, self._sweep, loop)
+        # earlier loop would never fire, so one is armed on this loop.) A deadline
+        # later than the timer, as every one of the same length set after it, is
+        # looked at when it fires.
+        if self._timer is None or self.loop is not loop or due + self.tick_s < self._at:
+            self._arm(loop, due)
 
     def stop(self, key: K) -> None:
         self.due.pop(key, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if self._timer is not None and self.loop is loop:
+            self._timer.cancel()
+        self.loop = loop
+        self._at = max(due, loop.time() + self.tick_s)
+        self._timer = loop.call_at(self._at, self._sweep, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
@@ -51,4 +64,4 @@ class Deadlines(Generic[K]):
             if self._loop_of(key) is loop:  # (one of an earlier loop is dropped)
                 self._expire(key)
         if self.due:
-            self._timer = loop.call_later(self.tick_s, self._sweep, loop)
+            self._arm(loop, min(self.due.values()))
