@@ -124,10 +124,8 @@ class InboxWriter:
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
-        # The thread's connection waits for a lock by looking often itself
-        # (``_write_waiting``), not by SQLite's busy handler.
-        self._con = await self._run(self._connect, 0, True)
-        self._now = await self._run(self._connect, 0, False)
+        self._con = await self._run(self._connect, True)
+        self._now = await self._run(self._connect, False)
 
     async def close(self) -> None:
         """Finish what is queued, then close the connections and the thread."""
@@ -279,10 +277,11 @@ class InboxWriter:
             raise StoreUnavailable("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _connect(self, busy_timeout_ms: int, checkpoints: bool) -> sqlite3.Connection:
-        con = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+    def _connect(self, checkpoints: bool) -> sqlite3.Connection:
+        # Neither connection waits in SQLite's busy handler: the loop's never waits,
+        # and the thread's looks for a lock often itself (``_write_waiting``).
+        con = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
         con.execute(f"PRAGMA synchronous={self._synchronous}")
-        con.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if not checkpoints:
             con.execute("PRAGMA wal_autocheckpoint=0")
         limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
